@@ -1,0 +1,67 @@
+"""The application factory: `kehou run`, `kehou demo` and the tests all build the bot here.
+
+This module is the composition root, the one place in `bot/` that knows about `handlers/`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram.ext import ApplicationBuilder, ContextTypes
+from telegram.request import BaseRequest
+
+from bot import jobs, menus
+from bot.config import Settings
+from bot.context import BotContext, KehouApplication, Runtime
+from bot.i18n import I18n
+from bot.processor import PerUserUpdateProcessor
+from storage.db import Database
+from storage.persistence import SqlPersistence
+
+log = logging.getLogger(__name__)
+
+
+def build_application(
+    settings: Settings,
+    *,
+    request: BaseRequest | None = None,
+    db: Database | None = None,
+) -> KehouApplication:
+    """Build the bot. Nothing touches the network until the application is initialised."""
+    import handlers  # the composition root is the one place bot/ may reach up to handlers/
+    from handlers.common.errors import report_error
+
+    db = db or Database(settings.database_url)
+    runtime = Runtime(settings=settings, db=db, i18n=I18n(settings.timezone, settings.default_locale))
+    builder = (
+        ApplicationBuilder()
+        .application_class(KehouApplication, {"runtime": runtime})
+        .token(settings.require_token())
+        .context_types(ContextTypes(context=BotContext))
+        .persistence(SqlPersistence(db))
+        .concurrent_updates(PerUserUpdateProcessor())
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+    )
+    if settings.bot_base_url and settings.bot_base_file_url:
+        builder = builder.base_url(settings.bot_base_url).base_file_url(settings.bot_base_file_url)
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
+    application: KehouApplication = builder.build()  # type: ignore[assignment]
+    handlers.register(application)
+    application.add_error_handler(report_error)  # type: ignore[arg-type]
+    return application
+
+
+async def _post_init(application: KehouApplication) -> None:  # type: ignore[override]
+    """Runs once the bot is initialised, before it takes updates."""
+    runtime = application.runtime
+    assert application.job_queue is not None
+    jobs.configure_scheduler(application.job_queue)
+    await jobs.install_jobs(application, runtime)
+    await menus.set_default_menus(application.bot, runtime.i18n)
+    log.info("Kehou is up as @%s", application.bot.username)
+
+
+async def _post_shutdown(application: KehouApplication) -> None:  # type: ignore[override]
+    await application.runtime.db.dispose()

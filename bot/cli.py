@@ -1,0 +1,200 @@
+"""The `kehou` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, configure_logging
+
+log = logging.getLogger("kehou")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings)
+        return int(args.func(args, settings) or 0)
+    except ConfigError as error:
+        print(f"kehou: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kehou", description="Kehou (课后): the after-school service bot for schools."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bot (polling, or a webhook when configured)")
+    run.add_argument("--no-migrate", action="store_true", help="do not upgrade the database first")
+    run.set_defaults(func=_run)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=_migrate)
+
+    load = sub.add_parser("import", help="import or update a school from a YAML file")
+    load.add_argument("file", type=Path)
+    load.set_defaults(func=_import)
+
+    invite = sub.add_parser("invite", help="issue invite codes")
+    invite.add_argument("role", choices=["admin", "teachers", "parents"])
+    invite.add_argument("--school", required=True, help="the school's code from the import file")
+    invite.add_argument("--out", type=Path, default=Path("invites"), help="folder for files")
+    invite.add_argument(
+        "--class", dest="classes", action="append", help="a class code (repeatable; default all)"
+    )
+    invite.add_argument("--guardians", type=int, default=1, help="codes per child (default 1)")
+    invite.add_argument("--label", help="who an admin code is for, kept in the audit log")
+    invite.set_defaults(func=_invite)
+    return parser
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from telegram import Update
+
+    from bot.app import build_application
+    from storage.migrate import upgrade
+
+    settings.require_token()
+    if not args.no_migrate:
+        upgrade(settings.database_url)
+    application = build_application(settings)
+    if settings.webhook_url and settings.webhook_secret:
+        application.run_webhook(
+            listen=settings.listen_host,
+            port=settings.listen_port,
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get(),
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url, args.revision)
+    print(f"database is at {args.revision}")
+    return 0
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.importer import ImportValidationError, import_school
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+    async def go() -> int:
+        db = Database(settings.database_url)
+        try:
+            report = await import_school(db, args.file)
+        except ImportValidationError as error:
+            print(f"kehou: {args.file} was not imported:\n{error}", file=sys.stderr)
+            return 1
+        finally:
+            await db.dispose()
+        print(report)
+        return 0
+
+    return asyncio.run(go())
+
+
+def _invite(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.migrate import upgrade
+
+    upgrade(settings.database_url)
+    return asyncio.run(_invite_async(args, settings))
+
+
+async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from bot.i18n import I18n
+    from bot.services import invites, letters, qr
+    from storage.db import Database
+    from storage.models import Role, School, Teacher
+
+    ttl = dt.timedelta(days=settings.invite_ttl_days)
+    db = Database(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            school = await session.scalar(select(School).where(School.code == args.school))
+            if school is None:
+                print(f"kehou: no school with code {args.school!r}; import it first", file=sys.stderr)
+                return 1
+            args.out.mkdir(parents=True, exist_ok=True)
+            if args.role == "admin":
+                code = await invites.create_invite(
+                    session,
+                    school_id=school.id,
+                    role=Role.ADMIN,
+                    ttl=ttl,
+                    label=args.label,
+                    actor_label="cli",
+                )
+                print(f"Admin invite for {school.name}: {invites.pretty(code)}")
+                link = qr.deep_link(settings.bot_username, code)
+                print(f"Send it to the bot as: /start {code}" + (f"\nor open: {link}" if link else ""))
+                return 0
+            if args.role == "teachers":
+                teachers = await session.scalars(
+                    select(Teacher)
+                    .where(Teacher.school_id == school.id, Teacher.user_id.is_(None))
+                    .order_by(Teacher.code)
+                )
+                rows = []
+                for teacher in teachers:
+                    code = await invites.create_invite(
+                        session,
+                        school_id=school.id,
+                        role=Role.TEACHER,
+                        teacher_id=teacher.id,
+                        ttl=ttl,
+                        actor_label="cli",
+                    )
+                    rows.append((teacher.code, teacher.name, code))
+                path = args.out / "teachers.csv"
+                letters.write_teacher_csv(rows, path, bot_username=settings.bot_username)
+                print(f"{len(rows)} teacher codes written to {path}")
+                return 0
+            invitations = await letters.issue_parent_invitations(
+                session,
+                school_id=school.id,
+                class_codes=args.classes,
+                ttl=ttl,
+                bot_username=settings.bot_username,
+                guardians_per_child=args.guardians,
+            )
+            translator = I18n(settings.timezone, settings.default_locale).get(school.default_locale)
+            by_class: dict[str, list[letters.ParentInvitation]] = {}
+            for invitation in invitations:
+                by_class.setdefault(invitation.class_code, []).append(invitation)
+            for class_code, group in by_class.items():
+                letters.write_csv(group, args.out / f"parents-{class_code}.csv")
+                pdf = letters.render_letters_pdf(
+                    group, school_name=school.name, translator=translator
+                )
+                (args.out / f"letters-{class_code}.pdf").write_bytes(pdf)
+            print(
+                f"{len(invitations)} parent codes for {len(by_class)} classes written to {args.out}"
+            )
+            return 0
+    except ValueError as error:
+        print(f"kehou: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()

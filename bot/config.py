@@ -1,0 +1,204 @@
+"""Settings, read once from the environment (and an optional `.env`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from bot.i18n import SUPPORTED_LOCALES
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///kehou.sqlite3"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: Secret | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    api_base_url: str | None = None
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    default_locale: str = "zh_CN"
+    webhook_url: str | None = None
+    webhook_secret: Secret | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    invite_ttl_days: int = 30
+    bot_username: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def bot_base_url(self) -> str | None:
+        return f"{self.api_base_url.rstrip('/')}/bot" if self.api_base_url else None
+
+    @property
+    def bot_base_file_url(self) -> str | None:
+        return f"{self.api_base_url.rstrip('/')}/file/bot" if self.api_base_url else None
+
+    def require_token(self) -> str:
+        if not self.token:
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token "
+                "in the environment or in .env (see README)"
+            )
+        return self.token.get()
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Read settings; the process environment wins over `.env`."""
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        return cls._parse(values)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        token = get("TELEGRAM_BOT_TOKEN")
+        if token is not None and (":" not in token or not token.split(":", 1)[0].isdigit()):
+            raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (<digits>:<key>)")
+
+        database_url = get("KEHOU_DATABASE_URL") or DEFAULT_DATABASE_URL
+        if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ConfigError(
+                "KEHOU_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+
+        api_base_url = get("KEHOU_API_BASE_URL")
+        if api_base_url is not None:
+            _check_http_url("KEHOU_API_BASE_URL", api_base_url)
+
+        tz_name = get("KEHOU_TIMEZONE") or "Asia/Shanghai"
+        try:
+            timezone = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"KEHOU_TIMEZONE: unknown time zone {tz_name!r}") from None
+
+        locale = get("KEHOU_DEFAULT_LOCALE") or "zh_CN"
+        if locale not in SUPPORTED_LOCALES:
+            raise ConfigError(
+                f"KEHOU_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}, "
+                f"not {locale!r}"
+            )
+
+        webhook_url = get("KEHOU_WEBHOOK_URL")
+        webhook_secret = get("KEHOU_WEBHOOK_SECRET")
+        if webhook_url is not None:
+            _check_http_url("KEHOU_WEBHOOK_URL", webhook_url)
+            if webhook_secret is None:
+                raise ConfigError("KEHOU_WEBHOOK_SECRET is required when KEHOU_WEBHOOK_URL is set")
+        if webhook_secret is not None and not _valid_webhook_secret(webhook_secret):
+            raise ConfigError(
+                "KEHOU_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+
+        listen = get("KEHOU_LISTEN") or "127.0.0.1:8080"
+        host, _, port_text = listen.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(f"KEHOU_LISTEN must be host:port, not {listen!r}")
+
+        ttl_text = get("KEHOU_INVITE_TTL_DAYS") or "30"
+        if not ttl_text.isdigit() or not 1 <= int(ttl_text) <= 365:
+            raise ConfigError("KEHOU_INVITE_TTL_DAYS must be a whole number of days from 1 to 365")
+
+        bot_username = (get("KEHOU_BOT_USERNAME") or "").lstrip("@") or None
+        if bot_username is not None and not (
+            5 <= len(bot_username) <= 32 and bot_username.replace("_", "").isalnum()
+        ):
+            raise ConfigError(f"KEHOU_BOT_USERNAME is not a Telegram username: {bot_username!r}")
+
+        log_level = (get("KEHOU_LOG_LEVEL") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("KEHOU_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+
+        return cls(
+            token=Secret(token) if token else None,
+            database_url=database_url,
+            api_base_url=api_base_url,
+            timezone=timezone,
+            default_locale=locale,
+            webhook_url=webhook_url,
+            webhook_secret=Secret(webhook_secret) if webhook_secret else None,
+            listen_host=host,
+            listen_port=int(port_text),
+            invite_ttl_days=int(ttl_text),
+            bot_username=bot_username,
+            log_level=log_level,
+        )
+
+
+def _check_http_url(name: str, value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, not {value!r}")
+
+
+def _valid_webhook_secret(value: str) -> bool:
+    return 1 <= len(value) <= 256 and all(c.isalnum() or c in "_-" for c in value)
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in every log record, whatever library wrote it."""
+
+    def __init__(self, *secrets: str) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if any(s in message for s in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr with secrets redacted; called by the CLI, never at import time."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    secrets = [s.get() for s in (settings.token, settings.webhook_secret) if s]
+    handler.addFilter(RedactingFilter(*secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # httpx logs every request URL at INFO, and the Bot API URL contains the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,65 @@
+"""Scheduled work, derived from the database whenever the bot starts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select
+from telegram.ext import Application, JobQueue
+
+from bot.context import BotContext, Runtime
+from bot.services import invites
+from storage.models import Invite, School, utcnow
+
+log = logging.getLogger(__name__)
+
+# APScheduler skips a run that starts more than misfire_grace_time late (default: 1 s), which
+# after a restart or a busy event loop silently drops a day's work. Allow an hour, and run a
+# job that missed several times only once.
+JOB_DEFAULTS = {"misfire_grace_time": 3600, "coalesce": True, "max_instances": 1}
+HOUSEKEEPING_AT = dt.time(3, 0)
+KEEP_DEAD_INVITES = dt.timedelta(days=90)
+
+
+def configure_scheduler(job_queue: JobQueue) -> None:  # type: ignore[type-arg]
+    """Give every job Kehou's defaults; call before the scheduler starts."""
+    job_queue.scheduler.configure(job_defaults=JOB_DEFAULTS, **job_queue.scheduler_configuration)
+
+
+async def install_jobs(application: Application, runtime: Runtime) -> list[str]:  # type: ignore[type-arg]
+    """(Re)create every scheduled job from the database; returns the job names."""
+    job_queue = application.job_queue
+    assert job_queue is not None
+    async with runtime.db.transaction() as session:
+        schools = list(await session.execute(select(School.id, School.timezone)))
+    names = []
+    for school_id, timezone in schools:
+        name = f"housekeeping:{school_id}"
+        for old in job_queue.get_jobs_by_name(name):
+            old.schedule_removal()
+        job_queue.run_daily(
+            housekeeping,
+            time=HOUSEKEEPING_AT.replace(tzinfo=ZoneInfo(timezone)),
+            name=name,
+            data=school_id,
+        )
+        names.append(name)
+    log.info("scheduled %d jobs", len(names))
+    return names
+
+
+async def housekeeping(context: BotContext) -> None:
+    """Nightly, in the school's time zone: forget what no longer needs keeping."""
+    assert context.job is not None
+    school_id = context.job.data
+    async with context.db.transaction() as session:
+        await invites.forget_failures(session, older_than=invites.FAILURE_WINDOW)
+        # Codes that were used or expired long ago protect nothing and name children.
+        await session.execute(
+            delete(Invite).where(
+                Invite.school_id == school_id,
+                Invite.expires_at < utcnow() - KEEP_DEAD_INVITES,
+            )
+        )

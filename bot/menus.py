@@ -1,0 +1,68 @@
+"""The command menu each user sees, by role and language."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from telegram import Bot, BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
+from telegram.error import TelegramError
+
+from bot.i18n import I18n, N_, Translator
+from storage.models import Role
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    description: str  # an untranslated msgid
+    roles: frozenset[Role] | None = None  # None: everyone, registered or not
+
+    def visible_to(self, roles: frozenset[Role]) -> bool:
+        return self.roles is None or bool(self.roles & roles)
+
+
+PARENT = frozenset({Role.PARENT})
+
+# Order is the order of the menu. Later features add their commands here.
+COMMANDS = (
+    Command("start", N_("Start, or enter an invite code")),
+    Command("help", N_("What I can do for you")),
+    Command("language", N_("Change language")),
+    Command("mydata", N_("See everything Kehou holds about you"), PARENT),
+    Command("forget", N_("Unlink your account and delete your data"), PARENT),
+    Command("cancel", N_("Cancel the current step")),
+)
+
+# Commands that deal with one person's data or a private flow: never answered in a group.
+PRIVATE_ONLY = tuple(c.name for c in COMMANDS)
+
+log = logging.getLogger(__name__)
+
+
+def commands_for(roles: frozenset[Role]) -> list[Command]:
+    return [c for c in COMMANDS if c.visible_to(roles)]
+
+
+def bot_commands(roles: frozenset[Role], t: Translator) -> list[BotCommand]:
+    return [BotCommand(c.name, t.gettext(c.description)) for c in commands_for(roles)]
+
+
+async def set_default_menus(bot: Bot, i18n: I18n) -> None:
+    """The menu of people with no role yet, in each language Telegram may ask for."""
+    scope = BotCommandScopeAllPrivateChats()
+    await bot.set_my_commands(bot_commands(frozenset(), i18n.get(None)), scope=scope)
+    for locale, translator in ((loc, i18n.get(loc)) for loc in i18n.catalogs):
+        language = locale.split("_")[0]
+        await bot.set_my_commands(
+            bot_commands(frozenset(), translator), scope=scope, language_code=language
+        )
+
+
+async def set_user_menu(bot: Bot, chat_id: int, roles: frozenset[Role], t: Translator) -> None:
+    """This chat's own menu, after a role or the language changed."""
+    try:
+        await bot.set_my_commands(bot_commands(roles, t), scope=BotCommandScopeChat(chat_id))
+    except TelegramError:
+        # A menu is a convenience: failing to set one must not undo what the user just did.
+        log.warning("could not set the command menu for chat %s", chat_id, exc_info=True)

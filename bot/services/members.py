@@ -1,0 +1,77 @@
+"""Who is writing: the Telegram account's Kehou user, roles and language."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Guardianship, Role, School, Student, User, utcnow
+
+# Writing last_seen_at on every update would turn each read into a write; once a minute is
+# plenty for "most recently used school".
+_SEEN_RESOLUTION = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A Telegram account as one school knows it."""
+
+    user_id: int
+    school_id: int
+    school_name: str
+    telegram_id: int
+    chat_id: int | None
+    locale: str | None
+    roles: frozenset[Role]
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
+    """The account's most recently used school membership, or None for a stranger."""
+    row = (
+        await session.execute(
+            select(User, School.name)
+            .join(School, School.id == User.school_id)
+            .where(User.telegram_id == telegram_id)
+            .order_by(User.last_seen_at.desc(), User.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    user, school_name = row
+    now = utcnow()
+    if now - user.last_seen_at > _SEEN_RESOLUTION:
+        await session.execute(update(User).where(User.id == user.id).values(last_seen_at=now))
+    return Member(
+        user_id=user.id,
+        school_id=user.school_id,
+        school_name=school_name,
+        telegram_id=user.telegram_id,
+        chat_id=user.chat_id,
+        locale=user.locale,
+        roles=user.role_set,
+    )
+
+
+async def set_locale(session: AsyncSession, telegram_id: int, locale: str) -> None:
+    """Save the language choice on every school membership of the account."""
+    await session.execute(
+        update(User).where(User.telegram_id == telegram_id).values(locale=locale)
+    )
+
+
+async def children_of(session: AsyncSession, user_id: int) -> list[Student]:
+    """The students this user is a guardian of, in class and name order."""
+    result = await session.scalars(
+        select(Student)
+        .join(Guardianship, Guardianship.student_id == Student.id)
+        .where(Guardianship.user_id == user_id)
+        .order_by(Student.class_id, Student.name)
+    )
+    return list(result)

@@ -1,0 +1,160 @@
+"""A guardian's rights over their data (PIPL art. 28, 31): see it all, and have it deleted."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services import audit
+from storage.models import (
+    Attendance,
+    Enrolment,
+    Guardianship,
+    Leave,
+    Outbox,
+    OutboxStatus,
+    Rating,
+    Role,
+    School,
+    SchoolClass,
+    Student,
+    User,
+    UserRole,
+)
+
+
+@dataclass
+class ChildRecord:
+    name: str
+    student_no: str
+    class_name: str
+    photo_consent: bool
+    consented_at: dt.datetime
+    enrolments: list[dict[str, Any]] = field(default_factory=list)
+    leaves: list[dict[str, Any]] = field(default_factory=list)
+    attendance: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class GuardianRecord:
+    """Everything Kehou holds about one account and the children linked to it."""
+
+    school_name: str
+    telegram_id: int
+    display_name: str
+    locale: str | None
+    roles: list[str]
+    created_at: dt.datetime
+    children: list[ChildRecord]
+    ratings: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, dt.date | dt.datetime | dt.time):
+                return value.isoformat()
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, ChildRecord):
+                return plain(value.__dict__)
+            return value
+
+        return {k: plain(v) for k, v in self.__dict__.items()}
+
+
+async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
+    """The guardian's own record, for /mydata."""
+    user = await session.get(User, user_id)
+    if user is None:
+        raise LookupError(user_id)
+    school_name = await session.scalar(select(School.name).where(School.id == user.school_id))
+    rows = await session.execute(
+        select(Guardianship, Student, SchoolClass.name)
+        .join(Student, Student.id == Guardianship.student_id)
+        .join(SchoolClass, SchoolClass.id == Student.class_id)
+        .where(Guardianship.user_id == user_id)
+        .order_by(Student.name)
+    )
+    children = []
+    for link, student, class_name in rows:
+        child = ChildRecord(
+            name=student.name,
+            student_no=student.student_no,
+            class_name=class_name,
+            photo_consent=link.photo_consent,
+            consented_at=link.consented_at,
+        )
+        for enrolment in await session.scalars(
+            select(Enrolment).where(Enrolment.student_id == student.id)
+        ):
+            child.enrolments.append(
+                {
+                    "course_id": enrolment.course_id,
+                    "status": enrolment.status.value,
+                    "since": enrolment.created_at,
+                }
+            )
+        for leave in await session.scalars(select(Leave).where(Leave.student_id == student.id)):
+            child.leaves.append({"date": leave.date, "reason": leave.reason})
+        for mark in await session.scalars(
+            select(Attendance).where(Attendance.student_id == student.id)
+        ):
+            child.attendance.append({"session_id": mark.session_id, "status": mark.status.value})
+        children.append(child)
+    ratings = [
+        {
+            "course_id": r.course_id,
+            "aspect": r.aspect.value,
+            "score": r.score,
+            "comment": r.comment,
+        }
+        for r in await session.scalars(select(Rating).where(Rating.user_id == user_id))
+    ]
+    return GuardianRecord(
+        school_name=school_name or "",
+        telegram_id=user.telegram_id,
+        display_name=user.display_name,
+        locale=user.locale,
+        roles=sorted(r.value for r in user.role_set),
+        created_at=user.created_at,
+        children=children,
+        ratings=ratings,
+    )
+
+
+async def forget(session: AsyncSession, user_id: int) -> bool:
+    """Unlink the guardian from every child and delete their own data.
+
+    Children's school records (roster, attendance) belong to the school and stay. Ratings stay
+    as anonymous feedback (their user link is cleared). A user who is also a teacher or admin
+    keeps that account and role; only the guardian side is removed. Returns True when the whole
+    account was deleted.
+    """
+    user = await session.get(User, user_id)
+    if user is None:
+        return False
+    school_id = user.school_id
+    await session.execute(delete(Guardianship).where(Guardianship.user_id == user_id))
+    await session.execute(
+        delete(UserRole).where(UserRole.user_id == user_id, UserRole.role == Role.PARENT)
+    )
+    await session.execute(update(Rating).where(Rating.user_id == user_id).values(user_id=None))
+    # Nothing more should reach a guardian who asked to be forgotten.
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.user_id == user_id, Outbox.status == OutboxStatus.PENDING)
+        .values(status=OutboxStatus.CANCELLED)
+    )
+    await session.refresh(user, ["roles"])
+    whole_account = not user.roles
+    if whole_account:
+        await session.delete(user)
+    # The audit row keeps no personal data: only that a guardian used their right.
+    audit.record(session, school_id, "guardian.forget", details={"account_deleted": whole_account})
+    await session.flush()
+    return whole_account

@@ -1,0 +1,39 @@
+"""Every handler of Kehou, registered in one place, in order."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, TypeHandler, filters
+
+from handlers.common import cancel, groups, help, language, loader, privacy, start
+from storage.persistence import persist_now
+
+# Handler groups run in ascending order; within a group the first matching handler wins.
+#  -1  the loader: every update gets its user, roles and translator before any feature runs.
+#   0  features. Group redirects come first, so a personal command typed in a class group is
+#      never answered in front of the group; the onboarding conversation comes before the
+#      plain commands, so /start and a typed code reach it.
+#      Last in group 0 come the fallbacks (stale buttons, /cancel with nothing to cancel):
+#      only one handler per group runs, so they answer exactly the updates no feature took.
+# 100  write-through of conversation state and user data, after every feature has run.
+LOADER, FEATURES, PERSIST = -1, 0, 100
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(TypeHandler(Update, loader.load_member), group=LOADER)
+
+    application.add_handlers(groups.handlers(), group=FEATURES)
+    application.add_handler(start.conversation(), group=FEATURES)
+    application.add_handler(
+        CommandHandler("help", help.show_help, filters=filters.ChatType.PRIVATE), group=FEATURES
+    )
+    application.add_handlers(language.handlers(), group=FEATURES)
+    application.add_handlers(privacy.handlers(), group=FEATURES)
+
+    application.add_handler(
+        CommandHandler("cancel", cancel.nothing_to_cancel, filters=filters.ChatType.PRIVATE),
+        group=FEATURES,
+    )
+    application.add_handler(CallbackQueryHandler(cancel.stale_button), group=FEATURES)
+
+    application.add_handler(TypeHandler(Update, persist_now), group=PERSIST)

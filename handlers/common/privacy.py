@@ -1,0 +1,143 @@
+"""/mydata and /forget: a guardian sees, or deletes, what Kehou holds about them."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from telegram import BotCommandScopeChat, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import TelegramError
+from telegram.ext import CallbackQueryHandler, CommandHandler, filters
+
+from bot import menus
+from bot.context import BotContext
+from bot.services import privacy
+from storage.models import Role
+
+
+async def show_my_data(update: Update, context: BotContext) -> None:
+    """Send a summary and the full record as a JSON file."""
+    t = context.t
+    message = update.effective_message
+    assert message is not None
+    if context.member is None:
+        await message.reply_text(
+            t.gettext(
+                "Kehou holds no account for you: you have not joined a school. Apart from your "
+                "language choice, nothing about you is stored."
+            )
+        )
+        return
+    async with context.db.transaction() as session:
+        record = await privacy.export(session, context.member.user_id)
+    lines = [t.gettext("This is everything Kehou holds about you and your children."), ""]
+    lines.append(t.gettext("Name: {name}").format(name=record.display_name))
+    lines.append(t.gettext("School: {school}").format(school=record.school_name))
+    lines.append(
+        t.gettext("Joined: {date}").format(date=t.datetime(record.created_at, format="short"))
+    )
+    for child in record.children:
+        photos = t.gettext("allowed") if child.photo_consent else t.gettext("not allowed")
+        lines.append("")
+        lines.append(
+            t.gettext("{child}, {class_name}, school number {number}").format(
+                child=child.name, class_name=child.class_name, number=child.student_no
+            )
+        )
+        lines.append(
+            t.gettext("Consent given {date}; photos in daily updates: {photos}").format(
+                date=t.date(child.consented_at.astimezone(t.timezone).date()), photos=photos
+            )
+        )
+        lines.append(
+            t.ngettext(
+                "{count} course record", "{count} course records", len(child.enrolments)
+            ).format(count=len(child.enrolments))
+            + " · "
+            + t.ngettext(
+                "{count} attendance record", "{count} attendance records", len(child.attendance)
+            ).format(count=len(child.attendance))
+            + " · "
+            + t.ngettext("{count} leave", "{count} leaves", len(child.leaves)).format(
+                count=len(child.leaves)
+            )
+        )
+    lines.append("")
+    lines.append(t.gettext("The attached file has every record in full. /forget deletes your data."))
+    await message.reply_text("\n".join(lines))
+    payload = json.dumps(record.as_dict(), ensure_ascii=False, indent=2).encode()
+    await message.reply_document(
+        document=io.BytesIO(payload),
+        filename="kehou-mydata.json",
+        caption=t.gettext("Your data in Kehou"),
+    )
+
+
+async def ask_forget(update: Update, context: BotContext) -> None:
+    """Explain what /forget deletes and ask for confirmation."""
+    t = context.t
+    message = update.effective_message
+    assert message is not None
+    if context.member is None:
+        await message.reply_text(t.gettext("Kehou holds no account for you, so there is nothing to delete."))
+        return
+    keyboard = InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(t.gettext("Yes, delete my data"), callback_data="forget:yes")],
+            [InlineKeyboardButton(t.gettext("No, keep everything"), callback_data="forget:no")],
+        ]
+    )
+    await message.reply_text(
+        t.gettext(
+            "This unlinks your account from all your children and deletes your own data "
+            "(your name, language and consent records). Ratings you gave stay, without your "
+            "name. Your children's school records stay with the school. You will stop "
+            "receiving messages. To come back you need a new invite code.\n\nDelete now?"
+        ),
+        reply_markup=keyboard,
+    )
+
+
+async def confirm_forget(update: Update, context: BotContext) -> None:
+    """Carry out /forget after the user confirmed."""
+    query = update.callback_query
+    assert query is not None
+    t = context.t
+    await query.answer()
+    if query.data != "forget:yes":
+        await query.edit_message_text(t.gettext("Nothing was deleted."))
+        return
+    member = context.member  # loaded afresh for this press: the button proves nothing
+    if member is None:
+        await query.edit_message_text(t.gettext("Kehou holds no account for you, so there is nothing to delete."))
+        return
+    async with context.db.transaction() as session:
+        whole_account = await privacy.forget(session, member.user_id)
+    await context.application.drop_user_data(query.from_user.id)
+    remaining = member.roles - {Role.PARENT}
+    chat_id = update.effective_chat.id  # type: ignore[union-attr]
+    if whole_account:
+        try:
+            await context.bot.delete_my_commands(scope=BotCommandScopeChat(chat_id))
+        except TelegramError:
+            pass  # the default menu shows anyway once the chat's own is gone or stale
+        await query.edit_message_text(
+            t.gettext("Your data has been deleted and your account unlinked. Goodbye.")
+        )
+    else:
+        await menus.set_user_menu(context.bot, chat_id, frozenset(remaining), t)
+        await query.edit_message_text(
+            t.gettext(
+                "You are unlinked from your children and your guardian data is deleted. "
+                "Your staff account stays."
+            )
+        )
+
+
+def handlers() -> list[CommandHandler | CallbackQueryHandler]:  # type: ignore[type-arg]
+    private = filters.ChatType.PRIVATE
+    return [
+        CommandHandler("mydata", show_my_data, filters=private),
+        CommandHandler("forget", ask_forget, filters=private),
+        CallbackQueryHandler(confirm_forget, pattern=r"^forget:(yes|no)$"),
+    ]

@@ -1,0 +1,244 @@
+"""Onboarding: /start, invite codes, the privacy notice and the guardian's consent."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot import menus
+from bot.context import BotContext
+from bot.i18n import N_, Translator
+from bot.services import invites
+from bot.services.invites import InvitePreview, Redeemed, Refusal
+from handlers.common.cancel import cancel
+from handlers.common.help import show_help
+from handlers.common.loader import LOCALE_KEY
+from handlers.common.text import role_names
+from storage.models import Role
+
+AWAIT_CODE, CONSENT, PHOTOS = range(3)
+PENDING = "pending_invite"  # the invite id being redeemed; never the code itself
+
+REFUSALS = {
+    Refusal.THROTTLED: N_(
+        "Too many wrong codes. Please wait 15 minutes and try again, or ask the school "
+        "for a new code."
+    ),
+    Refusal.UNKNOWN: N_(
+        "That is not a valid invite code. Please check it against your letter and send it "
+        "again."
+    ),
+    Refusal.EXPIRED: N_("This code has expired. Please ask the school for a new one."),
+    Refusal.USED: N_(
+        "This code has already been used. Each guardian needs their own code: please ask "
+        "the school for one."
+    ),
+    Refusal.ALREADY_LINKED: N_(
+        "Your account is already linked to this child. Send /help to see what you can do."
+    ),
+}
+
+
+async def start(update: Update, context: BotContext) -> int:
+    """/start, /start <code> from a deep link, or a welcome back."""
+    if context.args and context.args[0] == "help":
+        # The deep link from a group chat ("open a private chat with me").
+        await show_help(update, context)
+        return ConversationHandler.END
+    if context.args:
+        return await _try_code(update, context, context.args[0])
+    t = context.t
+    member = context.member
+    if member is not None:
+        await update.effective_message.reply_text(  # type: ignore[union-attr]
+            t.gettext(
+                "Welcome back to Kehou. You are linked to {school} as {roles}.\n"
+                "Send /help to see what you can do, or send another invite code to link "
+                "another child."
+            ).format(school=member.school_name, roles=role_names(t, member.roles))
+        )
+        return AWAIT_CODE
+    await update.effective_message.reply_text(  # type: ignore[union-attr]
+        t.gettext(
+            "Welcome to Kehou (课后), your school's after-school service assistant.\n\n"
+            "Parents sign their children up for after-school sessions, tell the school when a "
+            "child will be away, see fees and daily updates, and rate the service at the end "
+            "of term. Teachers take attendance, and the school publishes its programme here.\n\n"
+            "To begin, send the invite code from your school's letter: 16 letters and digits, "
+            "like ABCD-EFGH-JKMN-PQRS."
+        )
+    )
+    return AWAIT_CODE
+
+
+async def receive_code(update: Update, context: BotContext) -> int:
+    """A typed invite code."""
+    return await _try_code(update, context, update.effective_message.text or "")  # type: ignore[union-attr]
+
+
+async def _try_code(update: Update, context: BotContext, text: str) -> int:
+    t = context.t
+    telegram_id = update.effective_user.id  # type: ignore[union-attr]
+    async with context.db.transaction() as session:
+        result = await invites.inspect(session, telegram_id, text)
+    message = update.effective_message
+    assert message is not None
+    if isinstance(result, Refusal):
+        await message.reply_text(t.gettext(REFUSALS[result]))
+        return ConversationHandler.END if result is Refusal.THROTTLED else AWAIT_CODE
+    if result.role is Role.PARENT:
+        context.user_data[PENDING] = result.invite_id  # type: ignore[index]
+        await message.reply_text(_privacy_notice(t, result), reply_markup=_consent_keyboard(t))
+        return CONSENT
+    redeemed = await _redeem(update, context, result.invite_id, photo_consent=None)
+    if isinstance(redeemed, Refusal):
+        await message.reply_text(t.gettext(REFUSALS[redeemed]))
+        return AWAIT_CODE
+    await message.reply_text(_welcome(t, result, redeemed))
+    return ConversationHandler.END
+
+
+def _privacy_notice(t: Translator, preview: InvitePreview) -> str:
+    return t.gettext(
+        "This code links your Telegram account to {child} ({class_name}) at {school}.\n\n"
+        "Before we link it, please read how Kehou handles your child's information:\n"
+        "• We keep only what the after-school service needs: your child's name, class and "
+        "school number, the courses chosen, attendance and leave, fees, and your ratings.\n"
+        "• Only you, your child's other guardians, the teachers of your child's sessions "
+        "and the school's after-school admins can see it.\n"
+        "• You can see everything we hold with /mydata and delete your account with /forget "
+        "at any time.\n"
+        "• Taking part in the after-school service is voluntary.\n\n"
+        "Do you agree?"
+    ).format(child=preview.student_name, class_name=preview.class_name, school=preview.school_name)
+
+
+def _consent_keyboard(t: Translator) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(t.gettext("I agree"), callback_data="consent:yes"),
+                InlineKeyboardButton(t.gettext("I do not agree"), callback_data="consent:no"),
+            ]
+        ]
+    )
+
+
+async def answer_consent(update: Update, context: BotContext) -> int:
+    """The guardian accepts or declines the privacy notice."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    t = context.t
+    if context.user_data.get(PENDING) is None:  # type: ignore[union-attr]
+        await query.edit_message_text(t.gettext("This step has expired. Send /start to begin again."))
+        return ConversationHandler.END
+    if query.data != "consent:yes":
+        context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
+        await query.edit_message_text(
+            t.gettext(
+                "Nothing was linked and nothing was stored. If you change your mind, send "
+                "/start and your code again."
+            )
+        )
+        return ConversationHandler.END
+    keyboard = InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(t.gettext("Yes, photos are fine"), callback_data="photos:yes")],
+            [InlineKeyboardButton(t.gettext("No photos of my child"), callback_data="photos:no")],
+        ]
+    )
+    await query.edit_message_text(
+        t.gettext(
+            "Thank you. One more question: may teachers share photos in which your child "
+            "appears in the daily updates to parents? You can change this later."
+        ),
+        reply_markup=keyboard,
+    )
+    return PHOTOS
+
+
+async def answer_photos(update: Update, context: BotContext) -> int:
+    """The guardian's photo choice; this links the account to the child."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    t = context.t
+    invite_id = context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
+    if invite_id is None:
+        await query.edit_message_text(t.gettext("This step has expired. Send /start to begin again."))
+        return ConversationHandler.END
+    redeemed = await _redeem(update, context, invite_id, photo_consent=query.data == "photos:yes")
+    if isinstance(redeemed, Refusal):
+        await query.edit_message_text(t.gettext(REFUSALS[redeemed]))
+        return ConversationHandler.END
+    text = t.gettext(
+        "Done! Your account is now linked to {child}. Send /help to see what you can do."
+    ).format(child=redeemed.student_name)
+    if query.data == "photos:yes":
+        text += "\n" + t.gettext("Photos: allowed.")
+    else:
+        text += "\n" + t.gettext("Photos: not allowed. Teachers will leave your child out.")
+    await query.edit_message_text(text)
+    return ConversationHandler.END
+
+
+async def _redeem(
+    update: Update, context: BotContext, invite_id: int, *, photo_consent: bool | None
+) -> Redeemed | Refusal:
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    async with context.db.transaction() as session:
+        result = await invites.redeem(
+            session,
+            invite_id=invite_id,
+            telegram_id=user.id,
+            chat_id=chat.id,
+            display_name=user.full_name,
+            locale=context.user_data.get(LOCALE_KEY),  # type: ignore[union-attr]
+            photo_consent=photo_consent,
+        )
+    if not isinstance(result, Refusal):
+        await menus.set_user_menu(context.bot, chat.id, result.roles, context.t)
+    return result
+
+
+def _welcome(t: Translator, preview: InvitePreview, redeemed: Redeemed) -> str:
+    if redeemed.role is Role.ADMIN:
+        text = t.gettext("Done! You are now an after-school admin of {school}.")
+    else:
+        text = t.gettext("Done! You are now a teacher at {school}.")
+    return (
+        text.format(school=preview.school_name)
+        + "\n"
+        + t.gettext("Send /help to see what you can do.")
+    )
+
+
+def conversation() -> ConversationHandler:  # type: ignore[type-arg]
+    """The onboarding conversation, persisted so a restart does not lose a half-done link."""
+    private = filters.ChatType.PRIVATE
+    code_text = private & filters.TEXT & ~filters.COMMAND
+    return ConversationHandler(
+        entry_points=[
+            CommandHandler("start", start, filters=private),
+            # A code typed without /start first is still welcome.
+            MessageHandler(code_text & filters.Regex(r"^\s*[0-9A-Za-z]{4}([\s-]?[0-9A-Za-z]{4}){3}\s*$"), receive_code),
+        ],
+        states={
+            AWAIT_CODE: [MessageHandler(code_text, receive_code)],
+            CONSENT: [CallbackQueryHandler(answer_consent, pattern=r"^consent:(yes|no)$")],
+            PHOTOS: [CallbackQueryHandler(answer_photos, pattern=r"^photos:(yes|no)$")],
+        },
+        fallbacks=[CommandHandler("cancel", cancel)],
+        name="onboarding",
+        persistent=True,
+        allow_reentry=True,
+    )

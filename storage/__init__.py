@@ -1,0 +1,1 @@
+"""Kehou's storage layer: models, sessions, queries, migrations and PTB persistence."""

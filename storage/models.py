@@ -1,0 +1,748 @@
+"""The database schema: one class per table, constraints where they protect data.
+
+Every table that holds a school's data carries ``school_id``. Two tables belong to the bot
+deployment rather than to one school and are documented as such in ``docs/DATA.md``:
+``bot_state`` (PTB conversation persistence) and ``invite_attempts`` (throttling of code
+guesses by a Telegram account that has no school yet).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone, so store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+def enum_type(enum_cls: type[enum.Enum], name: str) -> Enum:
+    """A VARCHAR with a CHECK constraint on both SQLite and PostgreSQL."""
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=max(len(m.value) for m in enum_cls),  # type: ignore[attr-defined]
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+# --- enumerations -----------------------------------------------------------------------------
+
+
+class Role(enum.StrEnum):
+    PARENT = "parent"
+    TEACHER = "teacher"
+    ADMIN = "admin"
+
+
+class CalendarKind(enum.StrEnum):
+    HOLIDAY = "holiday"  # a weekday with no school, so no service
+    WORKDAY = "workday"  # 调休/补班: a weekend day that runs one weekday's timetable
+    NO_SERVICE = "no_service"  # school runs, after-school service does not (exams, events)
+
+
+class Category(enum.StrEnum):
+    """The eight activity categories of the Jiangxi catalogue (POLICY.md)."""
+
+    HOMEWORK = "homework"  # 辅导答疑
+    SCIENCE = "science"  # 科技活动
+    ARTS = "arts"  # 美育
+    SPORTS = "sports"  # 体育锻炼
+    LABOUR = "labour"  # 劳动实践
+    READING = "reading"  # 阅读朗诵
+    WELLBEING = "wellbeing"  # 心理健康和安全教育
+    OFF_CAMPUS = "off_campus"  # 校外活动
+
+
+class Level(enum.StrEnum):
+    ENTRY = "entry"
+    ADVANCED = "advanced"
+
+
+class TeacherKind(enum.StrEnum):
+    STAFF = "staff"  # school staff
+    RETIRED = "retired"  # 退休教师
+    VOLUNTEER = "volunteer"  # 大学生志愿者
+    HERITAGE = "heritage"  # 非遗传承人
+    PROVIDER = "provider"  # a whitelisted provider's staff
+
+
+class ProviderKind(enum.StrEnum):
+    SCHOOL = "school"
+    OUTSIDE = "outside"
+
+
+class WhitelistStatus(enum.StrEnum):
+    WHITELISTED = "whitelisted"
+    PENDING = "pending"
+    REMOVED = "removed"
+    BLACKLISTED = "blacklisted"
+
+
+class SessionStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
+
+
+class EnrolmentStatus(enum.StrEnum):
+    ENROLLED = "enrolled"
+    WAITLISTED = "waitlisted"
+    WITHDRAWN = "withdrawn"
+
+
+class AttendanceStatus(enum.StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+    LEAVE = "leave"
+    LATE = "late"
+
+
+class FeeUnit(enum.StrEnum):
+    TERM = "term"
+    MONTH = "month"
+    SESSION = "session"
+
+
+class BillStatus(enum.StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    EXEMPT = "exempt"
+    REFUNDED = "refunded"
+
+
+class RatingAspect(enum.StrEnum):
+    CONTENT = "content"
+    TEACHING = "teaching"
+    SAFETY = "safety"
+    OVERALL = "overall"
+
+
+class BroadcastStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class Priority(enum.IntEnum):
+    URGENT = 0
+    INTERACTIVE = 1
+    NORMAL = 2
+    BULK = 3
+
+
+class NoticeMode(enum.StrEnum):
+    INSTANT = "instant"
+    DIGEST = "digest"
+
+
+# --- the school and its calendar --------------------------------------------------------------
+
+
+class School(Base):
+    __tablename__ = "schools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    default_locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
+    daily_notice_cap: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    @property
+    def school_id(self) -> int:
+        return self.id
+
+
+class Term(Base):
+    __tablename__ = "terms"
+    __table_args__ = (
+        UniqueConstraint("school_id", "name"),
+        CheckConstraint("ends_on > starts_on", name="dates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    enrolment_opens_at: Mapped[dt.datetime | None]
+    enrolment_closes_at: Mapped[dt.datetime | None]
+    rating_opens_on: Mapped[dt.date | None] = mapped_column(Date)
+    rating_closes_on: Mapped[dt.date | None] = mapped_column(Date)
+    schedule_published_on: Mapped[dt.date | None] = mapped_column(Date)
+
+    days: Mapped[list[CalendarDay]] = relationship(
+        back_populates="term", cascade="all, delete-orphan", order_by="CalendarDay.date"
+    )
+
+
+class CalendarDay(Base):
+    """An exception to the weekly timetable: a holiday, a swapped working day, a no-service day."""
+
+    __tablename__ = "calendar_days"
+    __table_args__ = (
+        UniqueConstraint("term_id", "date"),
+        CheckConstraint(
+            "(kind = 'workday') = (runs_weekday IS NOT NULL)", name="workday_runs_weekday"
+        ),
+        CheckConstraint("runs_weekday BETWEEN 1 AND 7", name="weekday_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[CalendarKind] = mapped_column(enum_type(CalendarKind, "calendar_kind"))
+    runs_weekday: Mapped[int | None] = mapped_column(SmallInteger)  # ISO: 1 = Monday
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    term: Mapped[Term] = relationship(back_populates="days")
+
+
+class SchoolClass(Base):
+    __tablename__ = "classes"
+    __table_args__ = (
+        UniqueConstraint("school_id", "code"),
+        CheckConstraint("grade BETWEEN 1 AND 9", name="grade_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(20))  # e.g. "3-2"
+    grade: Mapped[int] = mapped_column(SmallInteger)
+    name: Mapped[str] = mapped_column(String(100))  # e.g. "三年级2班"
+    head_teacher_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teachers.id", ondelete="SET NULL")
+    )
+    group_chat_id: Mapped[int | None] = mapped_column(BigInteger)  # the class parents' group
+
+
+class Student(Base):
+    """A pupil. Only what the service needs: name, class, school number (PIPL art. 28, 31)."""
+
+    __tablename__ = "students"
+    __table_args__ = (UniqueConstraint("school_id", "student_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="RESTRICT"))
+    student_no: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    school_class: Mapped[SchoolClass] = relationship()
+
+
+# --- people -----------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A Telegram account known to one school. Roles live in ``user_roles``."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("school_id", "telegram_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    telegram_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    locale: Mapped[str | None] = mapped_column(String(16))
+    notice_mode: Mapped[NoticeMode] = mapped_column(
+        enum_type(NoticeMode, "notice_mode"), default=NoticeMode.INSTANT
+    )
+    blocked_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    roles: Mapped[list[UserRole]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(r.role for r in self.roles)
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(enum_type(Role, "role"))
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class Guardianship(Base):
+    """A guardian's link to a child, with the consent recorded when the link was made."""
+
+    __tablename__ = "guardianships"
+    __table_args__ = (UniqueConstraint("user_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    consent_version: Mapped[str] = mapped_column(String(20))
+    consented_at: Mapped[dt.datetime]
+    photo_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    student: Mapped[Student] = relationship()
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("school_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[ProviderKind] = mapped_column(enum_type(ProviderKind, "provider_kind"))
+    whitelist_status: Mapped[WhitelistStatus] = mapped_column(
+        enum_type(WhitelistStatus, "whitelist_status"), default=WhitelistStatus.WHITELISTED
+    )
+    contract_starts_on: Mapped[dt.date | None] = mapped_column(Date)
+    contract_ends_on: Mapped[dt.date | None] = mapped_column(Date)
+    contact: Mapped[str | None] = mapped_column(String(200))
+
+
+class Teacher(Base):
+    """Anyone who runs sessions: staff or an approved outside instructor."""
+
+    __tablename__ = "teachers"
+    __table_args__ = (UniqueConstraint("school_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[TeacherKind] = mapped_column(enum_type(TeacherKind, "teacher_kind"))
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("providers.id", ondelete="SET NULL")
+    )
+    credentials_checked: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+# --- the programme ----------------------------------------------------------------------------
+
+
+class FeeStandard(Base):
+    """A disclosed fee item (收费公示). Nothing undisclosed may be billed."""
+
+    __tablename__ = "fee_standards"
+    __table_args__ = (
+        UniqueConstraint("term_id", "code"),
+        CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    amount_fen: Mapped[int] = mapped_column(Integer)  # 1 yuan = 100 fen
+    unit: Mapped[FeeUnit] = mapped_column(enum_type(FeeUnit, "fee_unit"))
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("providers.id", ondelete="SET NULL")
+    )  # set when the school collects on a provider's behalf (代收费)
+    approval_ref: Mapped[str | None] = mapped_column(String(100))  # 批准文号
+    disclosed_on: Mapped[dt.date | None] = mapped_column(Date)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Course(Base):
+    __tablename__ = "courses"
+    __table_args__ = (
+        UniqueConstraint("term_id", "code"),
+        CheckConstraint("period IN (1, 2)", name="period"),
+        CheckConstraint(
+            "grade_min BETWEEN 1 AND 9 AND grade_max BETWEEN grade_min AND 9", name="grades"
+        ),
+        CheckConstraint("weekdays BETWEEN 1 AND 127", name="weekdays"),
+        CheckConstraint("ends_at > starts_at", name="times"),
+        CheckConstraint("capacity IS NULL OR capacity > 0", name="capacity"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[Category] = mapped_column(enum_type(Category, "category"))
+    period: Mapped[int] = mapped_column(SmallInteger)
+    level: Mapped[Level | None] = mapped_column(enum_type(Level, "level"))
+    grade_min: Mapped[int] = mapped_column(SmallInteger)
+    grade_max: Mapped[int] = mapped_column(SmallInteger)
+    weekdays: Mapped[int] = mapped_column(SmallInteger)  # bit 0 = Monday … bit 6 = Sunday
+    starts_at: Mapped[dt.time] = mapped_column(Time)
+    ends_at: Mapped[dt.time] = mapped_column(Time)
+    venue: Mapped[str] = mapped_column(String(200))
+    teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="SET NULL"))
+    provider_id: Mapped[int | None] = mapped_column(
+        ForeignKey("providers.id", ondelete="SET NULL")
+    )
+    capacity: Mapped[int | None] = mapped_column(Integer)  # 班额; None = no limit
+    fee_standard_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fee_standards.id", ondelete="SET NULL")
+    )
+
+    teacher: Mapped[Teacher | None] = relationship()
+    provider: Mapped[Provider | None] = relationship()
+    fee_standard: Mapped[FeeStandard | None] = relationship()
+
+
+class Session(Base):
+    """One dated occurrence of a course."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("course_id", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date, index=True)
+    starts_at: Mapped[dt.time] = mapped_column(Time)
+    ends_at: Mapped[dt.time] = mapped_column(Time)
+    venue: Mapped[str] = mapped_column(String(200))
+    status: Mapped[SessionStatus] = mapped_column(
+        enum_type(SessionStatus, "session_status"), default=SessionStatus.SCHEDULED
+    )
+
+
+class Enrolment(Base):
+    __tablename__ = "enrolments"
+    __table_args__ = (
+        UniqueConstraint("student_id", "course_id"),
+        CheckConstraint(
+            "(status = 'waitlisted') = (waitlist_position IS NOT NULL)", name="waitlist_position"
+        ),
+        Index("ix_enrolments_course_status", "course_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    status: Mapped[EnrolmentStatus] = mapped_column(enum_type(EnrolmentStatus, "enrolment_status"))
+    waitlist_position: Mapped[int | None] = mapped_column(Integer)
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Leave(Base):
+    """A one-off absence a guardian announced: one session, or a whole day when no session."""
+
+    __tablename__ = "leaves"
+    __table_args__ = (UniqueConstraint("student_id", "date", "session_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Attendance(Base):
+    __tablename__ = "attendance"
+    __table_args__ = (UniqueConstraint("session_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    status: Mapped[AttendanceStatus] = mapped_column(
+        enum_type(AttendanceStatus, "attendance_status")
+    )
+    note: Mapped[str | None] = mapped_column(String(200))
+    recorded_by_teacher_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teachers.id", ondelete="SET NULL")
+    )
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DailyUpdate(Base):
+    __tablename__ = "daily_updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    photo_file_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- money ------------------------------------------------------------------------------------
+
+
+class Bill(Base):
+    __tablename__ = "bills"
+    __table_args__ = (UniqueConstraint("term_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+
+    lines: Mapped[list[BillLine]] = relationship(
+        back_populates="bill", cascade="all, delete-orphan"
+    )
+
+
+class BillLine(Base):
+    __tablename__ = "bill_lines"
+    __table_args__ = (
+        CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"))
+    # Every line must point at a disclosed fee standard: undisclosed fees cannot be billed.
+    fee_standard_id: Mapped[int] = mapped_column(
+        ForeignKey("fee_standards.id", ondelete="RESTRICT")
+    )
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    status: Mapped[BillStatus] = mapped_column(
+        enum_type(BillStatus, "bill_status"), default=BillStatus.UNPAID
+    )
+    status_changed_at: Mapped[dt.datetime | None]
+    note: Mapped[str | None] = mapped_column(String(200))
+
+    bill: Mapped[Bill] = relationship(back_populates="lines")
+
+
+# --- feedback and messages --------------------------------------------------------------------
+
+
+class Rating(Base):
+    """One aspect of a term-end evaluation (双评价) by one guardian for one course."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("term_id", "user_id", "student_id", "course_id", "aspect"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    aspect: Mapped[RatingAspect] = mapped_column(enum_type(RatingAspect, "rating_aspect"))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    text: Mapped[str] = mapped_column(Text)
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[BroadcastStatus] = mapped_column(
+        enum_type(BroadcastStatus, "broadcast_status"), default=BroadcastStatus.DRAFT
+    )
+    scheduled_for: Mapped[dt.datetime | None]
+    ack_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    reping_after_hours: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Outbox(Base):
+    """A message the bot sends on its own initiative, written in the causing transaction."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "priority", "not_before"),
+        CheckConstraint("priority BETWEEN 0 AND 3", name="priority_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(40))
+    priority: Mapped[int] = mapped_column(SmallInteger, default=Priority.NORMAL)
+    template: Mapped[str | None] = mapped_column(String(100))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    text: Mapped[str | None] = mapped_column(Text)
+    buttons: Mapped[list[Any] | None] = mapped_column(JSON)
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[OutboxStatus] = mapped_column(
+        enum_type(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="SET NULL"), index=True
+    )
+    acknowledged_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+class Invite(Base):
+    """A one-time code that makes a Telegram account a parent, teacher or admin."""
+
+    __tablename__ = "invites"
+    __table_args__ = (
+        CheckConstraint(
+            "(role = 'parent') = (student_id IS NOT NULL)", name="parent_has_student"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(enum_type(Role, "role"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    used_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class InviteAttempt(Base):
+    """A wrong code typed by a Telegram account; deployment-wide, since the account has no school."""
+
+    __tablename__ = "invite_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    attempted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_label: Mapped[str | None] = mapped_column(String(100))  # e.g. "cli" for kehou invite
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class BotState(Base):
+    """PTB persistence: user_data, chat_data, bot_data, callback_data and conversations."""
+
+    __tablename__ = "bot_state"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    data: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
