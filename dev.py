@@ -25,7 +25,7 @@ STAMP = VENV / ".kehou-installed"
 
 def ensure_installed() -> None:
     """Create .venv and install Kehou with its test tools, again only when pyproject changes."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py must say this even on an old Python
         sys.exit("Kehou needs Python 3.11 or newer; this is " + sys.version.split()[0])
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.is_file() and STAMP.read_text() == wanted:
@@ -48,24 +48,48 @@ def update_catalogs() -> int:
     pybabel = str(BIN / "pybabel")
     pot = ROOT / "locales" / "messages.pot"
     subprocess.run(
-        [pybabel, "extract", "-F", "babel.cfg", "--no-location",
-         "--sort-output", "--project", "Kehou", "-o", str(pot), "."],
-        cwd=ROOT, check=True, capture_output=True,
+        [
+            pybabel,
+            "extract",
+            "-F",
+            "babel.cfg",
+            "--no-location",
+            "--sort-output",
+            "--project",
+            "Kehou",
+            "-o",
+            str(pot),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     for locale in ("zh_CN", "en"):
         po = ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po"
         action = "update" if po.exists() else "init"
         subprocess.run(
-            [pybabel, action, "-i", str(pot), "-d", "locales", "-l", locale,
-             *(["--no-fuzzy-matching", "--ignore-obsolete"] if action == "update" else [])],
-            cwd=ROOT, check=True, capture_output=True,
+            [
+                pybabel,
+                action,
+                "-i",
+                str(pot),
+                "-d",
+                "locales",
+                "-l",
+                locale,
+                *(["--no-fuzzy-matching", "--ignore-obsolete"] if action == "update" else []),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
         )
     fill = (
         "from babel.messages.pofile import read_po, write_po\n"
         "p = 'locales/en/LC_MESSAGES/messages.po'\n"
         "c = read_po(open(p, 'rb'), locale='en')\n"
         "for m in c:\n"
-        "    if m.id and not m.string:\n"
+        "    if m.id and not (all(m.string) if isinstance(m.string, tuple) else m.string):\n"
         "        m.string = m.id\n"
         "write_po(open(p, 'wb'), c, omit_header=False, width=99, no_location=True)\n"
     )

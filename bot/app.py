@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from storage.persistence import SqlPersistence
 from telegram.ext import ApplicationBuilder, ContextTypes
 from telegram.request import BaseRequest
 
@@ -16,7 +17,6 @@ from bot.context import BotContext, KehouApplication, Runtime
 from bot.i18n import I18n
 from bot.processor import PerUserUpdateProcessor
 from storage.db import Database
-from storage.persistence import SqlPersistence
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ def build_application(
     from handlers.common.errors import report_error
 
     db = db or Database(settings.database_url)
-    runtime = Runtime(settings=settings, db=db, i18n=I18n(settings.timezone, settings.default_locale))
+    runtime = Runtime(
+        settings=settings, db=db, i18n=I18n(settings.timezone, settings.default_locale)
+    )
     builder = (
         ApplicationBuilder()
         .application_class(KehouApplication, {"runtime": runtime})

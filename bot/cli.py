@@ -134,7 +134,9 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
         async with db.transaction() as session:
             school = await session.scalar(select(School).where(School.code == args.school))
             if school is None:
-                print(f"kehou: no school with code {args.school!r}; import it first", file=sys.stderr)
+                print(
+                    f"kehou: no school with code {args.school!r}; import it first", file=sys.stderr
+                )
                 return 1
             args.out.mkdir(parents=True, exist_ok=True)
             if args.role == "admin":
@@ -148,7 +150,10 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
                 )
                 print(f"Admin invite for {school.name}: {invites.pretty(code)}")
                 link = qr.deep_link(settings.bot_username, code)
-                print(f"Send it to the bot as: /start {code}" + (f"\nor open: {link}" if link else ""))
+                print(
+                    f"Send it to the bot as: /start {code}"
+                    + (f"\nor open: {link}" if link else "")
+                )
                 return 0
             if args.role == "teachers":
                 teachers = await session.scalars(
@@ -179,7 +184,9 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
                 bot_username=settings.bot_username,
                 guardians_per_child=args.guardians,
             )
-            translator = I18n(settings.timezone, settings.default_locale).get(school.default_locale)
+            translator = I18n(settings.timezone, settings.default_locale).get(
+                school.default_locale
+            )
             by_class: dict[str, list[letters.ParentInvitation]] = {}
             for invitation in invitations:
                 by_class.setdefault(invitation.class_code, []).append(invitation)
@@ -189,9 +196,8 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
                     group, school_name=school.name, translator=translator
                 )
                 (args.out / f"letters-{class_code}.pdf").write_bytes(pdf)
-            print(
-                f"{len(invitations)} parent codes for {len(by_class)} classes written to {args.out}"
-            )
+            count, classes = len(invitations), len(by_class)
+            print(f"{count} parent codes for {classes} classes written to {args.out}")
             return 0
     except ValueError as error:
         print(f"kehou: {error}", file=sys.stderr)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from telegram import Bot, BotCommand, BotCommandScopeAllPrivateChats, BotCommandScopeChat
 from telegram.error import TelegramError
 
-from bot.i18n import I18n, N_, Translator
+from bot.i18n import N_, I18n, Translator
 from storage.models import Role
 
 

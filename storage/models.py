@@ -689,9 +689,7 @@ class Invite(Base):
 
     __tablename__ = "invites"
     __table_args__ = (
-        CheckConstraint(
-            "(role = 'parent') = (student_id IS NOT NULL)", name="parent_has_student"
-        ),
+        CheckConstraint("(role = 'parent') = (student_id IS NOT NULL)", name="parent_has_student"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -714,7 +712,7 @@ class Invite(Base):
 
 
 class InviteAttempt(Base):
-    """A wrong code typed by a Telegram account; deployment-wide, since the account has no school."""
+    """A wrong code typed by a Telegram account (deployment-wide: the account has no school)."""
 
     __tablename__ = "invite_attempts"
 

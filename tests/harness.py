@@ -74,7 +74,11 @@ class RecordingRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         api_method = url.rsplit("/", 1)[-1]
         params = dict(request_data.parameters) if request_data else {}
-        files = dict(request_data.multipart_data) if request_data and request_data.contains_files else {}
+        files = (
+            dict(request_data.multipart_data)
+            if request_data and request_data.contains_files
+            else {}
+        )
         result = self._answer(api_method, params)
         self.calls.append(Call(api_method, params, files, result))
         return 200, json.dumps({"ok": True, "result": result}).encode()
@@ -115,7 +119,8 @@ class RecordingRequest(BaseRequest):
         return [
             c
             for c in self.calls
-            if c.chat_id == chat_id and (c.method.startswith("send") or c.method.startswith("edit"))
+            if c.chat_id == chat_id
+            and (c.method.startswith("send") or c.method.startswith("edit"))
             and c.method != "sendChatAction"
         ]
 

@@ -48,16 +48,45 @@ def cluster() -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     subprocess.run(
-        [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "kehou", "-A", "trust",
-         "-E", "UTF8", "--no-sync"],
-        check=True, capture_output=True, env=env,
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "kehou",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
     )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off " \
-              "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
     subprocess.run(
-        [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-         "-l", str(base / "log"), "start"],
-        check=True, capture_output=True, env=env,
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(base / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 30
@@ -70,6 +99,7 @@ def cluster() -> Iterator[str]:
     finally:
         subprocess.run(
             [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, env=env,
+            capture_output=True,
+            env=env,
         )
         shutil.rmtree(base, ignore_errors=True)

@@ -72,5 +72,5 @@ def test_token_is_hidden_from_repr_and_logs(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_missing_token_explains_what_to_do() -> None:
-    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN.*BotFather"):
+    with pytest.raises(ConfigError, match=r"TELEGRAM_BOT_TOKEN.*BotFather"):
         parse().require_token()

@@ -26,7 +26,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
     pybabel = Path(sys.executable).with_name("pybabel")
     subprocess.run(
         [str(pybabel), "extract", "-F", "babel.cfg", "-o", str(pot), "."],
-        cwd=ROOT, check=True, capture_output=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
     with pot.open("rb") as fp:
         return read_po(fp)

@@ -20,7 +20,10 @@ DAY = dt.timedelta(days=1)
 async def issue(db: Database, school: SchoolData, **kwargs: object) -> str:
     async with db.transaction() as session:
         return await invites.create_invite(
-            session, school_id=school.school_id, ttl=kwargs.pop("ttl", DAY), **kwargs  # type: ignore[arg-type]
+            session,
+            school_id=school.school_id,
+            ttl=kwargs.pop("ttl", DAY),
+            **kwargs,  # type: ignore[arg-type]
         )
 
 
@@ -29,7 +32,9 @@ async def inspect(db: Database, telegram_id: int, text: str) -> InvitePreview | 
         return await invites.inspect(session, telegram_id, text)
 
 
-async def redeem(db: Database, invite_id: int, telegram_id: int, **kw: object) -> Redeemed | Refusal:
+async def redeem(
+    db: Database, invite_id: int, telegram_id: int, **kw: object
+) -> Redeemed | Refusal:
     async with db.transaction() as session:
         return await invites.redeem(
             session,
@@ -74,8 +79,12 @@ async def test_parent_code_links_one_child_once(db: Database, school: SchoolData
     assert await inspect(db, 502, code) is Refusal.USED
     assert await redeem(db, preview.invite_id, 502, photo_consent=True) is Refusal.USED
     async with db.transaction() as session:
-        links = (await session.execute(select(Guardianship.student_id, User.telegram_id).join(User))).all()
-        audit = await session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "invite.redeem"))
+        links = (
+            await session.execute(select(Guardianship.student_id, User.telegram_id).join(User))
+        ).all()
+        audit = await session.scalar(
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "invite.redeem")
+        )
     assert links == [(school.student_ids["李小明"], 501)]
     assert audit == 1
 
@@ -89,15 +98,26 @@ async def test_two_guardians_and_two_children(db: Database, school: SchoolData) 
     for code, telegram_id in zip(codes, (601, 602, 601), strict=True):
         preview = await inspect(db, telegram_id, code)
         assert isinstance(preview, InvitePreview)
-        assert isinstance(await redeem(db, preview.invite_id, telegram_id, photo_consent=True), Redeemed)
+        assert isinstance(
+            await redeem(db, preview.invite_id, telegram_id, photo_consent=True), Redeemed
+        )
     async with db.transaction() as session:
-        rows = (await session.execute(select(User.telegram_id, func.count()).join(Guardianship).group_by(User.telegram_id).order_by(User.telegram_id))).all()
+        rows = (
+            await session.execute(
+                select(User.telegram_id, func.count())
+                .join(Guardianship)
+                .group_by(User.telegram_id)
+                .order_by(User.telegram_id)
+            )
+        ).all()
         users = await session.scalar(select(func.count()).select_from(User))
     assert rows == [(601, 2), (602, 1)]
     assert users == 2
 
 
-async def test_a_second_code_for_a_linked_child_is_refused(db: Database, school: SchoolData) -> None:
+async def test_a_second_code_for_a_linked_child_is_refused(
+    db: Database, school: SchoolData
+) -> None:
     first, second = [
         await issue(db, school, role=Role.PARENT, student_id=school.student_ids["张伟"])
         for _ in range(2)
@@ -135,7 +155,9 @@ async def test_throttle_forgets_old_failures(db: Database, school: SchoolData) -
         await session.execute(
             update(InviteAttempt).values(attempted_at=utcnow() - invites.FAILURE_WINDOW * 2)
         )
-        assert await invites.forget_failures(session, invites.FAILURE_WINDOW) == invites.MAX_FAILURES
+        assert (
+            await invites.forget_failures(session, invites.FAILURE_WINDOW) == invites.MAX_FAILURES
+        )
     assert await inspect(db, 903, "AAAA-AAAA-AAAA-AAAA") is Refusal.UNKNOWN
 
 
@@ -146,7 +168,8 @@ async def test_two_accounts_racing_for_one_code_cannot_both_win(
     preview = await inspect(db, 1001, code)
     assert isinstance(preview, InvitePreview)
     results = await asyncio.gather(
-        redeem(db, preview.invite_id, 1001), redeem(db, preview.invite_id, 1002),
+        redeem(db, preview.invite_id, 1001),
+        redeem(db, preview.invite_id, 1002),
         return_exceptions=True,
     )
     winners = [r for r in results if isinstance(r, Redeemed)]

@@ -72,7 +72,9 @@ async def test_deep_link_consent_and_photo_choice_link_the_child(  # type: ignor
     assert "mydata" in json.dumps(menus[-1].params["commands"])
 
 
-async def test_declining_the_notice_links_nothing(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]
+async def test_declining_the_notice_links_nothing(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
     code = await parent_code(db, school)
     parent: FakeUser = make_user(102)
     await parent.send(f"/start {code}")
@@ -97,20 +99,28 @@ async def test_typed_code_in_english(make_user, db: Database, school: SchoolData
     assert "now linked to 李小红" in reply
 
 
-async def test_wrong_codes_get_a_polite_answer_then_a_throttle(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_codes_get_a_polite_answer_then_a_throttle(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
     code = await staff_code(db, school, Role.ADMIN)
     stranger: FakeUser = make_user(104, language_code="en")
     await stranger.send("/start")
     for _ in range(invites.MAX_FAILURES):
-        assert "not a valid invite code" in FakeUser.texts(await stranger.send("ABCD-EFGH-JKMN-PQRS"))
+        assert "not a valid invite code" in FakeUser.texts(
+            await stranger.send("ABCD-EFGH-JKMN-PQRS")
+        )
     assert "Too many wrong codes" in FakeUser.texts(await stranger.send(f"/start {code}"))
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 0
 
 
-async def test_teacher_and_admin_codes_grant_roles(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]
+async def test_teacher_and_admin_codes_grant_roles(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
     teacher: FakeUser = make_user(105)
-    reply = FakeUser.texts(await teacher.send(f"/start {await staff_code(db, school, Role.TEACHER)}"))
+    reply = FakeUser.texts(
+        await teacher.send(f"/start {await staff_code(db, school, Role.TEACHER)}")
+    )
     assert "教师" in reply
     # The same account also becomes an admin: roles add up.
     await teacher.send(f"/start {await staff_code(db, school, Role.ADMIN)}")
@@ -140,7 +150,9 @@ async def test_language_switch_is_saved(make_user, db: Database, school: SchoolD
     assert "简体中文" in FakeUser.texts(await parent.click("简体中文"))
 
 
-async def test_forged_language_button_changes_nothing(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]
+async def test_forged_language_button_changes_nothing(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
     await add_member(db, school, 109, {Role.PARENT}, locale="en")
     parent: FakeUser = make_user(109)
     replies = await parent.press("lang:fr")
@@ -165,7 +177,9 @@ async def test_group_commands_point_to_the_private_chat(make_user, school: Schoo
 
 
 async def test_mydata_sends_summary_and_file(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]
-    await add_member(db, school, 112, {Role.PARENT}, children=("李小明", "李小红"), photo_consent=True)
+    await add_member(
+        db, school, 112, {Role.PARENT}, children=("李小明", "李小红"), photo_consent=True
+    )
     parent: FakeUser = make_user(112)
     replies = await parent.send("/mydata")
     assert "李小明" in replies[0].text and "李小红" in replies[0].text

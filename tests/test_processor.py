@@ -57,10 +57,7 @@ async def test_one_users_updates_stay_in_order() -> None:
     # The first update is the slowest: without ordering it would finish last.
     delays = [0.05, 0.0, 0.02, 0.0, 0.01]
     await asyncio.gather(
-        *(
-            processor.process_update(update_from(5, n), handle(n, d))
-            for n, d in enumerate(delays)
-        )
+        *(processor.process_update(update_from(5, n), handle(n, d)) for n, d in enumerate(delays))
     )
     assert order == [0, 1, 2, 3, 4]
     assert processor._locks == {}  # idle users are forgotten

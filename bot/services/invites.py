@@ -143,9 +143,7 @@ async def _throttled(session: AsyncSession, telegram_id: int, now: dt.datetime) 
     return (failures or 0) >= MAX_FAILURES
 
 
-async def inspect(
-    session: AsyncSession, telegram_id: int, text: str
-) -> InvitePreview | Refusal:
+async def inspect(session: AsyncSession, telegram_id: int, text: str) -> InvitePreview | Refusal:
     """Check a code without using it. A wrong guess is counted; too many are refused.
 
     The caller must commit even on a refusal, so that the failure is remembered.

@@ -26,4 +26,6 @@ async def redirect_to_private(update: Update, context: BotContext) -> None:
 
 
 def handlers() -> list[CommandHandler]:  # type: ignore[type-arg]
-    return [CommandHandler(menus.PRIVATE_ONLY, redirect_to_private, filters=filters.ChatType.GROUPS)]
+    return [
+        CommandHandler(menus.PRIVATE_ONLY, redirect_to_private, filters=filters.ChatType.GROUPS)
+    ]

@@ -63,7 +63,9 @@ async def show_my_data(update: Update, context: BotContext) -> None:
             )
         )
     lines.append("")
-    lines.append(t.gettext("The attached file has every record in full. /forget deletes your data."))
+    lines.append(
+        t.gettext("The attached file has every record in full. /forget deletes your data.")
+    )
     await message.reply_text("\n".join(lines))
     payload = json.dumps(record.as_dict(), ensure_ascii=False, indent=2).encode()
     await message.reply_document(
@@ -79,7 +81,9 @@ async def ask_forget(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     if context.member is None:
-        await message.reply_text(t.gettext("Kehou holds no account for you, so there is nothing to delete."))
+        await message.reply_text(
+            t.gettext("Kehou holds no account for you, so there is nothing to delete.")
+        )
         return
     keyboard = InlineKeyboardMarkup(
         [
@@ -109,7 +113,9 @@ async def confirm_forget(update: Update, context: BotContext) -> None:
         return
     member = context.member  # loaded afresh for this press: the button proves nothing
     if member is None:
-        await query.edit_message_text(t.gettext("Kehou holds no account for you, so there is nothing to delete."))
+        await query.edit_message_text(
+            t.gettext("Kehou holds no account for you, so there is nothing to delete.")
+        )
         return
     async with context.db.transaction() as session:
         whole_account = await privacy.forget(session, member.user_id)

@@ -31,8 +31,7 @@ REFUSALS = {
         "for a new code."
     ),
     Refusal.UNKNOWN: N_(
-        "That is not a valid invite code. Please check it against your letter and send it "
-        "again."
+        "That is not a valid invite code. Please check it against your letter and send it again."
     ),
     Refusal.EXPIRED: N_("This code has expired. Please ask the school for a new one."),
     Refusal.USED: N_(
@@ -137,7 +136,9 @@ async def answer_consent(update: Update, context: BotContext) -> int:
     await query.answer()
     t = context.t
     if context.user_data.get(PENDING) is None:  # type: ignore[union-attr]
-        await query.edit_message_text(t.gettext("This step has expired. Send /start to begin again."))
+        await query.edit_message_text(
+            t.gettext("This step has expired. Send /start to begin again.")
+        )
         return ConversationHandler.END
     if query.data != "consent:yes":
         context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
@@ -172,7 +173,9 @@ async def answer_photos(update: Update, context: BotContext) -> int:
     t = context.t
     invite_id = context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
     if invite_id is None:
-        await query.edit_message_text(t.gettext("This step has expired. Send /start to begin again."))
+        await query.edit_message_text(
+            t.gettext("This step has expired. Send /start to begin again.")
+        )
         return ConversationHandler.END
     redeemed = await _redeem(update, context, invite_id, photo_consent=query.data == "photos:yes")
     if isinstance(redeemed, Refusal):
@@ -230,7 +233,10 @@ def conversation() -> ConversationHandler:  # type: ignore[type-arg]
         entry_points=[
             CommandHandler("start", start, filters=private),
             # A code typed without /start first is still welcome.
-            MessageHandler(code_text & filters.Regex(r"^\s*[0-9A-Za-z]{4}([\s-]?[0-9A-Za-z]{4}){3}\s*$"), receive_code),
+            MessageHandler(
+                code_text & filters.Regex(r"^\s*[0-9A-Za-z]{4}([\s-]?[0-9A-Za-z]{4}){3}\s*$"),
+                receive_code,
+            ),
         ],
         states={
             AWAIT_CODE: [MessageHandler(code_text, receive_code)],
