@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from storage.persistence import SqlPersistence
-from telegram.ext import ApplicationBuilder, ContextTypes
+from telegram.ext import ApplicationBuilder, ContextTypes, PersistenceInput
 from telegram.request import BaseRequest
 
 from bot import jobs, menus
@@ -40,7 +40,10 @@ def build_application(
         .application_class(KehouApplication, {"runtime": runtime})
         .token(settings.require_token())
         .context_types(ContextTypes(context=BotContext))
-        .persistence(SqlPersistence(db))
+        # Kehou keeps nothing in bot_data and uses plain callback data; persist neither.
+        .persistence(
+            SqlPersistence(db, store_data=PersistenceInput(bot_data=False, callback_data=False))
+        )
         .concurrent_updates(PerUserUpdateProcessor())
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)

@@ -131,11 +131,11 @@ async def app(
         errors.append(context.error)  # type: ignore[attr-defined]
 
     application.add_error_handler(collect)
-    application.bot_data["test_errors"] = errors
+    application.errors_expected = False  # type: ignore[attr-defined]
     await application.initialize()
     yield application
     await application.shutdown()
-    if errors and not application.bot_data.get("errors_expected"):
+    if errors and not application.errors_expected:  # type: ignore[attr-defined]
         raise errors[0]
 
 

@@ -219,7 +219,7 @@ async def test_a_crash_in_a_handler_gets_an_apology_with_a_reference(  # type: i
         raise RuntimeError("boom")
 
     app.add_handler(CommandHandler("boom", broken), group=0)
-    app.bot_data["errors_expected"] = True
+    app.errors_expected = True  # type: ignore[attr-defined]
     user: FakeUser = make_user(115, language_code="en")
     replies = await user.send("/boom")
     apology = FakeUser.texts(replies)

@@ -119,7 +119,7 @@ async def confirm_forget(update: Update, context: BotContext) -> None:
         return
     async with context.db.transaction() as session:
         whole_account = await privacy.forget(session, member.user_id)
-    await context.application.drop_user_data(query.from_user.id)
+    context.application.drop_user_data(query.from_user.id)
     remaining = member.roles - {Role.PARENT}
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
     if whole_account:
