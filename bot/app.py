@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 
-from storage.persistence import SqlPersistence
 from telegram.ext import ApplicationBuilder, ContextTypes, PersistenceInput
 from telegram.request import BaseRequest
 
@@ -17,6 +16,7 @@ from bot.context import BotContext, KehouApplication, Runtime
 from bot.i18n import I18n
 from bot.processor import PerUserUpdateProcessor
 from storage.db import Database
+from storage.persistence import SqlPersistence
 
 log = logging.getLogger(__name__)
 
