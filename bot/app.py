@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram.ext import ApplicationBuilder, ContextTypes, PersistenceInput
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, PersistenceInput
 from telegram.request import BaseRequest
 
 from bot import jobs, menus
@@ -58,8 +58,9 @@ def build_application(
     return application
 
 
-async def _post_init(application: KehouApplication) -> None:  # type: ignore[override]
+async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
     """Runs once the bot is initialised, before it takes updates."""
+    assert isinstance(application, KehouApplication)
     runtime = application.runtime
     assert application.job_queue is not None
     jobs.configure_scheduler(application.job_queue)
@@ -68,5 +69,6 @@ async def _post_init(application: KehouApplication) -> None:  # type: ignore[ove
     log.info("Kehou is up as @%s", application.bot.username)
 
 
-async def _post_shutdown(application: KehouApplication) -> None:  # type: ignore[override]
+async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    assert isinstance(application, KehouApplication)
     await application.runtime.db.dispose()

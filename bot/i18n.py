@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
@@ -84,7 +85,7 @@ class Translator:
         return self.translations.ngettext(singular, plural, n)
 
     def pgettext(self, context: str, message: str) -> str:
-        return self.translations.pgettext(context, message)
+        return str(self.translations.pgettext(context, message))
 
     def date(self, value: dt.date, format: str = "medium") -> str:
         return format_date(value, format=format, locale=self.locale)
@@ -96,7 +97,9 @@ class Translator:
         """A moment shown in the school's time zone."""
         return format_datetime(value, format=format, tzinfo=self.timezone, locale=self.locale)
 
-    def weekday(self, iso_weekday: int, width: str = "wide") -> str:
+    def weekday(
+        self, iso_weekday: int, width: Literal["abbreviated", "narrow", "short", "wide"] = "wide"
+    ) -> str:
         """ISO weekday 1 = Monday; Babel counts Monday as 0."""
         return get_day_names(width, locale=self.locale)[iso_weekday - 1]
 

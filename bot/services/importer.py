@@ -664,9 +664,6 @@ class _Record:
         self.ok = False
         self.problems.yaml(self.path, fld, message)
 
-    def warn(self, fld: str, message: str) -> None:
-        self.problems.yaml(self.path, fld, message, warning=True)
-
     def has(self, key: str) -> bool:
         return self.data.get(key) not in (None, "")
 

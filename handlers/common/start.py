@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     CallbackQueryHandler,
@@ -10,6 +12,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBUserWarning
 
 from bot import menus
 from bot.context import BotContext
@@ -229,6 +232,16 @@ def conversation() -> ConversationHandler:  # type: ignore[type-arg]
     """The onboarding conversation, persisted so a restart does not lose a half-done link."""
     private = filters.ChatType.PRIVATE
     code_text = private & filters.TEXT & ~filters.COMMAND
+    with warnings.catch_warnings():
+        # PTB warns that per_message=False does not track buttons per message. That is the
+        # point: consent is asked once per user and chat, and a stale button is re-checked.
+        warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
+        return _conversation(private, code_text)
+
+
+def _conversation(
+    private: filters.BaseFilter, code_text: filters.BaseFilter
+) -> ConversationHandler:  # type: ignore[type-arg]
     return ConversationHandler(
         entry_points=[
             CommandHandler("start", start, filters=private),
