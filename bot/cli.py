@@ -107,7 +107,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         finally:
             await db.dispose()
-        print(report)
+        print(report.summary())
         return 0
 
     return asyncio.run(go())
