@@ -149,11 +149,12 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
                     actor_label="cli",
                 )
                 print(f"Admin invite for {school.name}: {invites.pretty(code)}")
+                print(f"Send it to the bot as: /start {code}")
                 link = qr.deep_link(settings.bot_username, code)
-                print(
-                    f"Send it to the bot as: /start {code}"
-                    + (f"\nor open: {link}" if link else "")
-                )
+                if link:
+                    image = args.out / "admin-invite.png"
+                    image.write_bytes(qr.qr_png(link))
+                    print(f"or open {link} (QR code: {image})")
                 return 0
             if args.role == "teachers":
                 teachers = await session.scalars(

@@ -29,6 +29,7 @@ COMMANDS = (
     Command("start", N_("Start, or enter an invite code")),
     Command("help", N_("What I can do for you")),
     Command("language", N_("Change language")),
+    Command("photos", N_("Photos of my child in daily updates"), PARENT),
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),
     Command("forget", N_("Unlink your account and delete your data"), PARENT),
     Command("cancel", N_("Cancel the current step")),

@@ -6,6 +6,7 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, TypeHandler, filters
 
 from handlers.common import cancel, groups, help, language, loader, privacy, start
+from handlers.parent import photos
 from storage.persistence import persist_now
 
 # Handler groups run in ascending order; within a group the first matching handler wins.
@@ -29,6 +30,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     )
     application.add_handlers(language.handlers(), group=FEATURES)
     application.add_handlers(privacy.handlers(), group=FEATURES)
+    application.add_handlers(photos.handlers(), group=FEATURES)
 
     application.add_handler(
         CommandHandler("cancel", cancel.nothing_to_cancel, filters=filters.ChatType.PRIVATE),

@@ -59,6 +59,7 @@ async def test_admin_invite_prints_a_code_that_works(imported: Path) -> None:
     code = re.search(r"/start ([0-9A-Z]{16})", result.stdout)
     assert code is not None
     assert f"https://t.me/hq_bot?start={code.group(1)}" in result.stdout
+    assert (imported / "invites" / "admin-invite.png").read_bytes().startswith(b"\x89PNG")
     db = Database(f"sqlite+aiosqlite:///{imported}/kehou.sqlite3")
     try:
         async with db.transaction() as session:

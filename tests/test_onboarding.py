@@ -226,3 +226,31 @@ async def test_a_crash_in_a_handler_gets_an_apology_with_a_reference(  # type: i
     assert "Sorry, something went wrong" in apology
     reference = apology.rsplit(" ", 1)[-1]
     assert f"error {reference}" in caplog.text and "RuntimeError: boom" in caplog.text
+
+
+async def test_photo_choice_can_be_changed_later(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, 116, {Role.PARENT}, children=("李小明",), photo_consent=False)
+    parent: FakeUser = make_user(116, language_code="en")
+    replies = await parent.send("/photos")
+    assert [b["text"] for b in replies[0].buttons()] == ["李小明: no photos · tap to allow"]
+    edited = await parent.click("李小明: no photos · tap to allow")
+    assert any(c.method == "editMessageReplyMarkup" for c in edited)
+    assert await guardians(db) == [(116, school.student_ids["李小明"], True)]
+
+
+async def test_photo_button_for_someone_elses_child_changes_nothing(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    await add_member(db, school, 117, {Role.PARENT}, children=("李小明",), photo_consent=False)
+    await add_member(db, school, 118, {Role.PARENT}, children=("张伟",), photo_consent=False)
+    intruder: FakeUser = make_user(118, language_code="en")
+    replies = await intruder.press(f"photo:{school.student_ids['李小明']}:1")
+    assert [c.method for c in replies] == ["answerCallbackQuery"]
+    assert replies[0].params["show_alert"] is True
+    assert (await intruder.press("photo:not-a-number:1"))[0].params["show_alert"] is True
+    assert sorted(await guardians(db)) == [
+        (117, school.student_ids["李小明"], False),
+        (118, school.student_ids["张伟"], False),
+    ]

@@ -158,3 +158,38 @@ async def forget(session: AsyncSession, user_id: int) -> bool:
     audit.record(session, school_id, "guardian.forget", details={"account_deleted": whole_account})
     await session.flush()
     return whole_account
+
+
+async def photo_choices(session: AsyncSession, user_id: int) -> list[tuple[int, str, bool]]:
+    """(student id, name, photos allowed) for each child of this guardian."""
+    rows = await session.execute(
+        select(Student.id, Student.name, Guardianship.photo_consent)
+        .join(Guardianship, Guardianship.student_id == Student.id)
+        .where(Guardianship.user_id == user_id)
+        .order_by(Student.name)
+    )
+    return [(student_id, name, allowed) for student_id, name, allowed in rows]
+
+
+async def set_photo_consent(
+    session: AsyncSession, user_id: int, student_id: int, allowed: bool
+) -> bool:
+    """Change one guardian's photo choice for one child; False if they are not its guardian."""
+    link = await session.scalar(
+        select(Guardianship).where(
+            Guardianship.user_id == user_id, Guardianship.student_id == student_id
+        )
+    )
+    if link is None:
+        return False
+    if link.photo_consent != allowed:
+        link.photo_consent = allowed
+        audit.record(
+            session,
+            link.school_id,
+            "guardian.photo_consent",
+            actor_user_id=user_id,
+            target=("student", student_id),
+            details={"allowed": allowed},
+        )
+    return True

@@ -161,7 +161,7 @@ async def answer_consent(update: Update, context: BotContext) -> int:
     await query.edit_message_text(
         t.gettext(
             "Thank you. One more question: may teachers share photos in which your child "
-            "appears in the daily updates to parents? You can change this later."
+            "appears in the daily updates to parents? You can change this later with /photos."
         ),
         reply_markup=keyboard,
     )
