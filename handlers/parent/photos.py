@@ -54,12 +54,14 @@ async def toggle_photos(update: Update, context: BotContext) -> None:
     except ValueError:
         await query.answer(t.gettext("This button is no longer active."), show_alert=True)
         return
-    member = context.member
-    async with context.db.transaction() as session:
-        changed = member is not None and await privacy.set_photo_consent(
-            session, member.user_id, student_id, allowed
-        )
-        choices = await privacy.photo_choices(session, member.user_id) if changed else []
+    member = context.member  # loaded afresh for this press: the button proves nothing
+    changed = False
+    choices: list[tuple[int, str, bool]] = []
+    if member is not None:
+        async with context.db.transaction() as session:
+            changed = await privacy.set_photo_consent(session, member.user_id, student_id, allowed)
+            if changed:
+                choices = await privacy.photo_choices(session, member.user_id)
     if not changed:
         await query.answer(t.gettext("This button is no longer active."), show_alert=True)
         return
