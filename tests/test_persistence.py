@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +18,11 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import BaseRequest, RequestData
 
 from storage.db import Database
 from storage.models import Base, BotState
 from storage.persistence import PERSIST_GROUP, SqlPersistence, conversation_key, persist_now
+from tests.harness import FakeUser, RecordingRequest
 
 BOT_USER = {"id": 1, "is_bot": True, "first_name": "Kehou", "username": "kehou_bot"}
 USER_ID = 4242
@@ -202,52 +200,6 @@ async def test_overlong_keys_are_refused(db: Database) -> None:
 # --- a real Application, crashed mid-conversation ---------------------------------------------
 
 
-class FakeTelegram(BaseRequest):
-    """Answers the Bot API like Telegram would, and records what the bot sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    @property
-    def read_timeout(self) -> float | None:
-        return 1.0
-
-    async def initialize(self) -> None:
-        """Nothing to open."""
-
-    async def shutdown(self) -> None:
-        """Nothing to close."""
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = None,
-        write_timeout: Any = None,
-        connect_timeout: Any = None,
-        pool_timeout: Any = None,
-    ) -> tuple[int, bytes]:
-        api_method = url.rsplit("/", 1)[-1]
-        params = dict(request_data.parameters) if request_data else {}
-        result: Any
-        if api_method == "getMe":
-            result = BOT_USER
-        elif api_method == "sendMessage":
-            self.sent.append(params)
-            chat_id = int(str(params["chat_id"]))
-            result = {
-                "message_id": 100 + len(self.sent),
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private", "first_name": "Pat"},
-                "from": BOT_USER,
-                "text": params["text"],
-            }
-        else:
-            result = True
-        return 200, json.dumps({"ok": True, "result": result}).encode()
-
-
 ASK, DONE = 1, 2
 
 
@@ -272,7 +224,7 @@ async def already_done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> in
     return DONE
 
 
-def build(db: Database, request: FakeTelegram, *, write_through: bool = True) -> Application:  # type: ignore[type-arg]
+def build(db: Database, request: RecordingRequest, *, write_through: bool = True) -> Application:  # type: ignore[type-arg]
     persistence = SqlPersistence(db)
     application = (
         ApplicationBuilder()
@@ -300,29 +252,14 @@ def build(db: Database, request: FakeTelegram, *, write_through: bool = True) ->
     return application
 
 
-def message(application: Application, update_id: int, text: str) -> Update:  # type: ignore[type-arg]
-    payload: dict[str, Any] = {
-        "message_id": update_id,
-        "date": int(time.time()),
-        "chat": {"id": USER_ID, "type": "private", "first_name": "Pat"},
-        "from": {"id": USER_ID, "is_bot": False, "first_name": "Pat"},
-        "text": text,
-    }
-    if text.startswith("/"):
-        payload["entities"] = [
-            {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}
-        ]
-    return Update.de_json({"update_id": update_id, "message": payload}, application.bot)
-
-
 async def test_a_crash_mid_conversation_loses_nothing(
     db: Database, empty_database_url: str
 ) -> None:
-    request = FakeTelegram()
+    request = RecordingRequest()
     first = build(db, request)
     await first.initialize()
-    await first.process_update(message(first, 1, "/begin"))
-    assert request.sent[-1]["text"] == "What is your child's name?"
+    replies = await FakeUser(first, request, USER_ID).send("/begin")
+    assert FakeUser.texts(replies) == "What is your child's name?"
 
     # Crash: no stop(), no shutdown(), no flush(); the application is simply gone.
     del first
@@ -330,11 +267,11 @@ async def test_a_crash_mid_conversation_loses_nothing(
     # A new process: its own engine on the same database.
     reborn_db = Database(empty_database_url)
     try:
-        request = FakeTelegram()
+        request = RecordingRequest()
         second = build(reborn_db, request)
         await second.initialize()
-        await second.process_update(message(second, 2, "Mei"))
-        assert [m["text"] for m in request.sent] == ["Thanks, noted Mei (step: asked)"]
+        replies = await FakeUser(second, request, USER_ID).send("Mei")
+        assert FakeUser.texts(replies) == "Thanks, noted Mei (step: asked)"
         stored = await rows(reborn_db)
         assert stored["conversation", conversation_key("demo", (USER_ID, USER_ID))] == DONE
         assert stored["user_data", str(USER_ID)] == {"step": "asked"}
@@ -345,10 +282,10 @@ async def test_a_crash_mid_conversation_loses_nothing(
 
 async def test_without_persist_now_ptb_writes_only_at_the_interval(db: Database) -> None:
     """Why persist_now exists: PTB's process_update does not call the persistence."""
-    request = FakeTelegram()
+    request = RecordingRequest()
     application = build(db, request, write_through=False)
     await application.initialize()
-    await application.process_update(message(application, 1, "/begin"))
+    await FakeUser(application, request, USER_ID).send("/begin")
     assert await rows(db) == {}
     await application.update_persistence()  # what the interval task (or shutdown) would do
     assert (await rows(db))["conversation", conversation_key("demo", (USER_ID, USER_ID))] == ASK
@@ -356,8 +293,9 @@ async def test_without_persist_now_ptb_writes_only_at_the_interval(db: Database)
 
 
 async def test_drop_user_data_reaches_the_database_with_the_update(db: Database) -> None:
-    request = FakeTelegram()
+    request = RecordingRequest()
     application = build(db, request)
+    user = FakeUser(application, request, USER_ID)
 
     async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_user is not None
@@ -365,8 +303,8 @@ async def test_drop_user_data_reaches_the_database_with_the_update(db: Database)
 
     application.add_handler(CommandHandler("forget", forget), group=1)
     await application.initialize()
-    await application.process_update(message(application, 1, "/begin"))
+    await user.send("/begin")
     assert ("user_data", str(USER_ID)) in await rows(db)
-    await application.process_update(message(application, 2, "/forget"))
+    await user.send("/forget")
     assert ("user_data", str(USER_ID)) not in await rows(db)
     await application.shutdown()
