@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, TypeHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from handlers.common import cancel, groups, help, language, loader, privacy, start
 from handlers.parent import photos
@@ -37,5 +44,11 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
         group=FEATURES,
     )
     application.add_handler(CallbackQueryHandler(cancel.stale_button), group=FEATURES)
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE & (filters.TEXT | filters.COMMAND), help.not_understood
+        ),
+        group=FEATURES,
+    )
 
     application.add_handler(TypeHandler(Update, persist_now), group=PERSIST)

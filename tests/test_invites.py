@@ -176,3 +176,12 @@ async def test_two_accounts_racing_for_one_code_cannot_both_win(
     assert len(winners) == 1
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 1
+
+
+async def test_text_that_cannot_be_a_code_is_not_counted_as_a_guess(
+    db: Database, school: SchoolData
+) -> None:
+    code = await issue(db, school, role=Role.ADMIN)
+    for _ in range(invites.MAX_FAILURES + 2):
+        assert await inspect(db, 904, "你好，请问怎么报名？") is Refusal.UNKNOWN
+    assert isinstance(await inspect(db, 904, code), InvitePreview)

@@ -218,12 +218,11 @@ async def test_a_crash_in_a_handler_gets_an_apology_with_a_reference(  # type: i
     async def broken(update: object, context: object) -> None:
         raise RuntimeError("boom")
 
-    app.add_handler(CommandHandler("boom", broken), group=0)
+    app.add_handler(CommandHandler("boom", broken), group=-2)
     app.errors_expected = True  # type: ignore[attr-defined]
     user: FakeUser = make_user(115, language_code="en")
     replies = await user.send("/boom")
-    apology = FakeUser.texts(replies)
-    assert "Sorry, something went wrong" in apology
+    apology = next(c.text for c in replies if "Sorry, something went wrong" in c.text)
     reference = apology.rsplit(" ", 1)[-1]
     assert f"error {reference}" in caplog.text and "RuntimeError: boom" in caplog.text
 
@@ -254,3 +253,21 @@ async def test_photo_button_for_someone_elses_child_changes_nothing(  # type: ig
         (117, school.student_ids["李小明"], False),
         (118, school.student_ids["张伟"], False),
     ]
+
+
+async def test_a_member_can_link_another_child_without_start(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    await add_member(db, school, 119, {Role.PARENT}, children=("李小明",))
+    parent: FakeUser = make_user(119, language_code="en")
+    assert "Welcome back" in FakeUser.texts(await parent.send("/start"))
+    # Ordinary text after /start is not taken for a code.
+    assert "did not understand" in FakeUser.texts(await parent.send("hello"))
+    assert "did not understand" in FakeUser.texts(await parent.send("/nosuchcommand"))
+    code = await parent_code(db, school, "张伟")
+    assert "张伟" in FakeUser.texts(await parent.send(invites.pretty(code)))
+    await parent.click("I agree")
+    await parent.click("Yes, photos are fine")
+    assert sorted(s for t, s, _ in await guardians(db) if t == 119) == sorted(
+        [school.student_ids["李小明"], school.student_ids["张伟"]]
+    )

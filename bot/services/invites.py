@@ -152,11 +152,10 @@ async def inspect(session: AsyncSession, telegram_id: int, text: str) -> InviteP
     if await _throttled(session, telegram_id, now):
         return Refusal.THROTTLED
     code = normalise(text)
-    invite = (
-        await session.scalar(select(Invite).where(Invite.code_hash == code_hash(code)))
-        if code
-        else None
-    )
+    if code is None:
+        # Text that cannot be a code cannot guess one either: refuse it without counting.
+        return Refusal.UNKNOWN
+    invite = await session.scalar(select(Invite).where(Invite.code_hash == code_hash(code)))
     if invite is None or invite.revoked_at is not None:
         session.add(InviteAttempt(telegram_id=telegram_id, attempted_at=now))
         return Refusal.UNKNOWN

@@ -31,3 +31,10 @@ async def show_help(update: Update, context: BotContext) -> None:
         f"/{c.name} — {t.gettext(c.description)}" for c in menus.commands_for(context.roles)
     )
     await update.effective_message.reply_text("\n".join(lines))  # type: ignore[union-attr]
+
+
+async def not_understood(update: Update, context: BotContext) -> None:
+    """Anything in a private chat that no feature took: a text or an unknown command."""
+    await update.effective_message.reply_text(  # type: ignore[union-attr]
+        context.t.gettext("Sorry, I did not understand that. Send /help to see what you can do.")
+    )

@@ -65,7 +65,9 @@ async def start(update: Update, context: BotContext) -> int:
                 "another child."
             ).format(school=member.school_name, roles=role_names(t, member.roles))
         )
-        return AWAIT_CODE
+        # A code is welcome at any time (the code-shaped entry point below); waiting for one
+        # here would swallow whatever the member types next.
+        return ConversationHandler.END
     await update.effective_message.reply_text(  # type: ignore[union-attr]
         t.gettext(
             "Welcome to Kehou (课后), your school's after-school service assistant.\n\n"
