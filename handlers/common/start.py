@@ -95,7 +95,7 @@ async def _try_code(update: Update, context: BotContext, text: str) -> int:
     assert message is not None
     if isinstance(result, Refusal):
         await message.reply_text(t.gettext(REFUSALS[result]))
-        return ConversationHandler.END if result is Refusal.THROTTLED else AWAIT_CODE
+        return _after_refusal(context, result)
     if result.role is Role.PARENT:
         context.user_data[PENDING] = result.invite_id  # type: ignore[index]
         await message.reply_text(_privacy_notice(t, result), reply_markup=_consent_keyboard(t))
@@ -103,9 +103,16 @@ async def _try_code(update: Update, context: BotContext, text: str) -> int:
     redeemed = await _redeem(update, context, result.invite_id, photo_consent=None)
     if isinstance(redeemed, Refusal):
         await message.reply_text(t.gettext(REFUSALS[redeemed]))
-        return AWAIT_CODE
+        return _after_refusal(context, redeemed)
     await message.reply_text(_welcome(t, result, redeemed))
     return ConversationHandler.END
+
+
+def _after_refusal(context: BotContext, refusal: Refusal) -> int:
+    """A stranger may try again; a member has other things to do, so stop waiting."""
+    if refusal is Refusal.THROTTLED or context.member is not None:
+        return ConversationHandler.END
+    return AWAIT_CODE
 
 
 def _privacy_notice(t: Translator, preview: InvitePreview) -> str:
