@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-migrate", action="store_true", help="do not upgrade the database first")
     run.set_defaults(func=_run)
 
+    demo = sub.add_parser(
+        "demo",
+        help="try Kehou in a browser: the demo school, the bot and a local Telegram sandbox",
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8765)
+    demo.add_argument(
+        "--database", type=Path, default=Path("kehou-demo.sqlite3"), help="recreated every start"
+    )
+    demo.set_defaults(func=_demo)
+
     migrate = sub.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_migrate)
@@ -80,6 +91,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         application.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox import demo
+
+    demo.run(args.database, args.host, args.port)
     return 0
 
 
