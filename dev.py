@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Set-up and everyday commands for a fresh machine that has only Python 3.11+ and pip.
 
-    python3 dev.py start   # install into .venv if needed, then bring Kehou up
+    python3 dev.py start   # install into .venv if needed, then bring up the demo (no token needed)
     python3 dev.py test    # install into .venv if needed, then run the whole test suite
     python3 dev.py catalogs  # after changing user-visible text: refresh locales/*.po
 
-Extra arguments after `test` go to pytest; after `start`, to `kehou run`.
+Extra arguments after `test` go to pytest; after `start`, to `kehou demo` (e.g. --port 9000).
+To run the real bot against Telegram, use `.venv/bin/kehou run` (see the README).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
         return update_catalogs()
     if command == "test":
         return subprocess.run([str(BIN / "pytest"), *rest], cwd=ROOT).returncode
-    return subprocess.run([str(BIN / "kehou"), "run", *rest], cwd=ROOT).returncode
+    return subprocess.run([str(BIN / "kehou"), "demo", *rest], cwd=ROOT).returncode
 
 
 if __name__ == "__main__":

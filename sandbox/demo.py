@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -249,7 +250,7 @@ async def _enrol(session: AsyncSession, school_id: int, persona: Persona) -> dic
 async def running(world: DemoWorld, host: str, port: int):  # type: ignore[no-untyped-def]
     """The sandbox serving on host:port and the bot polling it, until the block ends."""
     strings = all_page_strings(I18n(world.settings.timezone))
-    runner = web.AppRunner(create_app(world.sandbox, page_strings=strings))
+    runner = web.AppRunner(create_app(world.sandbox, page_strings=strings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -279,6 +280,14 @@ async def running(world: DemoWorld, host: str, port: int):  # type: ignore[no-un
 
 def run(database: Path, host: str, port: int) -> None:
     """`kehou demo`: a fresh demo database, served until Ctrl-C."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise SystemExit(
+            f"kehou demo: cannot listen on {host}:{port} ({exc.strerror}); "
+            "is another demo running? Choose another port with --port."
+        ) from None
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     asyncio.run(_serve(database, host, port))

@@ -61,6 +61,7 @@ def create_app(
     app.router.add_get(f"{api}/chats/{{chat_id}}/commands", _commands)
     app.router.add_post(f"{api}/chats/{{chat_id}}/send", _send)
     app.router.add_post(f"{api}/chats/{{chat_id}}/press", _press)
+    app.router.add_post(f"{api}/chats/{{chat_id}}/migrate", _migrate)
     app.router.add_get(f"{api}/events", _events)
     app.router.add_get(f"{api}/counters", _counters)
     app.router.add_post(f"{api}/config", _config)
@@ -289,6 +290,15 @@ async def _press(request: web.Request) -> web.Response:
     except SandboxError as exc:
         return _error(str(exc))
     return _json({"callback_query_id": query_id})
+
+
+async def _migrate(request: web.Request) -> web.Response:
+    """Upgrade a group to a supergroup, as Telegram does when a group grows or changes."""
+    try:
+        new_id = request.app[SANDBOX].migrate_group(_chat_id(request))
+    except ValueError as exc:
+        return _error(str(exc))
+    return _json({"migrate_to_chat_id": new_id})
 
 
 async def _events(request: web.Request) -> web.Response:

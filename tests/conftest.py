@@ -147,3 +147,12 @@ def make_user(app: KehouApplication, request_recorder: RecordingRequest):  # typ
         return FakeUser(app, request_recorder, user_id, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture
+async def demo_world(database_url: str) -> AsyncIterator[object]:
+    """The demo school, the sandbox on a free port and the real bot polling it over HTTP."""
+    from tests.e2e import running_demo
+
+    async with running_demo(database_url) as world:
+        yield world

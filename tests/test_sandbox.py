@@ -832,6 +832,14 @@ async def test_fault_blocked_user(client: Client, sandbox: Sandbox) -> None:
     assert sandbox.counters.faults["blocked"] == 1
 
 
+async def test_page_api_migrates_a_group_once(client: Client, sandbox: Sandbox) -> None:
+    answer = await client.post(f"/sandbox/api/chats/{GROUP}/migrate")
+    new_id = (await answer.json())["migrate_to_chat_id"]
+    assert sandbox.chats[new_id].type == "supergroup"
+    again = await client.post(f"/sandbox/api/chats/{GROUP}/migrate")
+    assert again.status == 400 and "not a basic group" in (await again.json())["error"]
+
+
 async def test_group_migrated_to_supergroup(client: Client, sandbox: Sandbox) -> None:
     new_id = sandbox.migrate_group(GROUP)
     assert str(new_id).startswith("-100")

@@ -1,0 +1,98 @@
+"""End to end: the real Kehou bot polls the sandbox over HTTP; people type and press in it.
+
+No `process_update` here: updates travel as JSON through getUpdates and every answer through the
+Bot API, exactly as with Telegram. The world is the demo (`sandbox/demo.py`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.services import invites
+from sandbox import demo
+from storage.db import Database
+from storage.models import Guardianship, Student, User
+from tests.e2e import Person
+
+ADMIN, TEACHER, MOM, DAD, ANNA = (p.user_id for p in demo.PERSONAS)
+
+
+def command_names(world: demo.DemoWorld, user_id: int, chat_id: int | None = None) -> set[str]:
+    return {c["command"] for c in world.sandbox.commands_for(chat_id or user_id, user_id)}
+
+
+async def test_new_parent_redeems_an_invite_and_links_the_child(
+    demo_world: demo.DemoWorld, database_url: str
+) -> None:
+    parent = Person(demo_world.sandbox, demo.NEW_PARENT_ID)
+    assert "mydata" not in command_names(demo_world, demo.NEW_PARENT_ID)
+
+    welcome = await parent.send("/start", expecting="邀请码")
+    assert "课后" in welcome["text"]
+    notice = await parent.send(invites.pretty(demo_world.new_parent_code), expecting="尹铭")
+    assert "/forget" in notice["text"]
+    await parent.press("同意", expecting="照片")
+    done = await parent.press("可以出现孩子的照片", expecting="绑定成功")
+    assert "尹铭" in done["text"], parent.transcript()
+    # The notice was edited in place, not answered with new messages.
+    assert done["message_id"] == notice["message_id"] and done.get("edit_date")
+
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:
+            linked = (
+                await session.execute(
+                    select(Student.student_no, Guardianship.photo_consent)
+                    .join(Guardianship, Guardianship.student_id == Student.id)
+                    .join(User, User.id == Guardianship.user_id)
+                    .where(User.telegram_id == demo.NEW_PARENT_ID)
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    assert [tuple(row) for row in linked] == [(demo.NEW_PARENT_CHILD, True)]
+    # The parent's own menu replaced the stranger's.
+    assert {"mydata", "photos", "forget"} <= command_names(demo_world, demo.NEW_PARENT_ID)
+
+    # The code is spent: typing it again links nothing more and says so.
+    again = Person(demo_world.sandbox, ANNA)
+    refused = await again.send(
+        f"/start {demo_world.new_parent_code}", expecting="has already been used"
+    )
+    assert "尹铭" not in refused["text"]
+
+
+async def test_help_names_each_persona_and_role_in_their_language(
+    demo_world: demo.DemoWorld,
+) -> None:
+    admin = await Person(demo_world.sandbox, ADMIN).send("/help", expecting="您的身份")
+    assert "管理员" in admin["text"] and "河清实验学校" in admin["text"]
+    teacher = await Person(demo_world.sandbox, TEACHER).send("/help", expecting="您的身份")
+    assert "教师" in teacher["text"]
+    anna = await Person(demo_world.sandbox, ANNA).send("/help", expecting="you are")
+    assert "parent" in anna["text"] and "/mydata" in anna["text"]
+
+
+async def test_language_switch_changes_answers_and_menu(demo_world: demo.DemoWorld) -> None:
+    mom = Person(demo_world.sandbox, MOM)
+    await mom.send("/language", expecting="")
+    switched = await mom.press("English", expecting="Language set to English")
+    assert switched["text"] == "Language set to English."
+    assert "you are: parent" in (await mom.send("/help", expecting="you are"))["text"]
+    menu = {c["command"]: c["description"] for c in demo_world.sandbox.commands_for(MOM, MOM)}
+    assert menu["help"] == "What I can do for you" and "mydata" in menu
+
+    await mom.send("/language", expecting="")
+    back = await mom.press("简体中文", expecting="语言已设置为")
+    assert "简体中文" in back["text"]
+
+
+async def test_personal_commands_in_the_class_group_point_to_the_private_chat(
+    demo_world: demo.DemoWorld,
+) -> None:
+    group = Person(demo_world.sandbox, MOM, chat_id=demo.GROUP_CHAT_ID)
+    answer = await group.send(f"/mydata@{demo.BOT_USERNAME}", expecting="私聊")
+    buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons[0]["url"] == f"https://t.me/{demo.BOT_USERNAME}?start=help"
+    # Nothing personal was said in front of the group.
+    assert "张琪" not in answer["text"]
