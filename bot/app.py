@@ -13,6 +13,7 @@ from telegram.request import BaseRequest
 from bot import jobs, menus
 from bot.config import Settings
 from bot.context import BotContext, KehouApplication, Runtime
+from bot.delivery import DeliveryWorker, ReplyRateLimiter, SendBudget
 from bot.i18n import I18n
 from bot.processor import PerUserUpdateProcessor
 from storage.db import Database
@@ -33,7 +34,10 @@ def build_application(
 
     db = db or Database(settings.database_url)
     runtime = Runtime(
-        settings=settings, db=db, i18n=I18n(settings.timezone, settings.default_locale)
+        settings=settings,
+        db=db,
+        i18n=I18n(settings.timezone, settings.default_locale),
+        budget=SendBudget(settings.send_rate),
     )
     builder = (
         ApplicationBuilder()
@@ -45,6 +49,8 @@ def build_application(
             SqlPersistence(db, store_data=PersistenceInput(bot_data=False, callback_data=False))
         )
         .concurrent_updates(PerUserUpdateProcessor())
+        # Direct replies and the outbox draw from one budget of Telegram's limits.
+        .rate_limiter(ReplyRateLimiter(runtime.budget))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
     )
@@ -66,9 +72,15 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     jobs.configure_scheduler(application.job_queue)
     await jobs.install_jobs(application, runtime)
     await menus.set_default_menus(application.bot, runtime.i18n)
+    if runtime.settings.delivery:
+        runtime.worker = DeliveryWorker(runtime.db, application.bot, runtime.i18n, runtime.budget)
+        await runtime.worker.start()
     log.info("Kehou is up as @%s", application.bot.username)
 
 
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
     assert isinstance(application, KehouApplication)
+    if application.runtime.worker is not None:
+        await application.runtime.worker.stop()
+        application.runtime.worker = None
     await application.runtime.db.dispose()

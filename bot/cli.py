@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
+    deliver = sub.add_parser(
+        "deliver", help="run only an outbox delivery worker (more senders on PostgreSQL)"
+    )
+    deliver.set_defaults(func=_deliver)
+
     migrate = sub.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_migrate)
@@ -98,6 +103,14 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from sandbox import demo
 
     demo.run(args.database, args.host, args.port)
+    return 0
+
+
+def _deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import delivery
+
+    settings.require_token()
+    asyncio.run(delivery.serve(settings))
     return 0
 
 
@@ -223,3 +236,7 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         await db.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

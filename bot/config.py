@@ -55,6 +55,10 @@ class Settings:
     invite_ttl_days: int = 30
     bot_username: str | None = None
     log_level: str = "INFO"
+    # Messages per second this bot may send in all (Telegram allows about 30; a little under
+    # leaves room for network jitter). Shared by every delivery worker and the direct replies.
+    send_rate: float = 28.0
+    delivery: bool = True  # run an outbox delivery worker in this process
 
     @property
     def bot_base_url(self) -> str | None:
@@ -146,6 +150,18 @@ class Settings:
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("KEHOU_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
 
+        rate_text = get("KEHOU_SEND_RATE") or "28"
+        try:
+            send_rate = float(rate_text)
+        except ValueError:
+            send_rate = 0.0
+        if not 0 < send_rate <= 10_000:
+            raise ConfigError("KEHOU_SEND_RATE must be a number of messages per second above 0")
+
+        delivery_text = (get("KEHOU_DELIVERY") or "on").lower()
+        if delivery_text not in ("on", "off"):
+            raise ConfigError("KEHOU_DELIVERY must be on or off")
+
         return cls(
             token=Secret(token) if token else None,
             database_url=database_url,
@@ -159,6 +175,8 @@ class Settings:
             invite_ttl_days=int(ttl_text),
             bot_username=bot_username,
             log_level=log_level,
+            send_rate=send_rate,
+            delivery=delivery_text == "on",
         )
 
 

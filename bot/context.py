@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
 
@@ -13,6 +13,9 @@ from bot.services.members import Member
 from storage.db import Database
 from storage.models import Role
 
+if TYPE_CHECKING:
+    from bot.delivery import DeliveryWorker, SendBudget
+
 
 @dataclass
 class Runtime:
@@ -21,6 +24,13 @@ class Runtime:
     settings: Settings
     db: Database
     i18n: I18n
+    budget: SendBudget
+    worker: DeliveryWorker | None = None  # started after the bot is initialised
+
+    def wake_delivery(self) -> None:
+        """Outbox rows were just committed: have the worker look now."""
+        if self.worker is not None:
+            self.worker.wake()
 
 
 class KehouApplication(Application):  # type: ignore[type-arg]

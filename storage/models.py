@@ -183,12 +183,14 @@ class BroadcastStatus(enum.StrEnum):
 
 
 class OutboxStatus(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
+    PENDING = "pending"  # due at `not_before`
+    SENDING = "sending"  # claimed by a delivery worker until `locked_until`
     SENT = "sent"
-    FAILED = "failed"
-    BLOCKED = "blocked"
+    FAILED = "failed"  # gave up after retries, or Telegram refused it for good
+    BLOCKED = "blocked"  # the recipient blocked the bot
     CANCELLED = "cancelled"
+    HELD = "held"  # waits for the recipient's daily digest (their choice, or the daily cap)
+    DIGESTED = "digested"  # folded into a digest message (`digest_id`)
 
 
 class Priority(enum.IntEnum):
@@ -214,7 +216,9 @@ class School(Base):
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     default_locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
+    # Non-urgent messages per family per day before the rest wait for the digest (None: no cap).
     daily_notice_cap: Mapped[int | None] = mapped_column(SmallInteger)
+    digest_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(19, 0))  # local time
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property
@@ -643,6 +647,15 @@ class Broadcast(Base):
     ack_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     reping_after_hours: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=Priority.NORMAL)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    reping_at: Mapped[dt.datetime | None]  # when the one re-ping went out
+    cancelled_at: Mapped[dt.datetime | None]
+    # The sender's status message, edited in place as delivery runs.
+    status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Outbox(Base):
@@ -679,6 +692,27 @@ class Outbox(Base):
     acknowledged_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    # Delivery: the worker that claimed the row and until when (a crashed worker's rows are
+    # taken over after that); the digest message a held row was folded into.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    locked_until: Mapped[dt.datetime | None]
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox.id", ondelete="SET NULL"), index=True
+    )
+
+
+class DeliveryWorker(Base):
+    """A running delivery worker (deployment-wide): workers share the bot's send budget.
+
+    Each worker refreshes its heartbeat; the live ones divide Telegram's per-bot rate among
+    themselves, so several processes together stay within the one bot's limits.
+    """
+
+    __tablename__ = "delivery_workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 # --- access -----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async def test_upgrade_of_an_empty_database_matches_the_models(empty_database_ur
 
 
 async def test_every_school_table_carries_school_id() -> None:
-    deployment_wide = {"schools", "bot_state", "invite_attempts"}
+    deployment_wide = {"schools", "bot_state", "invite_attempts", "delivery_workers"}
     missing = [
         t.name
         for t in Base.metadata.sorted_tables

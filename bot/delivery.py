@@ -1,0 +1,577 @@
+"""Delivery: the outbox worker that sends due rows to Telegram under its limits.
+
+- **Budget.** `SendBudget` holds Telegram's limits as leaky buckets (aiolimiter): the bot's
+  overall rate, one bucket per private chat (a small burst, then one a second) and per group
+  (20 a minute). The worker and the bot's direct replies (through `ReplyRateLimiter`, PTB's
+  rate-limiter hook) draw from the same buckets, so together they stay within the limits.
+- **Priorities.** Claimed rows wait in a local heap, urgent first. The dispatcher takes one
+  token at a time from the overall bucket, so a direct reply never waits behind more than one
+  outbox message: a broadcast cannot starve the person who just pressed a button.
+- **Crash safety.** A row is claimed in the database (status ``sending`` with a lease) before it
+  is sent and its outcome is written right after (in small batches). A process killed between
+  Telegram's answer and that write sends the row again after the lease: at most once more per
+  in-flight message. Several workers share the table on PostgreSQL (``SKIP LOCKED``) and divide
+  the bot's rate by the number of live workers (heartbeats in ``delivery_workers``).
+- **Errors.** 429 pauses every send for the time Telegram asks; network errors and 5xx retry
+  with backoff up to `MAX_ATTEMPTS`; 403 marks the person as having blocked the bot and stops
+  writing to them; a group upgraded to a supergroup is followed to its new id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiolimiter import AsyncLimiter
+from sqlalchemy import delete, func, select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+from telegram.ext import BaseRateLimiter, ExtBot
+from telegram.request import HTTPXRequest
+
+from bot.config import Settings
+from bot.i18n import I18n
+from bot.services import outbox
+from bot.services.outbox import Claimed, MessageTooLong, Outcome
+from storage.db import Database
+from storage.models import DeliveryWorker as WorkerRow
+from storage.models import Outbox, OutboxStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+# Bot API methods that put a message in a chat, and so count against Telegram's limits.
+SENDING_METHODS = frozenset(
+    m.lower()
+    for m in (
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendMediaGroup",
+        "copyMessage",
+        "forwardMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageReplyMarkup",
+    )
+)
+OUTBOX_CALL = {"outbox": True}  # rate_limit_args of the worker's own calls: already counted
+HEARTBEAT_SECONDS = 5.0
+WORKER_ALIVE = dt.timedelta(seconds=20)
+
+
+def _seconds(value: float | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+class SendBudget:
+    """Telegram's send limits as leaky buckets, shared by the worker and direct replies."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        chat_burst: int = 3,
+        chat_per_second: float = 1.0,
+        group_per_minute: int = 20,
+    ) -> None:
+        self.rate = rate
+        self.share = 1  # live workers dividing the rate
+        self.overall = AsyncLimiter(rate, 1)
+        self.chat_burst = chat_burst
+        self.chat_per_second = chat_per_second
+        self.group_interval = 60 / group_per_minute * 1.03  # a little margin on the window
+        self._chats: dict[int, AsyncLimiter] = {}
+        self._paused_until = 0.0
+
+    def set_share(self, workers: int) -> None:
+        workers = max(workers, 1)
+        if workers != self.share:
+            self.share = workers
+            self.overall = AsyncLimiter(self.rate / workers, 1)
+            log.info("send budget: %.1f messages/s (%d workers)", self.rate / workers, workers)
+
+    def chat(self, chat_id: int) -> AsyncLimiter:
+        limiter = self._chats.get(chat_id)
+        if limiter is None:
+            if len(self._chats) > 50_000:
+                self._prune()
+            if chat_id < 0:  # groups: 20 a minute, spread out
+                limiter = AsyncLimiter(1, self.group_interval)
+            else:
+                limiter = AsyncLimiter(self.chat_burst, self.chat_burst / self.chat_per_second)
+            self._chats[chat_id] = limiter
+        return limiter
+
+    def _prune(self) -> None:
+        idle = [c for c, lim in self._chats.items() if lim.has_capacity(lim.max_rate)]
+        for chat_id in idle:
+            del self._chats[chat_id]
+
+    def pause(self, seconds: float) -> None:
+        """Telegram said 429: nobody sends until it allows again."""
+        until = time.monotonic() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            log.warning("Telegram asked to wait %.0f s; all sends paused", seconds)
+
+    async def wait_unpaused(self) -> None:
+        # The pause may be extended while we sleep (another 429), so look again after it.
+        while (wait := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
+
+    async def acquire(self, chat_id: int | None) -> None:
+        await self.wait_unpaused()
+        await self.overall.acquire()
+        if chat_id is not None:
+            await self.chat(chat_id).acquire()
+
+
+class ReplyRateLimiter(BaseRateLimiter[dict[str, Any]]):
+    """PTB's rate-limiter hook: direct replies draw from the shared budget, without a queue.
+
+    The worker's own calls pass `OUTBOX_CALL` and are not counted twice. On 429 the whole bot
+    pauses and the call is retried once.
+    """
+
+    def __init__(self, budget: SendBudget) -> None:
+        self.budget = budget
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: dict[str, Any] | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if rate_limit_args and rate_limit_args.get("outbox"):
+            return await callback(*args, **kwargs)
+        counted = endpoint.lower() in SENDING_METHODS
+        chat_id = _int_or_none(data.get("chat_id")) if counted else None
+        for attempt in (1, 2):
+            if counted:
+                await self.budget.acquire(chat_id)
+            else:
+                await self.budget.wait_unpaused()
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                self.budget.pause(_seconds(exc.retry_after))
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclasses.dataclass(order=True)
+class _Queued:
+    priority: int
+    seq: int
+    row: Claimed = dataclasses.field(compare=False)
+    queued_at: float = dataclasses.field(compare=False, default=0.0)
+
+
+class DeliveryWorker:
+    """Claims due outbox rows and sends them; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        bot: ExtBot[Any],
+        i18n: I18n,
+        budget: SendBudget,
+        *,
+        worker_id: str | None = None,
+        lease: dt.timedelta = dt.timedelta(seconds=120),
+        poll_seconds: float = 0.5,
+        max_in_flight: int = 100,
+    ) -> None:
+        self.db = db
+        self.bot = bot
+        self.i18n = i18n
+        self.budget = budget
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.lease = lease
+        self.poll_seconds = poll_seconds
+        self.max_in_flight = max_in_flight
+        self._queue: list[_Queued] = []
+        self._seq = itertools.count()
+        self._outcomes: list[Outcome] = []
+        self._blocked: set[int] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._queued = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self.sent = 0  # counters for logs and benchmarks
+        self.failed = 0
+
+    # -----------------------------------------------------------------------------------
+    # Life cycle
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        await self._heartbeat()
+        loops = (self._claim_loop, self._dispatch_loop, self._flush_loop, self._heartbeat_loop)
+        self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
+        log.info("delivery worker %s started", self.worker_id)
+
+    async def stop(self) -> None:
+        """Stop claiming, finish the sends under way, record them, give the rest back."""
+        if not self._running:
+            return
+        self._running = False
+        self._wake.set()
+        self._queued.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._flush()
+        unsent = [q.row.id for q in self._queue]
+        self._queue.clear()
+        async with self.db.transaction() as session:
+            await outbox.release(session, self.worker_id, unsent)
+            await session.execute(delete(WorkerRow).where(WorkerRow.id == self.worker_id))
+        log.info("delivery worker %s stopped", self.worker_id)
+
+    def wake(self) -> None:
+        """New rows were committed: look for them now rather than at the next poll."""
+        self._wake.set()
+
+    async def idle(
+        self,
+        timeout: float = 30,  # noqa: ASYNC109 - a test helper's contract
+        within: dt.timedelta = dt.timedelta(minutes=10),
+    ) -> None:
+        """Wait until no row is pending or sending with a time before `within` from now, and
+        nothing is queued, in flight or unrecorded here (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.wake()
+            if not self._queue and not self._in_flight and not self._outcomes:
+                async with self.db.transaction() as session:
+                    waiting = await session.scalar(
+                        select(func.count()).where(
+                            Outbox.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
+                            Outbox.not_before <= utcnow() + within,
+                        )
+                    )
+                if not waiting:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the outbox did not drain in time")
+            await asyncio.sleep(0.1)
+
+    # -----------------------------------------------------------------------------------
+    # Loops
+
+    def _buffer_size(self) -> int:
+        """How many rows to hold locally: about two seconds of sending, at least a few."""
+        return max(10, int(self.budget.rate / self.budget.share * 2))
+
+    async def _claim_loop(self) -> None:
+        while self._running:
+            room = self._buffer_size() - len(self._queue)
+            claimed: list[Claimed] = []
+            if room > 0:
+                try:
+                    async with self.db.transaction() as session:
+                        claimed = await outbox.claim(
+                            session, self.worker_id, limit=room, lease=self.lease
+                        )
+                except Exception:
+                    log.exception("claiming outbox rows failed; trying again")
+                    await asyncio.sleep(1)
+                    continue
+                now = time.monotonic()
+                for row in claimed:
+                    heapq.heappush(self._queue, _Queued(row.priority, next(self._seq), row, now))
+                if claimed:
+                    self._queued.set()
+            if room > 0 and len(claimed) == room:
+                await asyncio.sleep(0)  # more may be due: claim again at once
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _dispatch_loop(self) -> None:
+        in_flight = asyncio.Semaphore(self.max_in_flight)
+        while self._running:
+            item = self._next_ready()
+            if item is None:
+                self._queued.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), 0.05)
+                continue
+            await in_flight.acquire()
+            await self.budget.wait_unpaused()
+            await self.budget.overall.acquire()
+            await self.budget.chat(item.row.chat_id).acquire()
+            task = asyncio.create_task(self._send(item.row))
+            self._in_flight.add(task)
+
+            def done(task: asyncio.Task[None]) -> None:
+                self._in_flight.discard(task)
+                in_flight.release()
+
+            task.add_done_callback(done)
+
+    def _next_ready(self) -> _Queued | None:
+        """The most urgent queued row whose chat may take a message now.
+
+        A row that waited here for half its lease (a busy group) goes back to the table, so
+        the lease never runs out on a row that is still queued.
+        """
+        skipped: list[_Queued] = []
+        found = None
+        too_old = time.monotonic() - self.lease.total_seconds() / 2
+        while self._queue:
+            item = heapq.heappop(self._queue)
+            if self.budget.chat(item.row.chat_id).has_capacity():
+                found = item
+                break
+            if item.queued_at < too_old:
+                self._outcomes.append(
+                    Outcome(item.row.id, OutboxStatus.PENDING, count_attempt=False)
+                )
+                continue
+            skipped.append(item)
+        for item in skipped:
+            heapq.heappush(self._queue, item)
+        return found
+
+    async def _flush_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(0.1)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("recording outbox outcomes failed; trying again")
+                await asyncio.sleep(1)
+
+    async def _flush(self) -> None:
+        if not self._outcomes and not self._blocked:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        blocked, self._blocked = self._blocked, set()
+        now = utcnow()
+        try:
+            async with self.db.transaction() as session:
+                await outbox.record(session, self.worker_id, outcomes, now)
+                for chat_id in blocked:
+                    await outbox.mark_blocked(session, chat_id, now)
+        except Exception:
+            self._outcomes[:0] = outcomes
+            self._blocked |= blocked
+            raise
+
+    async def _heartbeat_loop(self) -> None:
+        while self._running:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.exception("delivery heartbeat failed")
+
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            row = await session.get(WorkerRow, self.worker_id)
+            if row is None:
+                session.add(WorkerRow(id=self.worker_id, started_at=now, heartbeat_at=now))
+            else:
+                row.heartbeat_at = now
+            await session.flush()
+            await session.execute(
+                delete(WorkerRow).where(WorkerRow.heartbeat_at < now - 3 * WORKER_ALIVE)
+            )
+            live = await session.scalar(
+                select(func.count())
+                .select_from(WorkerRow)
+                .where(WorkerRow.heartbeat_at >= now - WORKER_ALIVE)
+            )
+        self.budget.set_share(int(live or 1))
+
+    # -----------------------------------------------------------------------------------
+    # Sending one row
+
+    async def _send(self, row: Claimed) -> None:
+        try:
+            outcome = await self._attempt(row)
+        except Exception as exc:  # a bug must not kill the worker; the row is retried later
+            log.exception("sending outbox row %s failed unexpectedly", row.id)
+            outcome = self._retry(row, f"{type(exc).__name__}: {exc}")
+        if outcome is not None:
+            if outcome.status is OutboxStatus.SENT:
+                self.sent += 1
+            elif outcome.status in (OutboxStatus.FAILED, OutboxStatus.BLOCKED):
+                self.failed += 1
+            self._outcomes.append(outcome)
+
+    async def _attempt(self, row: Claimed) -> Outcome | None:
+        t = self.i18n.get(row.locale)
+        try:
+            rendered = outbox.render(row, t)
+        except (MessageTooLong, KeyError, ValueError, IndexError) as exc:
+            log.error("outbox row %s cannot be rendered: %s", row.id, exc)
+            return Outcome(row.id, OutboxStatus.FAILED, error=f"cannot render: {exc}")
+        try:
+            message = await self._deliver(row.chat_id, rendered)
+        except RetryAfter as exc:
+            seconds = _seconds(exc.retry_after)
+            self.budget.pause(seconds)
+            retry_at = utcnow() + dt.timedelta(seconds=seconds)
+            return Outcome(
+                row.id, OutboxStatus.PENDING, error="429", retry_at=retry_at, count_attempt=False
+            )
+        except ChatMigrated as exc:
+            new_id = int(exc.new_chat_id)
+            async with self.db.transaction() as session:
+                await outbox.migrate_chat(session, row.chat_id, new_id)
+            moved = dataclasses.replace(row, chat_id=new_id)
+            queued = _Queued(row.priority, next(self._seq), moved, time.monotonic())
+            heapq.heappush(self._queue, queued)
+            self._queued.set()
+            return None
+        except Forbidden as exc:
+            if row.chat_id > 0:
+                self._blocked.add(row.chat_id)
+                return Outcome(row.id, OutboxStatus.BLOCKED, error=exc.message)
+            return Outcome(row.id, OutboxStatus.FAILED, error=exc.message)
+        except BadRequest as exc:
+            return Outcome(row.id, OutboxStatus.FAILED, error=exc.message)
+        except NetworkError as exc:  # timeouts, 5xx, connection trouble: try again later
+            return self._retry(row, exc.message)
+        return Outcome(
+            row.id,
+            OutboxStatus.SENT,
+            message_id=message.message_id,
+            chat_id=row.chat_id,
+        )
+
+    def _retry(self, row: Claimed, error: str) -> Outcome:
+        if row.attempts >= outbox.MAX_ATTEMPTS:
+            return Outcome(row.id, OutboxStatus.FAILED, error=error)
+        backoff = min(2**row.attempts, 300) * random.uniform(0.75, 1.25)
+        retry_at = utcnow() + dt.timedelta(seconds=backoff)
+        return Outcome(row.id, OutboxStatus.PENDING, error=error, retry_at=retry_at)
+
+    async def _deliver(self, chat_id: int, rendered: outbox.Rendered) -> Message:
+        """Send the parts in order; the buttons and the attachment ride on the last one."""
+        markup = _markup(rendered.buttons)
+        parts = rendered.parts
+        message: Message | None = None
+        for index, text in enumerate(parts):
+            if index > 0:  # the dispatcher paid for the first part
+                await self.budget.acquire(chat_id)
+            last = index == len(parts) - 1
+            attachment = rendered.attachment if index == 0 else None
+            if attachment is not None:
+                send = self.bot.send_photo if attachment["type"] == "photo" else None
+                kwargs: dict[str, Any] = {
+                    "chat_id": chat_id,
+                    "caption": text or None,
+                    "parse_mode": ParseMode.HTML,
+                    "reply_markup": markup if last else None,
+                    "rate_limit_args": OUTBOX_CALL,
+                }
+                if send is not None:
+                    message = await send(photo=attachment["file_id"], **kwargs)
+                else:
+                    message = await self.bot.send_document(
+                        document=attachment["file_id"], **kwargs
+                    )
+            else:
+                message = await self.bot.send_message(
+                    chat_id,
+                    text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup if last else None,
+                    rate_limit_args=OUTBOX_CALL,
+                )
+        assert message is not None
+        return message
+
+
+def _markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(b["label"], url=b["url"])
+                if "url" in b
+                else InlineKeyboardButton(b["label"], callback_data=b["data"])
+                for b in line
+            ]
+            for line in buttons
+        ]
+    )
+
+
+def make_bot(settings: Settings, budget: SendBudget) -> ExtBot[Any]:
+    """A bot for a process that only delivers (no updates): `kehou deliver`, benchmarks."""
+    return ExtBot(
+        settings.require_token(),
+        base_url=settings.bot_base_url or "https://api.telegram.org/bot",
+        base_file_url=settings.bot_base_file_url or "https://api.telegram.org/file/bot",
+        request=HTTPXRequest(connection_pool_size=256),
+        rate_limiter=ReplyRateLimiter(budget),
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """`kehou deliver`: a delivery worker alone, until SIGINT or SIGTERM.
+
+    Run several (on PostgreSQL) to share the sending; they divide the bot's rate between them.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    db = Database(settings.database_url)
+    budget = SendBudget(settings.send_rate)
+    bot = make_bot(settings, budget)
+    i18n = I18n(settings.timezone, settings.default_locale)
+    worker = DeliveryWorker(db, bot, i18n, budget)
+    async with bot:
+        await worker.start()
+        try:
+            await stop.wait()
+        finally:
+            await worker.stop()
+            await db.dispose()

@@ -1,0 +1,327 @@
+"""The delivery worker against the sandbox over HTTP, with Telegram's limits and faults on.
+
+Telegram's real rates (30 messages/s) would make 1,000 recipients take half a minute per test;
+most tests scale the sandbox's bot-wide rate and the worker's budget up together, which keeps
+every mechanism (buckets, 429, per-chat limits) in play. The reply-delay test and the benchmark
+(bench/broadcast.py) use the real rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp import web
+from sqlalchemy import func, insert, select
+
+from bot.config import Secret, Settings
+from bot.delivery import DeliveryWorker, SendBudget, make_bot
+from bot.i18n import I18n
+from bot.services import outbox
+from bot.services.outbox import NewMessage
+from sandbox.core import Sandbox
+from sandbox.server import run_sandbox
+from storage.db import Database
+from storage.models import Outbox, OutboxStatus, Priority, SchoolClass, User
+from tests.e2e import free_port
+from tests.factories import SchoolData
+
+TOKEN = "424242:DELIVERY-TEST"
+FIRST_USER = 500_000
+
+
+class World:
+    def __init__(self, sandbox: Sandbox, url: str, db: Database, school: SchoolData) -> None:
+        self.sandbox = sandbox
+        self.url = url
+        self.db = db
+        self.school = school
+        self.workers: list[DeliveryWorker] = []
+
+    def settings(self, rate: float) -> Settings:
+        return Settings(
+            token=Secret(TOKEN), database_url=self.db.url, api_base_url=self.url, send_rate=rate
+        )
+
+    async def worker(self, rate: float, **kwargs: Any) -> DeliveryWorker:
+        budget = SendBudget(rate)
+        bot = make_bot(self.settings(rate), budget)
+        await bot.initialize()
+        worker = DeliveryWorker(self.db, bot, I18n(ZoneInfo("Asia/Shanghai")), budget, **kwargs)
+        await worker.start()
+        self.workers.append(worker)
+        return worker
+
+    async def people(self, count: int, locale: str | None = None) -> list[tuple[int, int]]:
+        """`count` linked users; returns (user id, chat id) pairs."""
+        ids = range(
+            FIRST_USER + len(self.sandbox.users), FIRST_USER + len(self.sandbox.users) + count
+        )
+        for telegram_id in ids:
+            self.sandbox.add_user(telegram_id, f"家长{telegram_id}")
+        async with self.db.transaction() as session:
+            await session.execute(
+                insert(User),
+                [
+                    {
+                        "school_id": self.school.school_id,
+                        "telegram_id": t,
+                        "chat_id": t,
+                        "display_name": f"家长{t}",
+                        "locale": locale,
+                    }
+                    for t in ids
+                ],
+            )
+            rows = await session.execute(
+                select(User.id, User.chat_id).where(User.telegram_id.in_(list(ids)))
+            )
+            return [(u, int(c)) for u, c in rows.all()]
+
+    async def enqueue(self, messages: list[NewMessage]) -> None:
+        async with self.db.transaction() as session:
+            await outbox.enqueue_many(session, self.school.school_id, messages)
+        for worker in self.workers:
+            worker.wake()
+
+    async def statuses(self) -> collections.Counter[str]:
+        async with self.db.transaction() as session:
+            rows = await session.execute(
+                select(Outbox.status, func.count()).group_by(Outbox.status)
+            )
+            return collections.Counter({str(s): n for s, n in rows.all()})
+
+    def received(self, chat_ids: list[int]) -> collections.Counter[int]:
+        """How many bot messages each chat holds."""
+        return collections.Counter(
+            {c: sum(1 for m in self.sandbox.messages(c) if m["outgoing"]) for c in chat_ids}
+        )
+
+
+@pytest.fixture
+async def world(db: Database, school: SchoolData) -> AsyncIterator[World]:
+    sandbox = Sandbox(TOKEN, bot_username="kehou_test_bot")
+    port = free_port()
+    runner: web.AppRunner = await run_sandbox(sandbox, "127.0.0.1", port)
+    found = World(sandbox, f"http://127.0.0.1:{port}", db, school)
+    try:
+        yield found
+    finally:
+        for worker in found.workers:
+            await worker.stop()
+            await worker.bot.shutdown()
+        await runner.cleanup()
+
+
+def broadcast(people: list[tuple[int, int]], **kwargs: Any) -> list[NewMessage]:
+    return [
+        NewMessage(
+            chat,
+            "broadcast",
+            user_id=user,
+            template="Language set to {language}.",
+            params={"language": "English"},
+            **kwargs,
+        )
+        for user, chat in people
+    ]
+
+
+def scaled_limits(sandbox: Sandbox, factor: float) -> None:
+    sandbox.limits.enabled = True
+    sandbox.limits.bot_per_second = 30 * factor
+    sandbox.limits.bot_burst = int(30 * factor)
+
+
+async def test_a_thousand_recipients_with_limits_and_faults(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    scaled_limits(world.sandbox, 10)
+    world.sandbox.faults.error_rate = 0.03  # 502s, not carried out
+    world.sandbox.faults.delay = 0.005
+    world.sandbox.faults.jitter = 0.02
+    people = await world.people(1000)
+    blocked = [chat for _, chat in people[::250]]  # four people blocked the bot
+    world.sandbox.faults.blocked_users = set(blocked)
+    await world.enqueue(broadcast(people))
+
+    worker = await world.worker(rate=280)
+    await worker.idle(timeout=120)
+
+    received = world.received([chat for _, chat in people])
+    assert [c for c, n in received.items() if n == 0] == blocked  # nobody else lost
+    assert max(received.values()) == 1  # nobody got it twice
+    assert await world.statuses() == {"sent": 996, "blocked": 4}
+    assert world.sandbox.counters.faults["bad_gateway"] > 0  # the faults really happened
+    assert world.sandbox.counters.rate_limited < 10  # 429s are rare, and each was retried
+    async with world.db.transaction() as session:
+        marked = await session.scalars(select(User.chat_id).where(User.blocked_at.is_not(None)))
+        assert sorted(marked.all()) == sorted(blocked)
+    # Every message went out in the recipient's language (the school default, Chinese).
+    assert world.sandbox.messages(people[1][1])[-1]["text"] == "语言已设置为English。"
+
+
+async def test_429_pauses_sending_and_nothing_is_lost(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker believes it may send twice as fast as the sandbox allows."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    scaled_limits(world.sandbox, 2)
+    people = await world.people(200)
+    await world.enqueue(broadcast(people))
+    worker = await world.worker(rate=120)
+    await worker.idle(timeout=60)
+    assert world.sandbox.counters.rate_limited > 0
+    received = world.received([chat for _, chat in people])
+    assert set(received.values()) == {1}
+    assert await world.statuses() == {"sent": 200}
+
+
+async def test_group_migrated_to_a_supergroup_is_followed(world: World) -> None:
+    world.sandbox.add_user(FIRST_USER - 1, "班主任")
+    world.sandbox.add_group(-4242, "三年级1班家长群", [FIRST_USER - 1])
+    async with world.db.transaction() as session:
+        school_class = await session.get(SchoolClass, world.school.class_ids["3-1"])
+        assert school_class is not None
+        school_class.group_chat_id = -4242
+    new_id = world.sandbox.migrate_group(-4242)
+    await world.enqueue([NewMessage(-4242, "group", text="明天停课")])
+    worker = await world.worker(rate=30)
+    await worker.idle()
+    assert [m["text"] for m in world.sandbox.messages(new_id) if m["outgoing"]] == ["明天停课"]
+    async with world.db.transaction() as session:
+        school_class = await session.get(SchoolClass, world.school.class_ids["3-1"])
+        assert school_class is not None and school_class.group_chat_id == new_id
+        row = (await session.scalars(select(Outbox))).one()
+        assert row.status is OutboxStatus.SENT and row.chat_id == new_id
+
+
+async def test_network_errors_are_retried_then_given_up(world: World) -> None:
+    people = await world.people(1)
+    world.sandbox.faults.error_rate = 1.0
+    world.sandbox.faults.methods = {"sendmessage"}
+    await world.enqueue(broadcast(people))
+    worker = await world.worker(rate=30)
+    async with world.db.transaction() as session:
+        row = (await session.scalars(select(Outbox))).one()
+    # Pretend five attempts already failed: the sixth is the last.
+    async with world.db.transaction() as session:
+        stored = await session.get(Outbox, row.id)
+        assert stored is not None
+        stored.attempts = outbox.MAX_ATTEMPTS - 1
+        stored.not_before = dt.datetime.now(dt.UTC)
+    worker.wake()
+    await worker.idle()
+    async with world.db.transaction() as session:
+        stored = await session.get(Outbox, row.id)
+        assert stored is not None
+        assert stored.status is OutboxStatus.FAILED and "Bad Gateway" in (stored.last_error or "")
+
+
+async def test_replies_are_not_starved_by_a_broadcast(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram's real rate: 400 bulk messages take 14 seconds; replies still go at once."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    world.sandbox.limits.enabled = True
+    people = await world.people(400)
+    (asker,) = await world.people(1)
+    await world.enqueue(broadcast(people, priority=Priority.BULK))
+    worker = await world.worker(rate=28)
+    await asyncio.sleep(1.5)  # the broadcast is under way
+    delays = []
+    for _ in range(8):
+        started = time.monotonic()
+        # A handler's reply goes through the application's bot and its rate limiter.
+        await worker.bot.send_message(asker[1], "收到")
+        delays.append(time.monotonic() - started)
+        await asyncio.sleep(1.0)  # one a second, as a person would get them
+    still = await world.statuses()
+    assert still["pending"] + still["sending"] > 0  # measured while the broadcast drained
+    assert statistics.quantiles(delays, n=20)[-1] < 2.0
+    await worker.idle(timeout=60)
+    assert world.sandbox.counters.rate_limited == 0
+
+
+async def test_two_workers_share_the_table_and_the_rate(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    scaled_limits(world.sandbox, 5)
+    people = await world.people(600)
+    first = await world.worker(rate=140)
+    second = await world.worker(rate=140)
+    await first._heartbeat()  # both see each other at once rather than after a heartbeat
+    assert first.budget.share == 2
+    await world.enqueue(broadcast(people))
+    await first.idle(timeout=60)
+    await second.idle(timeout=60)
+    received = world.received([chat for _, chat in people])
+    assert set(received.values()) == {1}
+    assert first.sent > 0 and second.sent > 0 and first.sent + second.sent == 600
+    assert world.sandbox.counters.rate_limited < 10
+
+
+async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> None:
+    """`kehou deliver` is killed with SIGKILL mid-broadcast, then started again."""
+    world.sandbox.limits.enabled = True
+    scaled_limits(world.sandbox, 3)
+    people = await world.people(400)
+    await world.enqueue(broadcast(people))
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "KEHOU_DATABASE_URL": world.db.url,
+        "KEHOU_API_BASE_URL": world.url,
+        "KEHOU_SEND_RATE": "85",
+        "KEHOU_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "bot.cli", "deliver"]
+    chats = [chat for _, chat in people]
+
+    async def delivered() -> int:
+        return sum(1 for n in world.received(chats).values() if n)
+
+    process = await asyncio.create_subprocess_exec(*command, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while await delivered() < 150:
+            assert time.monotonic() < deadline, "the worker sent nothing"
+            await asyncio.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    async with world.db.transaction() as session:
+        in_flight = await session.scalar(
+            select(func.count()).where(Outbox.status == OutboxStatus.SENDING)
+        )
+        # The lease of the dead worker's rows runs out now rather than in two minutes.
+        await session.execute(
+            Outbox.__table__.update()
+            .where(Outbox.status == OutboxStatus.SENDING)
+            .values(locked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    assert 150 <= await delivered() < 400  # it really died mid-way
+
+    worker = await world.worker(rate=85)
+    await worker.idle(timeout=60)
+    received = world.received(chats)
+    assert min(received.values()) == 1  # nothing lost
+    twice = sum(1 for n in received.values() if n == 2)
+    assert max(received.values()) <= 2 and twice <= (in_flight or 0)
+    assert await world.statuses() == {"sent": 400}
