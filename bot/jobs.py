@@ -32,20 +32,41 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     """(Re)create every scheduled job from the database; returns the job names."""
     job_queue = application.job_queue
     assert job_queue is not None
+    from bot import broadcasting
+
     async with runtime.db.transaction() as session:
-        schools = list(await session.execute(select(School.id, School.timezone)))
+        schools = list(
+            await session.execute(select(School.id, School.timezone, School.digest_time))
+        )
     names = []
-    for school_id, timezone in schools:
-        name = f"housekeeping:{school_id}"
+
+    def replace(name: str) -> str:
         for old in job_queue.get_jobs_by_name(name):
             old.schedule_removal()
+        names.append(name)
+        return name
+
+    for school_id, timezone, digest_time in schools:
+        zone = ZoneInfo(timezone)
         job_queue.run_daily(
             housekeeping,
-            time=HOUSEKEEPING_AT.replace(tzinfo=ZoneInfo(timezone)),
-            name=name,
+            time=HOUSEKEEPING_AT.replace(tzinfo=zone),
+            name=replace(f"housekeeping:{school_id}"),
             data=school_id,
         )
-        names.append(name)
+        job_queue.run_daily(
+            broadcasting.send_digests,  # type: ignore[arg-type]
+            time=digest_time.replace(tzinfo=zone),
+            name=replace(f"digest:{school_id}"),
+            data=school_id,
+        )
+    # Scheduled broadcasts, re-pings and progress: one job for every school.
+    job_queue.run_repeating(
+        broadcasting.tick,  # type: ignore[arg-type]
+        interval=broadcasting.TICK_SECONDS,
+        first=0.5,
+        name=replace("broadcasts"),
+    )
     log.info("scheduled %d jobs", len(names))
     return names
 

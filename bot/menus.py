@@ -23,6 +23,7 @@ class Command:
 
 
 PARENT = frozenset({Role.PARENT})
+ADMIN = frozenset({Role.ADMIN})
 
 # Order is the order of the menu. Later features add their commands here.
 COMMANDS = (
@@ -31,7 +32,10 @@ COMMANDS = (
     Command("language", N_("Change language")),
     Command("photos", N_("Photos of my child in daily updates"), PARENT),
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),
+    Command("notices", N_("Messages at once or in a daily digest"), PARENT),
     Command("forget", N_("Unlink your account and delete your data"), PARENT),
+    Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
+    Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
     Command("cancel", N_("Cancel the current step")),
 )
 

@@ -12,8 +12,9 @@ from telegram.ext import (
     filters,
 )
 
+from handlers.admin import broadcast
 from handlers.common import cancel, groups, help, language, loader, privacy, start
-from handlers.parent import photos
+from handlers.parent import notices, photos
 from storage.persistence import persist_now
 
 # Handler groups run in ascending order; within a group the first matching handler wins.
@@ -38,6 +39,8 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(language.handlers(), group=FEATURES)
     application.add_handlers(privacy.handlers(), group=FEATURES)
     application.add_handlers(photos.handlers(), group=FEATURES)
+    application.add_handlers(notices.handlers(), group=FEATURES)
+    application.add_handlers(broadcast.handlers(), group=FEATURES)
 
     application.add_handler(
         CommandHandler("cancel", cancel.nothing_to_cancel, filters=filters.ChatType.PRIVATE),

@@ -11,14 +11,17 @@ from tests.factories import SchoolData, make_school
 async def test_jobs_are_recreated_per_school_with_a_misfire_grace(
     app: KehouApplication, db: Database, school: SchoolData
 ) -> None:
-    await make_school(db, code="second")
+    second = await make_school(db, code="second")
     assert app.job_queue is not None
     jobs.configure_scheduler(app.job_queue)
     names = await jobs.install_jobs(app, app.runtime)
-    assert len(names) == 2
+    per_school = [
+        f"{job}:{s.school_id}" for s in (school, second) for job in ("housekeeping", "digest")
+    ]
+    assert sorted(names) == sorted(["broadcasts", *per_school])
     # Installing again (a restart, or a re-import) replaces jobs instead of doubling them.
     await jobs.install_jobs(app, app.runtime)
-    scheduled = [j for j in app.job_queue.jobs() if j.name and j.name.startswith("housekeeping")]
+    scheduled = list(app.job_queue.jobs())
     assert sorted(j.name for j in scheduled if not j.removed) == sorted(names)
     await app.job_queue.start()
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Guardianship, Role, School, Student, User, utcnow
+from storage.models import Guardianship, NoticeMode, Role, School, Student, User, utcnow
 
 # Writing last_seen_at on every update would turn each read into a write; once a minute is
 # plenty for "most recently used school".
@@ -48,6 +48,11 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     now = utcnow()
     if now - user.last_seen_at > _SEEN_RESOLUTION:
         await session.execute(update(User).where(User.id == user.id).values(last_seen_at=now))
+    if user.blocked_at is not None:
+        # Whoever writes to the bot has not blocked it (any more): they can be reached again.
+        await session.execute(
+            update(User).where(User.telegram_id == telegram_id).values(blocked_at=None)
+        )
     return Member(
         user_id=user.id,
         school_id=user.school_id,
@@ -57,6 +62,15 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
         locale=user.locale,
         roles=user.role_set,
     )
+
+
+async def set_notice_mode(session: AsyncSession, user_id: int, mode: NoticeMode) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(notice_mode=mode))
+
+
+async def notice_mode(session: AsyncSession, user_id: int) -> NoticeMode:
+    mode = await session.scalar(select(User.notice_mode).where(User.id == user_id))
+    return mode or NoticeMode.INSTANT
 
 
 async def set_locale(session: AsyncSession, telegram_id: int, locale: str) -> None:

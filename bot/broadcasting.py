@@ -1,0 +1,255 @@
+"""Broadcast progress, scheduled starts, re-pings and daily digests: the jobs around the outbox.
+
+`tick` runs every few seconds: it starts broadcasts whose time has come, sends the one re-ping
+of unacknowledged notices, marks finished broadcasts done and edits each sender's status
+message in place with the live figures. `send_digests` runs daily per school at its digest time
+and folds the messages held for each parent into one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, TelegramError
+
+from bot.context import BotContext, Runtime
+from bot.i18n import N_, Translator
+from bot.services import broadcasts, outbox
+from bot.services.broadcasts import Audience, AudienceKind, Progress
+from bot.services.outbox import Claimed, NewMessage
+from storage.models import (
+    Broadcast,
+    BroadcastStatus,
+    Course,
+    Outbox,
+    OutboxStatus,
+    Priority,
+    School,
+    SchoolClass,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 2.0
+ACK_FOLLOW_UP = dt.timedelta(days=3)  # keep a finished notice's acknowledgements live this long
+
+AUDIENCE_LABELS = {
+    AudienceKind.PARENTS: N_("all parents"),
+    AudienceKind.GRADE: N_("parents of grade {value}"),
+    AudienceKind.CLASS: N_("parents of {value}"),
+    AudienceKind.COURSE: N_("parents of children in {value}"),
+    AudienceKind.PERIOD: N_("parents of children in period {value}"),
+    AudienceKind.UNPAID: N_("parents with unpaid bills"),
+    AudienceKind.TEACHERS: N_("all teachers"),
+    AudienceKind.GROUPS: N_("the class parents' groups"),
+}
+STATUS_NAMES = {
+    BroadcastStatus.SCHEDULED: N_("scheduled"),
+    BroadcastStatus.SENDING: N_("sending"),
+    BroadcastStatus.DONE: N_("done"),
+    BroadcastStatus.CANCELLED: N_("cancelled"),
+    BroadcastStatus.DRAFT: N_("draft"),
+}
+DIGEST_HEADER = N_("📬 Your daily digest: {count} messages from {school}")
+
+
+async def audience_label(session: AsyncSession, t: Translator, audience: Audience) -> str:
+    value: Any = audience.value
+    if audience.kind is AudienceKind.CLASS:
+        value = await session.scalar(select(SchoolClass.name).where(SchoolClass.id == value))
+    elif audience.kind is AudienceKind.COURSE:
+        value = await session.scalar(select(Course.name).where(Course.id == value))
+    return t.gettext(AUDIENCE_LABELS[audience.kind]).format(value=value)
+
+
+def status_text(t: Translator, broadcast: Broadcast, audience: str, figures: Progress) -> str:
+    """The sender's status message: what, to whom, and how delivery is going."""
+    lines = [
+        t.gettext("📣 Broadcast #{id} to {audience}: {status}").format(
+            id=broadcast.id,
+            audience=html.escape(audience),
+            status=t.gettext(STATUS_NAMES[broadcast.status]),
+        )
+    ]
+    if broadcast.status is BroadcastStatus.SCHEDULED and broadcast.scheduled_for:
+        lines.append(
+            t.gettext("Goes out at {when}.").format(
+                when=t.datetime(broadcast.scheduled_for, "short")
+            )
+        )
+    else:
+        lines.append(
+            t.gettext(
+                "Recipients {total} · queued {queued} · sent {sent} · failed {failed} · "
+                "blocked the bot {blocked}"
+            ).format(
+                total=figures.total,
+                queued=figures.queued,
+                sent=figures.sent,
+                failed=figures.failed,
+                blocked=figures.blocked,
+            )
+        )
+        if broadcast.ack_requested:
+            lines.append(
+                t.gettext("Confirmed {acknowledged} of {sent}.").format(
+                    acknowledged=figures.acknowledged, sent=figures.sent
+                )
+            )
+        if figures.cancelled:
+            lines.append(t.gettext("Not sent (cancelled): {n}.").format(n=figures.cancelled))
+    return "\n".join(lines)
+
+
+async def tick(context: BotContext) -> None:
+    """The repeating broadcast job (see the module docstring)."""
+    runtime = context.runtime
+    now = utcnow()
+    edits: list[tuple[int, int, int, str]] = []
+    async with runtime.db.transaction() as session:
+        for broadcast in await broadcasts.due_scheduled(session, now):
+            count = await broadcasts.start(session, broadcast, now)
+            log.info("broadcast %s started: %d recipients", broadcast.id, count)
+        for broadcast in await broadcasts.due_repings(session, now):
+            count = await broadcasts.reping(session, broadcast, now)
+            log.info("broadcast %s: re-pinged %d recipients", broadcast.id, count)
+        for broadcast in await _followed(session, now):
+            figures = await broadcasts.progress(session, broadcast.id)
+            broadcasts.finish(broadcast, figures, now)
+            if broadcast.status_chat_id is None or broadcast.status_message_id is None:
+                continue
+            t = await _sender_translator(session, runtime, broadcast)
+            label = await audience_label(session, t, Audience.from_json(broadcast.audience))
+            text = status_text(t, broadcast, label, figures)
+            edits.append(
+                (broadcast.id, broadcast.status_chat_id, broadcast.status_message_id, text)
+            )
+    runtime.wake_delivery()
+    shown: dict[int, str] = context.bot_data.setdefault("broadcast_status", {})
+    for broadcast_id, chat_id, message_id, text in edits:
+        if shown.get(broadcast_id) == text:
+            continue
+        try:
+            await context.bot.edit_message_text(
+                text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message.lower():
+                log.warning("broadcast %s: status message not updated: %s", broadcast_id, exc)
+        except TelegramError as exc:
+            log.warning("broadcast %s: status message not updated: %s", broadcast_id, exc)
+            continue
+        shown[broadcast_id] = text
+
+
+async def _followed(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
+    """Broadcasts whose figures can still change: running, or recently done with acks."""
+    rows = await session.scalars(
+        select(Broadcast).where(
+            (Broadcast.status == BroadcastStatus.SENDING)
+            | (
+                (Broadcast.status == BroadcastStatus.DONE)
+                & Broadcast.ack_requested.is_(True)
+                & (Broadcast.finished_at >= now - ACK_FOLLOW_UP)
+            )
+        )
+    )
+    return list(rows.all())
+
+
+async def _sender_translator(
+    session: AsyncSession, runtime: Runtime, broadcast: Broadcast
+) -> Translator:
+    locale = await session.scalar(
+        select(User.locale).where(User.id == broadcast.created_by_user_id)
+    )
+    if locale is None:
+        locale = await session.scalar(
+            select(School.default_locale).where(School.id == broadcast.school_id)
+        )
+    return runtime.i18n.get(locale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Digests
+
+
+async def send_digests(context: BotContext) -> None:
+    """Daily at the school's digest time: one message per parent with what was held."""
+    assert context.job is not None
+    school_id = int(context.job.data)  # type: ignore[call-overload]
+    count = await build_digests(context.runtime, school_id, utcnow())
+    if count:
+        log.info("school %s: %d digests queued", school_id, count)
+        context.runtime.wake_delivery()
+
+
+async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> int:
+    """Fold every held message into one digest per recipient; returns the digests queued."""
+    async with runtime.db.transaction() as session:
+        school = await session.get(School, school_id)
+        assert school is not None
+        rows = await session.execute(
+            select(Outbox, User.locale)
+            .join(User, User.id == Outbox.user_id)
+            .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
+            .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
+        )
+        held: dict[int, list[tuple[Outbox, str | None]]] = {}
+        for row, locale in rows.all():
+            assert row.user_id is not None
+            held.setdefault(row.user_id, []).append((row, locale))
+        for user_id, items in held.items():
+            t = runtime.i18n.get(items[0][1] or school.default_locale)
+            texts, buttons = [], []
+            for row, _ in items:
+                rendered = outbox.render(_as_claimed(row, t.locale), t)
+                texts.append("\n".join(p for p in rendered.parts if p))
+                buttons.extend(row.buttons or [])
+            header = t.gettext(DIGEST_HEADER).format(
+                count=len(items), school=html.escape(school.name)
+            )
+            digest_id = await outbox.enqueue(
+                session,
+                school_id,
+                NewMessage(
+                    chat_id=items[0][0].chat_id,
+                    user_id=user_id,
+                    kind="digest",
+                    priority=Priority.NORMAL,
+                    text="<b>" + header + "</b>\n\n" + "\n\n— — —\n\n".join(texts),
+                    buttons=buttons or None,
+                    dedupe_key=f"digest:{user_id}:{now.date().isoformat()}:{items[-1][0].id}",
+                ),
+            )
+            for row, _ in items:
+                row.status = OutboxStatus.DIGESTED
+                row.digest_id = digest_id
+        return len(held)
+
+
+def _as_claimed(row: Outbox, locale: str) -> Claimed:
+    return Claimed(
+        id=row.id,
+        school_id=row.school_id,
+        chat_id=row.chat_id,
+        user_id=row.user_id,
+        kind=row.kind,
+        priority=row.priority,
+        template=row.template,
+        params=row.params,
+        text=row.text,
+        buttons=None,
+        attachment=None,
+        attempts=row.attempts,
+        broadcast_id=row.broadcast_id,
+        locale=locale,
+    )

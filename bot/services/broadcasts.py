@@ -1,0 +1,441 @@
+"""Broadcasts: an admin's notice to an audience, through the outbox, with acknowledgements.
+
+A broadcast is created (now or for later), then *started*: its audience is resolved at that
+moment and one outbox row per recipient is written in the same transaction. Its figures
+(queued, sent, failed, blocked, acknowledged) are always read from those rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import N_
+from bot.services import audit, outbox
+from bot.services.outbox import NewMessage
+from storage.models import (
+    Bill,
+    BillLine,
+    BillStatus,
+    Broadcast,
+    BroadcastStatus,
+    Course,
+    Enrolment,
+    EnrolmentStatus,
+    Guardianship,
+    Outbox,
+    OutboxStatus,
+    Priority,
+    Role,
+    SchoolClass,
+    Student,
+    User,
+    UserRole,
+    utcnow,
+)
+
+ACK_LABEL = N_("✅ Got it")
+REPING_TEMPLATE = N_("⏰ Reminder: please confirm that you have read this notice.\n\n{html}")
+RECENT = 10
+
+
+class AudienceKind(enum.StrEnum):
+    PARENTS = "parents"  # every linked guardian
+    GRADE = "grade"  # guardians of children in one grade
+    CLASS = "class"  # guardians of children in one class
+    COURSE = "course"  # guardians of children enrolled in one course
+    PERIOD = "period"  # guardians of children enrolled in a course of period 1 or 2
+    UNPAID = "unpaid"  # guardians of children with an unpaid bill line
+    TEACHERS = "teachers"  # every teacher
+    GROUPS = "groups"  # the class parents' groups the bot is in
+
+
+@dataclass(frozen=True)
+class Audience:
+    kind: AudienceKind
+    value: int | None = None  # the grade, class id, course id or period
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "value": self.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Audience:
+        return cls(AudienceKind(data["kind"]), data.get("value"))
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int | None  # None for a group chat
+    chat_id: int
+
+
+async def recipients(session: AsyncSession, school_id: int, audience: Audience) -> list[Recipient]:
+    """Who gets the broadcast now, each person once, in a stable order."""
+    if audience.kind is AudienceKind.GROUPS:
+        chats = await session.scalars(
+            select(SchoolClass.group_chat_id)
+            .where(SchoolClass.school_id == school_id, SchoolClass.group_chat_id.is_not(None))
+            .order_by(SchoolClass.grade, SchoolClass.code)
+        )
+        return [Recipient(None, c) for c in chats.all() if c is not None]
+    if audience.kind is AudienceKind.TEACHERS:
+        query = (
+            select(User.id, User.chat_id)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(User.school_id == school_id, UserRole.role == Role.TEACHER)
+        )
+    else:
+        query = (
+            select(User.id, User.chat_id)
+            .join(Guardianship, Guardianship.user_id == User.id)
+            .join(Student, Student.id == Guardianship.student_id)
+            .where(User.school_id == school_id)
+        )
+        query = query.where(_children(audience, school_id))
+    rows = await session.execute(
+        query.where(User.chat_id.is_not(None)).distinct().order_by(User.id)
+    )
+    return [Recipient(user_id, chat_id) for user_id, chat_id in rows.all() if chat_id is not None]
+
+
+def _children(audience: Audience, school_id: int) -> Any:
+    """The condition on `Student` for a guardians' audience."""
+    value = audience.value
+    enrolled = and_(
+        Enrolment.student_id == Student.id, Enrolment.status == EnrolmentStatus.ENROLLED
+    )
+    match audience.kind:
+        case AudienceKind.PARENTS:
+            return Student.active.is_(True)
+        case AudienceKind.GRADE:
+            return Student.class_id.in_(
+                select(SchoolClass.id).where(
+                    SchoolClass.school_id == school_id, SchoolClass.grade == value
+                )
+            )
+        case AudienceKind.CLASS:
+            return Student.class_id == value
+        case AudienceKind.COURSE:
+            return exists().where(enrolled, Enrolment.course_id == value)
+        case AudienceKind.PERIOD:
+            return exists().where(
+                enrolled,
+                Enrolment.course_id.in_(
+                    select(Course.id).where(Course.school_id == school_id, Course.period == value)
+                ),
+            )
+        case AudienceKind.UNPAID:
+            return exists().where(
+                Bill.student_id == Student.id,
+                BillLine.bill_id == Bill.id,
+                BillLine.status == BillStatus.UNPAID,
+            )
+    raise ValueError(f"not a guardians' audience: {audience.kind}")
+
+
+async def create(
+    session: AsyncSession,
+    school_id: int,
+    *,
+    sender_user_id: int,
+    text: str,
+    audience: Audience,
+    attachment: dict[str, Any] | None = None,
+    ack: bool = False,
+    reping_hours: int | None = None,
+    urgent: bool = False,
+    scheduled_for: dt.datetime | None = None,
+    status_chat_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> Broadcast:
+    """Record a broadcast; start it at once unless it is scheduled for later."""
+    now = now or utcnow()
+    if attachment is None:
+        outbox.split_html(text)  # refuse what cannot be sent, before anything is stored
+    broadcast = Broadcast(
+        school_id=school_id,
+        created_by_user_id=sender_user_id,
+        text=text,
+        audience=audience.to_json(),
+        attachment=attachment,
+        status=BroadcastStatus.SCHEDULED,
+        scheduled_for=scheduled_for,
+        ack_requested=ack,
+        reping_after_hours=reping_hours if ack else None,
+        priority=int(Priority.URGENT if urgent else Priority.BULK),
+        recipients=0,
+        status_chat_id=status_chat_id,
+        created_at=now,
+    )
+    session.add(broadcast)
+    await session.flush()
+    audit.record(
+        session,
+        school_id,
+        "broadcast.create",
+        actor_user_id=sender_user_id,
+        target=("broadcast", broadcast.id),
+        details={
+            "audience": audience.to_json(),
+            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
+            "ack": ack,
+            "urgent": urgent,
+        },
+    )
+    if scheduled_for is None or scheduled_for <= now:
+        await start(session, broadcast, now)
+    return broadcast
+
+
+async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:
+    """Resolve the audience and write one outbox row per recipient; returns their number."""
+    people = await recipients(session, broadcast.school_id, Audience.from_json(broadcast.audience))
+    buttons = (
+        [[{"label": ACK_LABEL, "data": f"ack:{broadcast.id}"}]]
+        if broadcast.ack_requested
+        else None
+    )
+    await outbox.enqueue_many(
+        session,
+        broadcast.school_id,
+        [
+            NewMessage(
+                chat_id=p.chat_id,
+                user_id=p.user_id,
+                kind="broadcast",
+                priority=Priority(broadcast.priority),
+                text=broadcast.text,
+                buttons=buttons if p.user_id is not None else None,
+                attachment=broadcast.attachment,
+                dedupe_key=f"broadcast:{broadcast.id}:{p.chat_id}",
+                broadcast_id=broadcast.id,
+            )
+            for p in people
+        ],
+        now=now,
+    )
+    broadcast.recipients = len(people)
+    broadcast.status = BroadcastStatus.SENDING
+    broadcast.started_at = now
+    return len(people)
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    queued: int  # pending, sending or held for a digest
+    sent: int  # delivered, in a digest or on its own
+    failed: int
+    blocked: int
+    cancelled: int
+    acknowledged: int
+
+    @property
+    def finished(self) -> bool:
+        return self.queued == 0
+
+
+async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
+    rows = await session.execute(
+        select(Outbox.status, func.count(), func.count(Outbox.acknowledged_at))
+        .where(Outbox.broadcast_id == broadcast_id, Outbox.kind == "broadcast")
+        .group_by(Outbox.status)
+    )
+    counts: dict[OutboxStatus, int] = {}
+    acknowledged = 0
+    for status, count, acks in rows.all():
+        counts[status] = count
+        acknowledged += acks
+    return Progress(
+        total=sum(counts.values()),
+        queued=sum(
+            counts.get(s, 0)
+            for s in (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.HELD)
+        ),
+        sent=counts.get(OutboxStatus.SENT, 0) + counts.get(OutboxStatus.DIGESTED, 0),
+        failed=counts.get(OutboxStatus.FAILED, 0),
+        blocked=counts.get(OutboxStatus.BLOCKED, 0),
+        cancelled=counts.get(OutboxStatus.CANCELLED, 0),
+        acknowledged=acknowledged,
+    )
+
+
+async def get(session: AsyncSession, school_id: int, broadcast_id: int) -> Broadcast | None:
+    """The broadcast if it belongs to this school (ids from buttons are never trusted)."""
+    broadcast = await session.get(Broadcast, broadcast_id)
+    if broadcast is None or broadcast.school_id != school_id:
+        return None
+    return broadcast
+
+
+async def recent(session: AsyncSession, school_id: int) -> list[Broadcast]:
+    rows = await session.scalars(
+        select(Broadcast)
+        .where(Broadcast.school_id == school_id)
+        .order_by(Broadcast.created_at.desc(), Broadcast.id.desc())
+        .limit(RECENT)
+    )
+    return list(rows.all())
+
+
+async def cancel(
+    session: AsyncSession, school_id: int, broadcast_id: int, actor_user_id: int
+) -> Broadcast | None:
+    """Stop a scheduled or running broadcast: what has not gone out yet never will."""
+    broadcast = await get(session, school_id, broadcast_id)
+    if broadcast is None or broadcast.status not in (
+        BroadcastStatus.SCHEDULED,
+        BroadcastStatus.SENDING,
+    ):
+        return None
+    await session.execute(
+        update(Outbox)
+        .where(
+            Outbox.broadcast_id == broadcast.id,
+            Outbox.status.in_((OutboxStatus.PENDING, OutboxStatus.HELD)),
+        )
+        .values(status=OutboxStatus.CANCELLED)
+    )
+    broadcast.status = BroadcastStatus.CANCELLED
+    broadcast.cancelled_at = utcnow()
+    audit.record(
+        session,
+        school_id,
+        "broadcast.cancel",
+        actor_user_id=actor_user_id,
+        target=("broadcast", broadcast.id),
+    )
+    return broadcast
+
+
+class Ack(enum.Enum):
+    RECORDED = "recorded"
+    ALREADY = "already"
+    NOT_YOURS = "not_yours"  # the presser was not a recipient (forged or forwarded button)
+
+
+async def acknowledge(
+    session: AsyncSession, broadcast_id: int, telegram_id: int, now: dt.datetime | None = None
+) -> Ack:
+    row = await session.scalar(
+        select(Outbox)
+        .join(User, User.id == Outbox.user_id)
+        .where(
+            Outbox.broadcast_id == broadcast_id,
+            Outbox.kind == "broadcast",
+            User.telegram_id == telegram_id,
+        )
+    )
+    if row is None:
+        return Ack.NOT_YOURS
+    if row.acknowledged_at is not None:
+        return Ack.ALREADY
+    row.acknowledged_at = now or utcnow()
+    return Ack.RECORDED
+
+
+async def unacknowledged(
+    session: AsyncSession, school_id: int, broadcast_id: int
+) -> list[tuple[str, list[str]]]:
+    """Recipients who got the notice and have not confirmed: (name, their children)."""
+    rows = await session.execute(
+        select(User.id, User.display_name, Student.name)
+        .join(Outbox, Outbox.user_id == User.id)
+        .outerjoin(Guardianship, Guardianship.user_id == User.id)
+        .outerjoin(Student, Student.id == Guardianship.student_id)
+        .where(
+            Outbox.school_id == school_id,
+            Outbox.broadcast_id == broadcast_id,
+            Outbox.kind == "broadcast",
+            Outbox.acknowledged_at.is_(None),
+            Outbox.status.in_((OutboxStatus.SENT, OutboxStatus.DIGESTED)),
+        )
+        .order_by(User.display_name, User.id, Student.name)
+    )
+    people: dict[int, tuple[str, list[str]]] = {}
+    for user_id, name, child in rows.all():
+        entry = people.setdefault(user_id, (name, []))
+        if child:
+            entry[1].append(child)
+    return list(people.values())
+
+
+async def due_scheduled(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
+    rows = await session.scalars(
+        select(Broadcast).where(
+            Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.scheduled_for <= now
+        )
+    )
+    return list(rows.all())
+
+
+async def running(session: AsyncSession) -> list[Broadcast]:
+    rows = await session.scalars(
+        select(Broadcast).where(Broadcast.status == BroadcastStatus.SENDING)
+    )
+    return list(rows.all())
+
+
+async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
+    rows = await session.scalars(
+        select(Broadcast).where(
+            Broadcast.ack_requested.is_(True),
+            Broadcast.reping_after_hours.is_not(None),
+            Broadcast.reping_at.is_(None),
+            Broadcast.started_at.is_not(None),
+            or_(
+                Broadcast.status == BroadcastStatus.SENDING,
+                Broadcast.status == BroadcastStatus.DONE,
+            ),
+        )
+    )
+    return [
+        b
+        for b in rows.all()
+        if b.started_at is not None
+        and b.reping_after_hours is not None
+        and b.started_at + dt.timedelta(hours=b.reping_after_hours) <= now
+    ]
+
+
+async def reping(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:
+    """Remind, once, those who got the notice and have not confirmed it."""
+    rows = await session.execute(
+        select(Outbox.user_id, Outbox.chat_id).where(
+            Outbox.broadcast_id == broadcast.id,
+            Outbox.kind == "broadcast",
+            Outbox.acknowledged_at.is_(None),
+            Outbox.status == OutboxStatus.SENT,
+        )
+    )
+    reminders = [
+        NewMessage(
+            chat_id=chat_id,
+            user_id=user_id,
+            kind="broadcast_reping",
+            priority=Priority(broadcast.priority),
+            template=REPING_TEMPLATE,
+            params={"html": broadcast.text},
+            buttons=[[{"label": ACK_LABEL, "data": f"ack:{broadcast.id}"}]],
+            dedupe_key=f"broadcast-reping:{broadcast.id}:{chat_id}",
+            broadcast_id=broadcast.id,
+        )
+        for user_id, chat_id in rows.all()
+    ]
+    await outbox.enqueue_many(session, broadcast.school_id, reminders, now=now)
+    broadcast.reping_at = now
+    return len(reminders)
+
+
+def finish(broadcast: Broadcast, figures: Progress, now: dt.datetime) -> bool:
+    """Mark a running broadcast done once nothing of it is queued; True if it just finished."""
+    if broadcast.status is BroadcastStatus.SENDING and figures.finished:
+        broadcast.status = BroadcastStatus.DONE
+        broadcast.finished_at = now
+        return True
+    return False

@@ -1,0 +1,796 @@
+"""/broadcast and /broadcasts: an admin writes a notice, picks an audience, previews, sends.
+
+The draft lives in `user_data` (persisted), so a restart does not lose it. Every press is
+checked again on the server: the presser must be an admin of the school, and every id in the
+callback data must belong to that school.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import warnings
+from typing import Any
+
+from sqlalchemy import select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.broadcasting import audience_label, status_text
+from bot.context import BotContext
+from bot.i18n import N_, Translator
+from bot.services import audit, broadcasts
+from bot.services.broadcasts import Audience, AudienceKind
+from bot.services.outbox import MessageTooLong
+from handlers.common.cancel import cancel
+from storage.models import Broadcast as BroadcastRow
+from storage.models import BroadcastStatus, Course, Role, SchoolClass, utcnow
+
+COMPOSE, AUDIENCE, OPTIONS, WHEN = range(4)
+DRAFT = "pending_broadcast"
+COURSES_PER_PAGE = 8
+REPING_HOURS = 24
+AUDIENCE_BUTTONS = (
+    (AudienceKind.PARENTS, AudienceKind.GRADE),
+    (AudienceKind.CLASS, AudienceKind.COURSE),
+    (AudienceKind.PERIOD, AudienceKind.UNPAID),
+    (AudienceKind.TEACHERS, AudienceKind.GROUPS),
+)
+AUDIENCE_CHOICES = {
+    AudienceKind.PARENTS: N_("All parents"),
+    AudienceKind.GRADE: N_("A grade"),
+    AudienceKind.CLASS: N_("A class"),
+    AudienceKind.COURSE: N_("A course"),
+    AudienceKind.PERIOD: N_("A period"),
+    AudienceKind.UNPAID: N_("Unpaid bills"),
+    AudienceKind.TEACHERS: N_("All teachers"),
+    AudienceKind.GROUPS: N_("Class groups"),
+}
+NEEDS_VALUE = (
+    AudienceKind.GRADE,
+    AudienceKind.CLASS,
+    AudienceKind.COURSE,
+    AudienceKind.PERIOD,
+)
+
+
+def _is_admin(context: BotContext) -> bool:
+    return context.member is not None and context.member.has(Role.ADMIN)
+
+
+def _draft(context: BotContext) -> dict[str, Any] | None:
+    if context.user_data is None:
+        return None
+    draft = context.user_data.get(DRAFT)
+    return draft if isinstance(draft, dict) else None
+
+
+async def _refuse(update: Update, context: BotContext) -> int:
+    """Not an admin (any more): say so, drop any draft, end the conversation."""
+    t = context.t
+    if context.user_data is not None:
+        context.user_data.pop(DRAFT, None)
+    text = t.gettext("Only the school's after-school admins can send broadcasts.")
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(text)
+    return ConversationHandler.END
+
+
+# ---------------------------------------------------------------------------------------------
+# Compose
+
+
+async def begin(update: Update, context: BotContext) -> int:
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    assert context.user_data is not None
+    context.user_data[DRAFT] = {"ack": False, "reping": False, "urgent": False}
+    await update.effective_message.reply_text(  # type: ignore[union-attr]
+        context.t.gettext(
+            "Send me the notice: a text, or a photo or a file with a caption. Formatting "
+            "(bold, links) is kept. /cancel stops."
+        )
+    )
+    return COMPOSE
+
+
+async def receive_notice(update: Update, context: BotContext) -> int:
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    message = update.effective_message
+    draft = _draft(context)
+    assert message is not None
+    if draft is None:
+        return await _expired(update, context)
+    if message.photo:
+        draft["attachment"] = {"type": "photo", "file_id": message.photo[-1].file_id}
+        draft["text"] = message.caption_html or ""
+    elif message.document:
+        draft["attachment"] = {"type": "document", "file_id": message.document.file_id}
+        draft["text"] = message.caption_html or ""
+    elif message.text:
+        draft["attachment"] = None
+        draft["text"] = message.text_html
+    else:
+        await message.reply_text(
+            context.t.gettext("Please send a text, a photo or a file, or /cancel.")
+        )
+        return COMPOSE
+    await message.reply_text(
+        context.t.gettext("Who should receive it?"), reply_markup=_audience_markup(context.t)
+    )
+    return AUDIENCE
+
+
+def _audience_markup(t: Translator) -> InlineKeyboardMarkup:
+    rows = [
+        [
+            InlineKeyboardButton(t.gettext(AUDIENCE_CHOICES[kind]), callback_data=f"bc:a:{kind}")
+            for kind in pair
+        ]
+        for pair in AUDIENCE_BUTTONS
+    ]
+    rows.append([InlineKeyboardButton(t.gettext("Cancel"), callback_data="bc:abort")])
+    return InlineKeyboardMarkup(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Audience
+
+
+async def choose_audience(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    draft = _draft(context)
+    if draft is None:
+        return await _expired(update, context)
+    t = context.t
+    await query.answer()
+    parts = query.data.split(":")
+    if parts[1] == "back":
+        await query.edit_message_text(
+            t.gettext("Who should receive it?"), reply_markup=_audience_markup(t)
+        )
+        return AUDIENCE
+    try:
+        kind = AudienceKind(parts[2])
+    except (IndexError, ValueError):
+        return await _stale(update, context)
+    if parts[1] == "a" and kind in NEEDS_VALUE:
+        markup = await _values_markup(context, kind, page=0)
+        await query.edit_message_text(t.gettext("Which one?"), reply_markup=markup)
+        return AUDIENCE
+    if parts[1] == "p" and kind is AudienceKind.COURSE:
+        page = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+        markup = await _values_markup(context, kind, page=page)
+        await query.edit_message_reply_markup(markup)
+        return AUDIENCE
+    value = None
+    if parts[1] == "v":
+        if len(parts) < 4 or not parts[3].isdigit():
+            return await _stale(update, context)
+        value = int(parts[3])
+    audience = Audience(kind, value)
+    if not await _audience_is_valid(context, audience):
+        return await _forged(update, context, query.data)
+    draft["audience"] = audience.to_json()
+    return await _show_preview(update, context)
+
+
+async def _values_markup(
+    context: BotContext, kind: AudienceKind, page: int
+) -> InlineKeyboardMarkup:
+    t = context.t
+    assert context.member is not None
+    school_id = context.member.school_id
+    buttons: list[InlineKeyboardButton] = []
+    per_row = 3
+    extra: list[InlineKeyboardButton] = []
+    async with context.db.transaction() as session:
+        if kind is AudienceKind.GRADE:
+            grades = await session.scalars(
+                select(SchoolClass.grade)
+                .where(SchoolClass.school_id == school_id)
+                .distinct()
+                .order_by(SchoolClass.grade)
+            )
+            buttons = [
+                InlineKeyboardButton(
+                    t.gettext("Grade {grade}").format(grade=g), callback_data=f"bc:v:grade:{g}"
+                )
+                for g in grades.all()
+            ]
+        elif kind is AudienceKind.CLASS:
+            classes = await session.execute(
+                select(SchoolClass.id, SchoolClass.name)
+                .where(SchoolClass.school_id == school_id)
+                .order_by(SchoolClass.grade, SchoolClass.code)
+            )
+            buttons = [
+                InlineKeyboardButton(name, callback_data=f"bc:v:class:{cid}")
+                for cid, name in classes.all()
+            ]
+        elif kind is AudienceKind.PERIOD:
+            buttons = [
+                InlineKeyboardButton(
+                    t.gettext("Period 1: homework help"), callback_data="bc:v:period:1"
+                ),
+                InlineKeyboardButton(
+                    t.gettext("Period 2: enrichment"), callback_data="bc:v:period:2"
+                ),
+            ]
+            per_row = 1
+        else:
+            courses = (
+                await session.execute(
+                    select(Course.id, Course.name)
+                    .where(Course.school_id == school_id)
+                    .order_by(Course.period, Course.code)
+                )
+            ).all()
+            pages = max((len(courses) - 1) // COURSES_PER_PAGE + 1, 1)
+            page = min(max(page, 0), pages - 1)
+            shown = courses[page * COURSES_PER_PAGE : (page + 1) * COURSES_PER_PAGE]
+            buttons = [
+                InlineKeyboardButton(name, callback_data=f"bc:v:course:{cid}")
+                for cid, name in shown
+            ]
+            per_row = 2
+            if page > 0:
+                extra.append(InlineKeyboardButton("‹", callback_data=f"bc:p:course:{page - 1}"))
+            extra.append(
+                InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"bc:p:course:{page}")
+            )
+            if page < pages - 1:
+                extra.append(InlineKeyboardButton("›", callback_data=f"bc:p:course:{page + 1}"))
+    rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
+    if extra:
+        rows.append(extra)
+    rows.append([InlineKeyboardButton(t.gettext("‹ Back"), callback_data="bc:back")])
+    return InlineKeyboardMarkup(rows)
+
+
+async def _audience_is_valid(context: BotContext, audience: Audience) -> bool:
+    """The audience names only things of the admin's own school."""
+    assert context.member is not None
+    school_id = context.member.school_id
+    value = audience.value
+    if audience.kind not in NEEDS_VALUE:
+        return value is None
+    if value is None:
+        return False
+    async with context.db.transaction() as session:
+        if audience.kind is AudienceKind.GRADE:
+            found = await session.scalar(
+                select(SchoolClass.id).where(
+                    SchoolClass.school_id == school_id, SchoolClass.grade == value
+                )
+            )
+        elif audience.kind is AudienceKind.CLASS:
+            found = await session.scalar(
+                select(SchoolClass.id).where(
+                    SchoolClass.school_id == school_id, SchoolClass.id == value
+                )
+            )
+        elif audience.kind is AudienceKind.COURSE:
+            found = await session.scalar(
+                select(Course.id).where(Course.school_id == school_id, Course.id == value)
+            )
+        else:
+            found = value if value in (1, 2) else None
+    return found is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Preview and options
+
+
+async def _show_preview(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None
+    draft = _draft(context)
+    assert draft is not None and context.member is not None
+    t = context.t
+    audience = Audience.from_json(draft["audience"])
+    async with context.db.transaction() as session:
+        people = await broadcasts.recipients(session, context.member.school_id, audience)
+        label = await audience_label(session, t, audience)
+    draft["count"] = len(people)
+
+    def flag(on: bool) -> str:
+        return t.gettext("on") if on else t.gettext("off")
+
+    lines = [
+        "<b>" + t.gettext("Preview") + "</b>",
+        t.gettext("To: {audience} ({count} recipients)").format(
+            audience=html.escape(label), count=len(people)
+        ),
+        t.gettext(
+            "Confirm button: {ack} · Reminder after {hours} h: {reping} · Urgent: {urgent}"
+        ).format(
+            ack=flag(draft["ack"]),
+            hours=REPING_HOURS,
+            reping=flag(draft["reping"]),
+            urgent=flag(draft["urgent"]),
+        ),
+    ]
+    if draft.get("attachment"):
+        kind = draft["attachment"]["type"]
+        lines.append(t.gettext("With a photo.") if kind == "photo" else t.gettext("With a file."))
+    if not people:
+        lines.append(t.gettext("No one is in this audience yet. Choose another."))
+    lines += ["", "— — —", draft["text"] or "…"]
+    rows = [
+        [
+            InlineKeyboardButton(
+                ("☑️ " if draft["ack"] else "⬜ ") + t.gettext("Ask recipients to confirm"),
+                callback_data="bc:o:ack",
+            )
+        ]
+    ]
+    if draft["ack"]:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    ("☑️ " if draft["reping"] else "⬜ ")
+                    + t.gettext("Remind the unconfirmed after {hours} h").format(
+                        hours=REPING_HOURS
+                    ),
+                    callback_data="bc:o:reping",
+                )
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                ("☑️ " if draft["urgent"] else "⬜ ") + t.gettext("Urgent (safety notice)"),
+                callback_data="bc:o:urgent",
+            )
+        ]
+    )
+    if people:
+        rows.append(
+            [
+                InlineKeyboardButton(t.gettext("Send now"), callback_data="bc:send"),
+                InlineKeyboardButton(t.gettext("Send later"), callback_data="bc:later"),
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(t.gettext("Change audience"), callback_data="bc:back"),
+            InlineKeyboardButton(t.gettext("Cancel"), callback_data="bc:abort"),
+        ]
+    )
+    await query.edit_message_text(
+        "\n".join(lines),
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(rows),
+        disable_web_page_preview=True,
+    )
+    return OPTIONS
+
+
+async def toggle_option(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    draft = _draft(context)
+    if draft is None or "audience" not in draft:
+        return await _expired(update, context)
+    await query.answer()
+    option = query.data.removeprefix("bc:o:")
+    if option not in ("ack", "reping", "urgent"):
+        return await _stale(update, context)
+    draft[option] = not draft[option]
+    if not draft["ack"]:
+        draft["reping"] = False
+    return await _show_preview(update, context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending
+
+
+async def send_now(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    draft = _draft(context)
+    if draft is None or "audience" not in draft:
+        return await _expired(update, context)
+    await query.answer()
+    assert query.message is not None
+    return await _create(update, context, draft, query.message, scheduled_for=None)  # type: ignore[arg-type]
+
+
+async def ask_when(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    if _draft(context) is None:
+        return await _expired(update, context)
+    await query.answer()
+    await query.edit_message_reply_markup(None)
+    await query.message.reply_text(  # type: ignore[union-attr]
+        context.t.gettext(
+            "When should it go out? Send a date and time like 2026-12-02 07:30, or only a time "
+            "like 07:30 (today, or tomorrow if that time has passed)."
+        )
+    )
+    return WHEN
+
+
+WHEN_PATTERN = re.compile(r"^\s*(?:(\d{4})-(\d{1,2})-(\d{1,2})\s+)?(\d{1,2})[:：](\d{2})\s*$")
+
+
+def parse_when(text: str, now: dt.datetime, zone: dt.tzinfo) -> dt.datetime | None:
+    """A local date and time, or a time today (tomorrow if past); None if not understood."""
+    match = WHEN_PATTERN.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute = match.groups()
+    try:
+        clock = dt.time(int(hour), int(minute))
+        local_now = now.astimezone(zone)
+        if year is None:
+            moment = dt.datetime.combine(local_now.date(), clock, zone)
+            if moment <= local_now:
+                moment += dt.timedelta(days=1)
+        else:
+            moment = dt.datetime.combine(dt.date(int(year), int(month), int(day)), clock, zone)
+    except ValueError:
+        return None
+    return moment.astimezone(dt.UTC)
+
+
+async def receive_when(update: Update, context: BotContext) -> int:
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    message = update.effective_message
+    draft = _draft(context)
+    assert message is not None and message.text is not None
+    if draft is None or "audience" not in draft:
+        return await _expired(update, context)
+    t = context.t
+    now = utcnow()
+    when = parse_when(message.text, now, t.timezone)
+    if when is None:
+        await message.reply_text(
+            t.gettext("I could not read that time. Please write it like 2026-12-02 07:30.")
+        )
+        return WHEN
+    if when <= now:
+        await message.reply_text(t.gettext("That time has passed. Please choose a later one."))
+        return WHEN
+    if when > now + dt.timedelta(days=90):
+        await message.reply_text(t.gettext("Please choose a time within the next 90 days."))
+        return WHEN
+    status = await message.reply_text(t.gettext("Scheduling…"))
+    return await _create(update, context, draft, status, scheduled_for=when)
+
+
+async def _create(
+    update: Update,
+    context: BotContext,
+    draft: dict[str, Any],
+    status_message: Message,
+    *,
+    scheduled_for: dt.datetime | None,
+) -> int:
+    assert context.member is not None and context.user_data is not None
+    t = context.t
+    audience = Audience.from_json(draft["audience"])
+    try:
+        async with context.db.transaction() as session:
+            broadcast = await broadcasts.create(
+                session,
+                context.member.school_id,
+                sender_user_id=context.member.user_id,
+                text=draft["text"],
+                audience=audience,
+                attachment=draft.get("attachment"),
+                ack=draft["ack"],
+                reping_hours=REPING_HOURS if draft["reping"] else None,
+                urgent=draft["urgent"],
+                scheduled_for=scheduled_for,
+                status_chat_id=status_message.chat_id,
+            )
+            broadcast.status_message_id = status_message.message_id
+            figures = await broadcasts.progress(session, broadcast.id)
+            label = await audience_label(session, t, audience)
+    except MessageTooLong:
+        await status_message.reply_text(
+            t.gettext(
+                "This notice is too long for one message and cannot be split. Please shorten it."
+            )
+        )
+        return COMPOSE
+    context.user_data.pop(DRAFT, None)
+    context.runtime.wake_delivery()
+    await context.bot.edit_message_text(
+        status_text(t, broadcast, label, figures),
+        chat_id=status_message.chat_id,
+        message_id=status_message.message_id,
+        parse_mode=ParseMode.HTML,
+    )
+    return ConversationHandler.END
+
+
+async def abort(update: Update, context: BotContext) -> int:
+    query = update.callback_query
+    assert query is not None
+    if context.user_data is not None:
+        context.user_data.pop(DRAFT, None)
+    await query.answer()
+    await query.edit_message_text(context.t.gettext("Broadcast cancelled. Nothing was sent."))
+    return ConversationHandler.END
+
+
+async def _expired(update: Update, context: BotContext) -> int:
+    text = context.t.gettext("This step has expired. Send /broadcast to start again.")
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+        await update.callback_query.edit_message_text(text)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(text)
+    return ConversationHandler.END
+
+
+async def _stale(update: Update, context: BotContext) -> int:
+    assert update.callback_query is not None
+    await update.callback_query.answer(
+        context.t.gettext("This button is no longer active."), show_alert=True
+    )
+    return AUDIENCE
+
+
+async def _forged(update: Update, context: BotContext, data: str) -> int:
+    """Callback data naming something outside the admin's school: refuse and record it."""
+    assert update.callback_query is not None and context.member is not None
+    async with context.db.transaction() as session:
+        audit.record(
+            session,
+            context.member.school_id,
+            "broadcast.refused",
+            actor_user_id=context.member.user_id,
+            details={"callback_data": data[:64]},
+        )
+    await update.callback_query.answer(
+        context.t.gettext("This button is no longer active."), show_alert=True
+    )
+    return AUDIENCE
+
+
+# ---------------------------------------------------------------------------------------------
+# /broadcasts: the recent ones, cancel, who has not confirmed
+
+
+async def list_recent(update: Update, context: BotContext) -> None:
+    message = update.effective_message
+    assert message is not None
+    if not _is_admin(context):
+        await _refuse(update, context)
+        return
+    assert context.member is not None
+    t = context.t
+    lines = ["<b>" + t.gettext("Recent broadcasts") + "</b>"]
+    rows: list[list[InlineKeyboardButton]] = []
+    async with context.db.transaction() as session:
+        found = await broadcasts.recent(session, context.member.school_id)
+        for broadcast in found:
+            figures = await broadcasts.progress(session, broadcast.id)
+            label = await audience_label(session, t, Audience.from_json(broadcast.audience))
+            lines += ["", status_text(t, broadcast, label, figures)]
+            lines.append(html.escape(_snippet(broadcast)))
+            buttons = []
+            if broadcast.status in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
+                buttons.append(
+                    InlineKeyboardButton(
+                        t.gettext("Cancel #{id}").format(id=broadcast.id),
+                        callback_data=f"bl:cancel:{broadcast.id}",
+                    )
+                )
+            if broadcast.ack_requested and figures.sent > figures.acknowledged:
+                buttons.append(
+                    InlineKeyboardButton(
+                        t.gettext("Not confirmed #{id}").format(id=broadcast.id),
+                        callback_data=f"bl:unack:{broadcast.id}",
+                    )
+                )
+            if buttons:
+                rows.append(buttons)
+    if not found:
+        lines.append(t.gettext("No broadcasts yet. Send /broadcast to write one."))
+    await message.reply_text(
+        "\n".join(lines),
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(rows) if rows else None,
+    )
+
+
+def _snippet(broadcast: BroadcastRow) -> str:
+    plain = re.sub(r"<[^>]+>", "", broadcast.text)
+    plain = html.unescape(" ".join(plain.split()))
+    return plain if len(plain) <= 60 else plain[:59] + "…"
+
+
+async def manage(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    if not _is_admin(context):
+        await _refuse(update, context)
+        return
+    assert context.member is not None
+    _, action, id_text = [*query.data.split(":"), "", ""][:3]
+    if not id_text.isdigit() or action not in ("cancel", "unack"):
+        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        return
+    broadcast_id = int(id_text)
+    school_id = context.member.school_id
+    async with context.db.transaction() as session:
+        if await broadcasts.get(session, school_id, broadcast_id) is None:
+            audit.record(
+                session,
+                school_id,
+                "broadcast.refused",
+                actor_user_id=context.member.user_id,
+                details={"callback_data": query.data[:64]},
+            )
+            found = False
+        else:
+            found = True
+            if action == "cancel":
+                cancelled = await broadcasts.cancel(
+                    session, school_id, broadcast_id, context.member.user_id
+                )
+            else:
+                missing = await broadcasts.unacknowledged(session, school_id, broadcast_id)
+    if not found:
+        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        return
+    if action == "cancel":
+        if cancelled is None:
+            await query.answer(
+                t.gettext("Broadcast #{id} has already finished.").format(id=broadcast_id),
+                show_alert=True,
+            )
+        else:
+            await query.answer(t.gettext("Broadcast #{id} cancelled.").format(id=broadcast_id))
+            await query.message.reply_text(  # type: ignore[union-attr]
+                t.gettext(
+                    "Broadcast #{id} cancelled. Messages already delivered stay delivered; "
+                    "the rest will not be sent."
+                ).format(id=broadcast_id)
+            )
+        return
+    await query.answer()
+    if not missing:
+        text = t.gettext("Everyone who received broadcast #{id} has confirmed.").format(
+            id=broadcast_id
+        )
+    else:
+        separator = "、" if t.locale.startswith("zh") else ", "
+        lines = [
+            t.gettext("Not yet confirmed #{id} ({count}):").format(
+                id=broadcast_id, count=len(missing)
+            )
+        ]
+        lines += [
+            f"• {name}" + (f" ({separator.join(children)})" if children else "")
+            for name, children in missing
+        ]
+        text = "\n".join(lines)
+    for part in _chunks(text):
+        await query.message.reply_text(part)  # type: ignore[union-attr]
+
+
+def _chunks(text: str, limit: int = 4000) -> list[str]:
+    parts, current = [], ""
+    for line in text.split("\n"):
+        if current and len(current) + len(line) + 1 > limit:
+            parts.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return [*parts, current]
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipients' confirm button
+
+
+async def acknowledge(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    id_text = query.data.removeprefix("ack:")
+    if not id_text.isdigit():
+        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        return
+    async with context.db.transaction() as session:
+        result = await broadcasts.acknowledge(session, int(id_text), query.from_user.id)
+        if result is broadcasts.Ack.NOT_YOURS and context.member is not None:
+            audit.record(
+                session,
+                context.member.school_id,
+                "broadcast.ack_refused",
+                actor_user_id=context.member.user_id,
+                details={"callback_data": query.data[:64]},
+            )
+    if result is broadcasts.Ack.NOT_YOURS:
+        await query.answer(t.gettext("This button is not for you."), show_alert=True)
+        return
+    await query.answer(
+        t.gettext("Thank you, confirmed.")
+        if result is broadcasts.Ack.RECORDED
+        else t.gettext("You have already confirmed.")
+    )
+    await query.edit_message_reply_markup(
+        InlineKeyboardMarkup(
+            [[InlineKeyboardButton(t.gettext("✅ Confirmed"), callback_data="ack:done")]]
+        )
+    )
+
+
+async def acknowledged_already(update: Update, context: BotContext) -> None:
+    assert update.callback_query is not None
+    await update.callback_query.answer(context.t.gettext("You have already confirmed."))
+
+
+def handlers() -> list[Any]:
+    private = filters.ChatType.PRIVATE
+    with warnings.catch_warnings():
+        # One draft per admin and chat; the buttons of an old preview are re-checked.
+        warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
+        conversation = ConversationHandler(
+            entry_points=[CommandHandler("broadcast", begin, filters=private)],
+            states={
+                COMPOSE: [
+                    MessageHandler(
+                        private
+                        & ~filters.COMMAND
+                        & (filters.TEXT | filters.PHOTO | filters.Document.ALL),
+                        receive_notice,
+                    )
+                ],
+                AUDIENCE: [CallbackQueryHandler(choose_audience, pattern=r"^bc:(a|v|p|back)")],
+                OPTIONS: [
+                    CallbackQueryHandler(toggle_option, pattern=r"^bc:o:"),
+                    CallbackQueryHandler(send_now, pattern=r"^bc:send$"),
+                    CallbackQueryHandler(ask_when, pattern=r"^bc:later$"),
+                    CallbackQueryHandler(choose_audience, pattern=r"^bc:back$"),
+                ],
+                WHEN: [MessageHandler(private & filters.TEXT & ~filters.COMMAND, receive_when)],
+            },
+            fallbacks=[
+                CallbackQueryHandler(abort, pattern=r"^bc:abort$"),
+                CommandHandler("cancel", cancel),
+                CommandHandler("broadcast", begin, filters=private),
+            ],
+            name="broadcast",
+            persistent=True,
+            allow_reentry=True,
+        )
+    return [
+        conversation,
+        CommandHandler("broadcasts", list_recent, filters=private),
+        CallbackQueryHandler(manage, pattern=r"^bl:"),
+        CallbackQueryHandler(acknowledged_already, pattern=r"^ack:done$"),
+        CallbackQueryHandler(acknowledge, pattern=r"^ack:"),
+    ]

@@ -1,0 +1,84 @@
+"""/notices: a parent chooses to get non-urgent messages at once or in one daily digest."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, filters
+
+from bot.context import BotContext
+from bot.i18n import Translator
+from bot.services import members
+from storage.models import NoticeMode, Role
+
+
+def _text(t: Translator, mode: NoticeMode) -> str:
+    current = (
+        t.gettext("Right now: each message as it comes.")
+        if mode is NoticeMode.INSTANT
+        else t.gettext("Right now: one daily digest.")
+    )
+    return (
+        t.gettext(
+            "How would you like to get non-urgent messages (daily updates, notices)? "
+            "Urgent ones, such as an absence alert or a safety notice, always come at once."
+        )
+        + "\n"
+        + current
+    )
+
+
+def _markup(t: Translator, mode: NoticeMode) -> InlineKeyboardMarkup:
+    def mark(option: NoticeMode) -> str:
+        return "● " if option is mode else "○ "
+
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    mark(NoticeMode.INSTANT) + t.gettext("At once"), callback_data="nt:instant"
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    mark(NoticeMode.DIGEST) + t.gettext("One daily digest"),
+                    callback_data="nt:digest",
+                )
+            ],
+        ]
+    )
+
+
+async def show(update: Update, context: BotContext) -> None:
+    message = update.effective_message
+    assert message is not None
+    t = context.t
+    if context.member is None or not context.member.has(Role.PARENT):
+        await message.reply_text(t.gettext("This is for guardians linked to a child."))
+        return
+    async with context.db.transaction() as session:
+        mode = await members.notice_mode(session, context.member.user_id)
+    await message.reply_text(_text(t, mode), reply_markup=_markup(t, mode))
+
+
+async def choose(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    try:
+        mode = NoticeMode(query.data.removeprefix("nt:"))
+    except ValueError:
+        mode = None
+    if mode is None or context.member is None or not context.member.has(Role.PARENT):
+        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        return
+    async with context.db.transaction() as session:
+        await members.set_notice_mode(session, context.member.user_id, mode)
+    await query.answer(t.gettext("Saved."))
+    await query.edit_message_text(_text(t, mode), reply_markup=_markup(t, mode))
+
+
+def handlers() -> list[CommandHandler | CallbackQueryHandler]:  # type: ignore[type-arg]
+    return [
+        CommandHandler("notices", show, filters=filters.ChatType.PRIVATE),
+        CallbackQueryHandler(choose, pattern=r"^nt:"),
+    ]

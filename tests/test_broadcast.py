@@ -1,0 +1,297 @@
+"""/broadcast, /broadcasts, the confirm button, /notices and digests, through the handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy import delete, select, update
+
+from bot import broadcasting
+from bot.context import KehouApplication
+from bot.services import broadcasts, outbox
+from bot.services.broadcasts import Audience, AudienceKind
+from bot.services.outbox import NewMessage
+from storage.db import Database
+from storage.models import (
+    AuditLog,
+    Broadcast,
+    BroadcastStatus,
+    NoticeMode,
+    Outbox,
+    OutboxStatus,
+    Priority,
+    Role,
+    SchoolClass,
+    User,
+    UserRole,
+    utcnow,
+)
+from tests.factories import SchoolData, add_member
+from tests.harness import FakeUser
+
+ADMIN, MOM, DAD, OTHER, TEACHER = 700, 701, 702, 703, 704
+
+
+async def people(db: Database, school: SchoolData) -> dict[int, int]:
+    """An admin, two parents of 李小明 (三年级1班), a parent in 七年级2班, a teacher."""
+    return {
+        ADMIN: await add_member(db, school, ADMIN, {Role.ADMIN}),
+        MOM: await add_member(db, school, MOM, {Role.PARENT}, ("李小明",)),
+        DAD: await add_member(db, school, DAD, {Role.PARENT}, ("李小明", "张伟"), locale="en"),
+        OTHER: await add_member(db, school, OTHER, {Role.PARENT}, ("李小红",)),
+        TEACHER: await add_member(db, school, TEACHER, {Role.TEACHER}),
+    }
+
+
+async def rows(db: Database) -> list[Outbox]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(Outbox).order_by(Outbox.chat_id))).all())
+
+
+async def audit_actions(db: Database) -> list[str]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(AuditLog.action))).all())
+
+
+async def test_admin_sends_a_notice_to_one_class_with_a_confirm_button(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN)
+    assert "通知内容" in FakeUser.texts(await admin.send("/broadcast"))
+    assert "发给谁" in FakeUser.texts(await admin.send("明天下午<b>停课</b>"))
+    await admin.click("某个班级")
+    preview = FakeUser.texts(await admin.click("三年级1班"))
+    assert "三年级1班家长（2 人）" in preview and "确认收到按钮：关" in preview
+    preview = FakeUser.texts(await admin.click("⬜ 请对方点击“确认收到”"))
+    assert "确认收到按钮：开" in preview
+    status = FakeUser.texts(await admin.click("立即发送"))
+    assert "通知 #" in status and "接收人 2" in status and "排队 2" in status
+
+    queued = await rows(db)
+    assert [r.chat_id for r in queued] == [MOM, DAD]
+    assert all(r.status is OutboxStatus.PENDING and r.kind == "broadcast" for r in queued)
+    assert queued[0].text == "明天下午&lt;b&gt;停课&lt;/b&gt;"  # typed tags are text, not HTML
+    assert queued[0].buttons == [[{"label": "✅ Got it", "data": f"ack:{queued[0].broadcast_id}"}]]
+    assert "broadcast.create" in await audit_actions(db)
+
+
+async def test_people_who_are_not_admins_cannot_broadcast(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    for telegram_id in (MOM, TEACHER):
+        person: FakeUser = make_user(telegram_id)
+        assert "只有学校的课后服务管理员" in FakeUser.texts(await person.send("/broadcast"))
+        assert "只有" in FakeUser.texts(await person.send("/broadcasts"))
+        # A forged press of a preview button does nothing either.
+        replies = await person.press("bc:send")
+        assert await rows(db) == []
+        assert replies  # answered, politely
+    # An admin who lost the role mid-draft cannot finish it.
+    admin: FakeUser = make_user(ADMIN)
+    await admin.send("/broadcast")
+    await admin.send("通知")
+    async with db.transaction() as session:
+        await session.execute(delete(UserRole).where(UserRole.user_id == ids[ADMIN]))
+    await admin.press("bc:a:parents")
+    assert await rows(db) == []
+
+
+async def test_forged_audience_ids_are_refused_and_recorded(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN)
+    await admin.send("/broadcast")
+    await admin.send("通知")
+    replies = await admin.press("bc:v:class:99999")
+    assert "不再有效" in FakeUser.texts(replies) or any(
+        c.method == "answerCallbackQuery" for c in replies
+    )
+    assert "broadcast.refused" in await audit_actions(db)
+    # The draft survives: a valid choice still works.
+    preview = FakeUser.texts(await admin.press("bc:a:parents"))
+    assert "全体家长（3 人）" in preview
+
+
+async def test_every_audience_resolves_to_the_right_people(
+    db: Database, school: SchoolData
+) -> None:
+    ids = await people(db, school)
+    async with db.transaction() as session:
+        await session.execute(
+            update(SchoolClass)
+            .where(SchoolClass.id == school.class_ids["7-2"])
+            .values(group_chat_id=-777)
+        )
+
+    async def chats(kind: AudienceKind, value: int | None = None) -> list[int]:
+        async with db.transaction() as session:
+            found = await broadcasts.recipients(session, school.school_id, Audience(kind, value))
+        return sorted(r.chat_id for r in found)
+
+    assert await chats(AudienceKind.PARENTS) == [MOM, DAD, OTHER]
+    assert await chats(AudienceKind.GRADE, 7) == [OTHER]
+    assert await chats(AudienceKind.CLASS, school.class_ids["3-1"]) == [MOM, DAD]
+    assert await chats(AudienceKind.TEACHERS) == [TEACHER]
+    assert await chats(AudienceKind.GROUPS) == [-777]
+    assert await chats(AudienceKind.UNPAID) == []  # no bills yet
+    assert await chats(AudienceKind.COURSE, 1) == []  # nobody enrolled yet
+    assert ids[DAD] != ids[MOM]
+
+
+async def test_confirm_button_records_each_recipient_once(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=ids[ADMIN],
+            text="家长会",
+            audience=Audience(AudienceKind.CLASS, school.class_ids["3-1"]),
+            ack=True,
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+    mom: FakeUser = make_user(MOM)
+    replies = await mom.press(f"ack:{broadcast.id}")
+    assert "谢谢，已确认" in json.dumps([c.params for c in replies], ensure_ascii=False)
+    again = await mom.press(f"ack:{broadcast.id}")
+    assert "已经确认过" in json.dumps([c.params for c in again], ensure_ascii=False)
+    stranger: FakeUser = make_user(OTHER)
+    refused = await stranger.press(f"ack:{broadcast.id}")
+    assert "不是给您的" in json.dumps([c.params for c in refused], ensure_ascii=False)
+    assert "broadcast.ack_refused" in await audit_actions(db)
+
+    async with db.transaction() as session:
+        figures = await broadcasts.progress(session, broadcast.id)
+        missing = await broadcasts.unacknowledged(session, school.school_id, broadcast.id)
+    assert (figures.sent, figures.acknowledged) == (2, 1)
+    assert missing == [(f"user {DAD}", ["张伟", "李小明"])]
+
+    # The admin's list shows the figures and who has not confirmed.
+    admin: FakeUser = make_user(ADMIN)
+    listing = FakeUser.texts(await admin.send("/broadcasts"))
+    assert "已确认 1 / 2" in listing and "家长会" in listing
+    names = FakeUser.texts(await admin.click(f"未确认名单 #{broadcast.id}"))
+    assert f"user {DAD}" in names and "张伟" in names and f"user {MOM}" not in names
+
+
+async def test_scheduled_broadcast_starts_on_time_and_can_be_cancelled(
+    make_user, app: KehouApplication, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    admin: FakeUser = make_user(ADMIN)
+    await admin.send("/broadcast")
+    await admin.send("周五演出")
+    await admin.click("全体教师")
+    await admin.click("定时发送")
+    assert "没能识别" in FakeUser.texts(await admin.send("next friday"))
+    assert "已经过了" in FakeUser.texts(await admin.send("2020-01-01 08:00"))
+    status = FakeUser.texts(await admin.send("2099-01-01 08:00"))
+    assert "90 天以内" in status
+    tomorrow = (utcnow() + dt.timedelta(days=1)).astimezone(app.runtime.i18n.timezone)
+    status = FakeUser.texts(await admin.send(tomorrow.strftime("%Y-%m-%d %H:%M")))
+    assert "已定时" in status and "将于" in status
+    assert await rows(db) == []  # nothing goes out before its time
+
+    # Its time comes: the job starts it.
+    async with db.transaction() as session:
+        await session.execute(
+            update(Broadcast).values(scheduled_for=utcnow() - dt.timedelta(minutes=1))
+        )
+        due = await broadcasts.due_scheduled(session, utcnow())
+        assert len(due) == 1
+        await broadcasts.start(session, due[0], utcnow())
+    assert [r.chat_id for r in await rows(db)] == [TEACHER]
+
+    # Cancelled before delivery: nothing more goes out.
+    async with db.transaction() as session:
+        cancelled = await broadcasts.cancel(session, school.school_id, due[0].id, ids[ADMIN])
+        assert cancelled is not None and cancelled.status is BroadcastStatus.CANCELLED
+    assert [r.status for r in await rows(db)] == [OutboxStatus.CANCELLED]
+    assert "broadcast.cancel" in await audit_actions(db)
+
+
+async def test_reping_reminds_only_those_who_have_not_confirmed(
+    db: Database, school: SchoolData
+) -> None:
+    ids = await people(db, school)
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=ids[ADMIN],
+            text="请交回执",
+            audience=Audience(AudienceKind.PARENTS),
+            ack=True,
+            reping_hours=24,
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+        await broadcasts.acknowledge(session, broadcast.id, MOM)
+    async with db.transaction() as session:
+        assert await broadcasts.due_repings(session, utcnow()) == []
+        later = utcnow() + dt.timedelta(hours=25)
+        (due,) = await broadcasts.due_repings(session, later)
+        assert await broadcasts.reping(session, due, later) == 2
+        assert await broadcasts.due_repings(session, later) == []  # only once
+    reminders = [r for r in await rows(db) if r.kind == "broadcast_reping"]
+    assert sorted(r.chat_id for r in reminders) == [DAD, OTHER]
+
+
+async def test_notices_choice_holds_messages_for_a_daily_digest(
+    make_user, app: KehouApplication, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    dad: FakeUser = make_user(DAD, language_code="en")
+    assert "Right now: each message as it comes." in FakeUser.texts(await dad.send("/notices"))
+    assert "Right now: one daily digest." in FakeUser.texts(await dad.click("○ One daily digest"))
+    async with db.transaction() as session:
+        assert (await session.get(User, ids[DAD])).notice_mode is NoticeMode.DIGEST  # type: ignore[union-attr]
+        await outbox.enqueue_many(
+            session,
+            school.school_id,
+            [
+                NewMessage(DAD, "update", user_id=ids[DAD], text="Art club: painting"),
+                NewMessage(
+                    DAD,
+                    "update",
+                    user_id=ids[DAD],
+                    template="Language set to {language}.",
+                    params={"language": "English"},
+                ),
+                NewMessage(
+                    DAD, "alert", user_id=ids[DAD], priority=Priority.URGENT, text="Absent!"
+                ),
+            ],
+        )
+    assert [r.status for r in await rows(db)] == [
+        OutboxStatus.HELD,
+        OutboxStatus.HELD,
+        OutboxStatus.PENDING,
+    ]
+    assert await broadcasting.build_digests(app.runtime, school.school_id, utcnow()) == 1
+    stored = await rows(db)
+    digest = next(r for r in stored if r.kind == "digest")
+    assert digest.status is OutboxStatus.PENDING
+    assert "2 messages" in (digest.text or "") and "Art club: painting" in (digest.text or "")
+    assert "Language set to English." in (digest.text or "")  # rendered in Dad's language
+    folded = [r for r in stored if r.status is OutboxStatus.DIGESTED]
+    assert len(folded) == 2 and all(r.digest_id == digest.id for r in folded)
+    # The digest itself is never held back, and nothing is left for the next one.
+    assert await broadcasting.build_digests(app.runtime, school.school_id, utcnow()) == 0
+
+
+async def test_admin_menu_lists_the_broadcast_commands(
+    make_user, db: Database, school: SchoolData, request_recorder
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN)
+    text = FakeUser.texts(await admin.send("/help"))
+    assert "/broadcast —" in text and "/broadcasts —" in text
+    mom: FakeUser = make_user(MOM)
+    text = FakeUser.texts(await mom.send("/help"))
+    assert "/notices —" in text and "/broadcast " not in text
