@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "INFO"
     # Messages per second this bot may send in all (Telegram allows about 30; a little under
     # leaves room for network jitter). Shared by every delivery worker and the direct replies.
-    send_rate: float = 28.0
+    send_rate: float = 29.0
     delivery: bool = True  # run an outbox delivery worker in this process
 
     @property
@@ -150,7 +150,7 @@ class Settings:
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("KEHOU_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
 
-        rate_text = get("KEHOU_SEND_RATE") or "28"
+        rate_text = get("KEHOU_SEND_RATE") or "29"
         try:
             send_rate = float(rate_text)
         except ValueError:

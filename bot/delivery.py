@@ -40,12 +40,12 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter, ExtBot
-from telegram.request import HTTPXRequest
 
 from bot.config import Settings
 from bot.i18n import I18n
 from bot.services import outbox
 from bot.services.outbox import Claimed, MessageTooLong, Outcome
+from bot.transport import AiohttpRequest
 from storage.db import Database
 from storage.models import DeliveryWorker as WorkerRow
 from storage.models import Outbox, OutboxStatus, utcnow
@@ -298,8 +298,8 @@ class DeliveryWorker:
     # Loops
 
     def _buffer_size(self) -> int:
-        """How many rows to hold locally: about two seconds of sending, at least a few."""
-        return max(10, int(self.budget.rate / self.budget.share * 2))
+        """How many rows to hold locally: about two seconds of sending, within bounds."""
+        return min(max(10, int(self.budget.rate / self.budget.share * 2)), 2000)
 
     async def _claim_loop(self) -> None:
         while self._running:
@@ -500,7 +500,6 @@ class DeliveryWorker:
             last = index == len(parts) - 1
             attachment = rendered.attachment if index == 0 else None
             if attachment is not None:
-                send = self.bot.send_photo if attachment["type"] == "photo" else None
                 kwargs: dict[str, Any] = {
                     "chat_id": chat_id,
                     "caption": text or None,
@@ -508,8 +507,8 @@ class DeliveryWorker:
                     "reply_markup": markup if last else None,
                     "rate_limit_args": OUTBOX_CALL,
                 }
-                if send is not None:
-                    message = await send(photo=attachment["file_id"], **kwargs)
+                if attachment["type"] == "photo":
+                    message = await self.bot.send_photo(photo=attachment["file_id"], **kwargs)
                 else:
                     message = await self.bot.send_document(
                         document=attachment["file_id"], **kwargs
@@ -548,7 +547,7 @@ def make_bot(settings: Settings, budget: SendBudget) -> ExtBot[Any]:
         settings.require_token(),
         base_url=settings.bot_base_url or "https://api.telegram.org/bot",
         base_file_url=settings.bot_base_file_url or "https://api.telegram.org/file/bot",
-        request=HTTPXRequest(connection_pool_size=256),
+        request=AiohttpRequest(connection_pool_size=256),
         rate_limiter=ReplyRateLimiter(budget),
     )
 

@@ -157,7 +157,8 @@ async def test_a_thousand_recipients_with_limits_and_faults(
     world.sandbox.faults.blocked_users = set(blocked)
     await world.enqueue(broadcast(people))
 
-    worker = await world.worker(rate=280)
+    # The sandbox shares this process's CPU: leave it more margin than Telegram would need.
+    worker = await world.worker(rate=250)
     await worker.idle(timeout=120)
 
     received = world.received([chat for _, chat in people])
@@ -261,8 +262,8 @@ async def test_two_workers_share_the_table_and_the_rate(
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
     scaled_limits(world.sandbox, 5)
     people = await world.people(600)
-    first = await world.worker(rate=140)
-    second = await world.worker(rate=140)
+    first = await world.worker(rate=125)
+    second = await world.worker(rate=125)
     await first._heartbeat()  # both see each other at once rather than after a heartbeat
     assert first.budget.share == 2
     await world.enqueue(broadcast(people))
@@ -285,7 +286,7 @@ async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> No
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "KEHOU_DATABASE_URL": world.db.url,
         "KEHOU_API_BASE_URL": world.url,
-        "KEHOU_SEND_RATE": "85",
+        "KEHOU_SEND_RATE": "75",
         "KEHOU_LOG_LEVEL": "WARNING",
     }
     command = [sys.executable, "-m", "bot.cli", "deliver"]
@@ -318,7 +319,7 @@ async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> No
         )
     assert 150 <= await delivered() < 400  # it really died mid-way
 
-    worker = await world.worker(rate=85)
+    worker = await world.worker(rate=75)
     await worker.idle(timeout=60)
     received = world.received(chats)
     assert min(received.values()) == 1  # nothing lost

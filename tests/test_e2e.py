@@ -96,3 +96,32 @@ async def test_personal_commands_in_the_class_group_point_to_the_private_chat(
     assert buttons[0]["url"] == f"https://t.me/{demo.BOT_USERNAME}?start=help"
     # Nothing personal was said in front of the group.
     assert "张琪" not in answer["text"]
+
+
+async def test_admin_broadcast_reaches_the_class_and_confirmations_come_back(
+    demo_world: demo.DemoWorld,
+) -> None:
+    admin = Person(demo_world.sandbox, ADMIN)
+    await admin.send("/broadcast", expecting="通知内容")
+    await admin.send("明天下午 3 点家长会，请准时参加。", expecting="发给谁")
+    await admin.press("某个班级", expecting="请选择")
+    await admin.press("三年级2班", expecting="三年级2班家长（3 人）")
+    await admin.press("⬜ 请对方点击“确认收到”", expecting="确认收到按钮：开")
+    status = await admin.press("立即发送", expecting="接收人 3")
+
+    mom, dad, anna = (Person(demo_world.sandbox, who) for who in (MOM, DAD, ANNA))
+    notice = await mom.answer(0, "家长会")
+    assert notice["reply_markup"]["inline_keyboard"][0][0]["text"] == "✅ 确认收到"
+    english = await anna.answer(0, "家长会")  # the text is the admin's; the button is Anna's
+    assert english["reply_markup"]["inline_keyboard"][0][0]["text"] == "✅ Got it"
+    await dad.answer(0, "家长会")
+
+    await mom.press("✅ 确认收到", expecting="家长会")
+    # The admin's status message is edited in place as delivery and confirmations come in.
+    final = await admin.answer(0, "已确认 1 / 3")
+    assert final["message_id"] == status["message_id"] and "已发送 3" in final["text"]
+    listing = await admin.send("/broadcasts", expecting="最近的通知")
+    assert "家长会" in listing["text"]
+    names = await admin.press("未确认名单 #1", expecting="尚未确认")
+    assert "张琪爸爸" in names["text"] and "Anna" in names["text"]
+    assert "张琪妈妈" not in names["text"]

@@ -328,6 +328,24 @@ def test_small_school_values_are_parsed(tmp_path: Path) -> None:
     ]
     assert parsed.term.enrolment_opens_at == dt.datetime(2026, 8, 24, 0, 0, tzinfo=dt.UTC)
     assert parsed.calendar is None  # absent: left untouched on import
+    # The notice budget: no cap and a 19:00 digest unless the file says otherwise.
+    assert (parsed.school.daily_notice_cap, parsed.school.digest_time) == (None, dt.time(19, 0))
+
+
+def test_notice_budget_settings_are_read_and_checked(tmp_path: Path) -> None:
+    text = SMALL.replace(
+        "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}",
+        "school: {code: small, name: 小河小学, daily_notice_cap: 3, digest_time: '20:30'}",
+    )
+    parsed = load_and_validate(write_small(tmp_path, text))
+    assert (parsed.school.daily_notice_cap, parsed.school.digest_time) == (3, dt.time(20, 30))
+    broken = SMALL.replace(
+        "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}",
+        "school: {code: small, name: 小河小学, daily_notice_cap: 0, digest_time: '25:00'}",
+    )
+    problems = problems_of(write_small(tmp_path, broken))
+    find(problems, "school", "daily_notice_cap")
+    find(problems, "school", "digest_time")
 
 
 def problems_of(path: Path) -> list[ImportProblem]:

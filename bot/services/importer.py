@@ -108,6 +108,8 @@ class SchoolInfo:
     name: str
     timezone: str
     default_locale: str
+    daily_notice_cap: int | None = None
+    digest_time: dt.time = dt.time(19, 0)
 
 
 @dataclass(frozen=True)
@@ -733,14 +735,21 @@ TOP_LEVEL = (
 
 
 def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
-    rec = _Record(problems, "school", value, ("code", "name", "timezone", "default_locale"))
+    rec = _Record(
+        problems,
+        "school",
+        value,
+        ("code", "name", "timezone", "default_locale", "daily_notice_cap", "digest_time"),
+    )
     code = rec.get("code", _code(40))
     name = rec.get("name", _text(200))
     timezone = rec.get("timezone", _timezone, required=False) or "Asia/Shanghai"
     locale = rec.get("default_locale", _locale, required=False) or "zh_CN"
+    cap = rec.get("daily_notice_cap", _integer(1, 50), required=False)
+    digest_time = rec.get("digest_time", _clock_value, required=False) or dt.time(19, 0)
     if not rec.ok or code is None or name is None:
         return None
-    return SchoolInfo(code, name, timezone, locale)
+    return SchoolInfo(code, name, timezone, locale, cap, digest_time)
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:

@@ -20,10 +20,21 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +47,7 @@ from storage.models import (
     School,
     SchoolClass,
     User,
+    UTCDateTime,
     utcnow,
 )
 
@@ -317,31 +329,50 @@ class Outcome:
 async def record(
     session: AsyncSession, worker_id: str, outcomes: Iterable[Outcome], now: dt.datetime
 ) -> None:
-    """Write outcomes, only for rows this worker still holds (a lost lease loses the write)."""
-    for outcome in outcomes:
-        values: dict[str, Any] = {
-            "status": outcome.status,
-            "last_error": outcome.error,
-            "locked_until": None,
-            "claimed_by": None,
+    """Write outcomes in one batch, only for rows this worker still holds (a worker that lost
+    its lease to another loses the write, never the other's)."""
+    table = cast(Table, Outbox.__table__)
+    columns = table.c
+    params = [
+        {
+            "row_id": o.id,
+            "worker": worker_id,
+            "new_status": o.status.value,
+            "error": o.error,
+            "new_message_id": o.message_id if o.status is OutboxStatus.SENT else None,
+            "new_sent_at": now if o.status is OutboxStatus.SENT else None,
+            "retry_at": o.retry_at,
+            "new_chat_id": o.chat_id,
+            "uncounted": 0 if o.count_attempt else 1,
         }
-        if outcome.status is OutboxStatus.SENT:
-            values |= {"message_id": outcome.message_id, "sent_at": now}
-        if outcome.retry_at is not None:
-            values["not_before"] = outcome.retry_at
-        if outcome.chat_id is not None:
-            values["chat_id"] = outcome.chat_id
-        if not outcome.count_attempt:
-            values["attempts"] = Outbox.attempts - 1
-        await session.execute(
-            update(Outbox)
-            .where(
-                Outbox.id == outcome.id,
-                Outbox.claimed_by == worker_id,
-                Outbox.status == OutboxStatus.SENDING,
-            )
-            .values(**values)
+        for o in outcomes
+    ]
+    if not params:
+        return
+    statement = (
+        table.update()
+        .where(
+            columns.id == bindparam("row_id"),
+            columns.claimed_by == bindparam("worker"),
+            columns.status == OutboxStatus.SENDING.value,
         )
+        .values(
+            status=bindparam("new_status"),
+            last_error=bindparam("error"),
+            locked_until=None,
+            claimed_by=None,
+            message_id=func.coalesce(
+                bindparam("new_message_id", type_=BigInteger), columns.message_id
+            ),
+            sent_at=func.coalesce(bindparam("new_sent_at", type_=UTCDateTime()), columns.sent_at),
+            not_before=func.coalesce(
+                bindparam("retry_at", type_=UTCDateTime()), columns.not_before
+            ),
+            chat_id=func.coalesce(bindparam("new_chat_id", type_=BigInteger), columns.chat_id),
+            attempts=columns.attempts - bindparam("uncounted", type_=Integer),
+        )
+    )
+    await session.execute(statement, params)
 
 
 async def release(session: AsyncSession, worker_id: str, ids: Sequence[int]) -> None:
