@@ -39,7 +39,8 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 2.0
-ACK_FOLLOW_UP = dt.timedelta(days=3)  # keep a finished notice's acknowledgements live this long
+# A finished notice's figures still change (confirmations, digests): follow them this long.
+FOLLOW_UP = dt.timedelta(days=3)
 
 AUDIENCE_LABELS = {
     AudienceKind.PARENTS: N_("all parents"),
@@ -104,6 +105,10 @@ def status_text(t: Translator, broadcast: Broadcast, audience: str, figures: Pro
                     acknowledged=figures.acknowledged, sent=figures.sent
                 )
             )
+        if figures.held:
+            lines.append(
+                t.gettext("Waiting for the parents' daily digest: {n}.").format(n=figures.held)
+            )
         if figures.cancelled:
             lines.append(t.gettext("Not sent (cancelled): {n}.").format(n=figures.cancelled))
     return "\n".join(lines)
@@ -151,14 +156,13 @@ async def tick(context: BotContext) -> None:
 
 
 async def _followed(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
-    """Broadcasts whose figures can still change: running, or recently done with acks."""
+    """Broadcasts whose figures can still change: running, or recently done."""
     rows = await session.scalars(
         select(Broadcast).where(
             (Broadcast.status == BroadcastStatus.SENDING)
             | (
                 (Broadcast.status == BroadcastStatus.DONE)
-                & Broadcast.ack_requested.is_(True)
-                & (Broadcast.finished_at >= now - ACK_FOLLOW_UP)
+                & (Broadcast.finished_at >= now - FOLLOW_UP)
             )
         )
     )

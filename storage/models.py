@@ -1,9 +1,10 @@
 """The database schema: one class per table, constraints where they protect data.
 
-Every table that holds a school's data carries ``school_id``. Two tables belong to the bot
+Every table that holds a school's data carries ``school_id``. Three tables belong to the bot
 deployment rather than to one school and are documented as such in ``docs/DATA.md``:
-``bot_state`` (PTB conversation persistence) and ``invite_attempts`` (throttling of code
-guesses by a Telegram account that has no school yet).
+``bot_state`` (PTB conversation persistence), ``invite_attempts`` (throttling of code
+guesses by a Telegram account that has no school yet) and ``delivery_workers`` (the send
+budget is the bot's, whatever the school).
 """
 
 from __future__ import annotations

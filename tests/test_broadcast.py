@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
 
 from bot import broadcasting
 from bot.context import KehouApplication
+from bot.i18n import I18n
 from bot.services import broadcasts, outbox
 from bot.services.broadcasts import Audience, AudienceKind
 from bot.services.outbox import NewMessage
@@ -295,3 +297,29 @@ async def test_admin_menu_lists_the_broadcast_commands(
     mom: FakeUser = make_user(MOM)
     text = FakeUser.texts(await mom.send("/help"))
     assert "/notices —" in text and "/broadcast " not in text
+
+
+async def test_a_broadcast_finishes_while_some_parents_wait_for_their_digest(
+    db: Database, school: SchoolData
+) -> None:
+    ids = await people(db, school)
+    async with db.transaction() as session:
+        await session.execute(
+            update(User).where(User.id == ids[DAD]).values(notice_mode=NoticeMode.DIGEST)
+        )
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=ids[ADMIN],
+            text="周五演出",
+            audience=Audience(AudienceKind.CLASS, school.class_ids["3-1"]),
+        )
+        await session.execute(
+            update(Outbox).where(Outbox.chat_id == MOM).values(status=OutboxStatus.SENT)
+        )
+        figures = await broadcasts.progress(session, broadcast.id)
+        assert (figures.sent, figures.held, figures.queued) == (1, 1, 0)
+        assert broadcasts.finish(broadcast, figures, utcnow())
+    t = I18n(ZoneInfo("Asia/Shanghai")).get("zh_CN")
+    text = broadcasting.status_text(t, broadcast, "三年级1班家长", figures)
+    assert "已完成" in text and "等待家长的每日汇总：1" in text

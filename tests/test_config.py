@@ -22,6 +22,12 @@ def test_defaults_are_sqlite_shanghai_and_chinese() -> None:
     assert settings.timezone.key == "Asia/Shanghai"
     assert settings.default_locale == "zh_CN"
     assert settings.token is None
+    assert (settings.send_rate, settings.delivery) == (29.0, True)
+
+
+def test_delivery_settings() -> None:
+    settings = parse(KEHOU_SEND_RATE="12.5", KEHOU_DELIVERY="off")
+    assert (settings.send_rate, settings.delivery) == (12.5, False)
 
 
 def test_api_base_url_becomes_ptb_base_urls() -> None:
@@ -41,6 +47,9 @@ def test_api_base_url_becomes_ptb_base_urls() -> None:
         ("KEHOU_LISTEN", "localhost"),
         ("KEHOU_WEBHOOK_URL", "https://bot.example.org/hook"),  # without a secret
         ("KEHOU_INVITE_TTL_DAYS", "0"),
+        ("KEHOU_SEND_RATE", "fast"),
+        ("KEHOU_SEND_RATE", "0"),
+        ("KEHOU_DELIVERY", "maybe"),
     ],
 )
 def test_a_bad_value_is_named_in_one_line(name: str, value: str) -> None:

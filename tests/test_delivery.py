@@ -36,6 +36,7 @@ from storage.db import Database
 from storage.models import Outbox, OutboxStatus, Priority, SchoolClass, User
 from tests.e2e import free_port
 from tests.factories import SchoolData
+from tests.test_sandbox import png
 
 TOKEN = "424242:DELIVERY-TEST"
 FIRST_USER = 500_000
@@ -326,3 +327,32 @@ async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> No
     twice = sum(1 for n in received.values() if n == 2)
     assert max(received.values()) <= 2 and twice <= (in_flight or 0)
     assert await world.statuses() == {"sent": 400}
+
+
+async def test_photos_long_texts_and_buttons_are_delivered_whole(world: World) -> None:
+    (user, chat), (_, chat2) = await world.people(2, locale="en")
+    worker = await world.worker(rate=30)
+    uploaded = await worker.bot.send_photo(chat2, photo=png())
+    file_id = uploaded.photo[-1].file_id
+    long_text = "\n\n".join(f"<b>第{i}段</b> " + "课后服务。" * 300 for i in range(4))  # ~6,000
+    await world.enqueue(
+        [
+            NewMessage(
+                chat,
+                "broadcast",
+                user_id=user,
+                text="<b>运动会</b>照片",
+                attachment={"type": "photo", "file_id": file_id},
+                buttons=[[{"label": "✅ Got it", "data": "ack:1"}]],
+            ),
+            NewMessage(chat, "broadcast", user_id=user, text=long_text),
+        ]
+    )
+    await worker.idle()
+    sent = [m for m in world.sandbox.messages(chat) if m["outgoing"]]
+    photo, *parts = sent
+    assert photo["caption"] == "运动会照片" and photo["photo_url"]
+    assert photo["reply_markup"]["inline_keyboard"][0][0]["text"] == "✅ Got it"
+    assert len(parts) == 2 and all(len(p["text"]) <= 4096 for p in parts)
+    assert "".join(p["text"] for p in parts).count("课后服务。") == 1200  # nothing lost
+    assert await world.statuses() == {"sent": 2}

@@ -228,7 +228,8 @@ async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -
 @dataclass(frozen=True)
 class Progress:
     total: int
-    queued: int  # pending, sending or held for a digest
+    queued: int  # pending or sending
+    held: int  # waiting for the recipients' daily digest (their choice, or the daily cap)
     sent: int  # delivered, in a digest or on its own
     failed: int
     blocked: int
@@ -253,10 +254,8 @@ async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
         acknowledged += acks
     return Progress(
         total=sum(counts.values()),
-        queued=sum(
-            counts.get(s, 0)
-            for s in (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.HELD)
-        ),
+        queued=counts.get(OutboxStatus.PENDING, 0) + counts.get(OutboxStatus.SENDING, 0),
+        held=counts.get(OutboxStatus.HELD, 0),
         sent=counts.get(OutboxStatus.SENT, 0) + counts.get(OutboxStatus.DIGESTED, 0),
         failed=counts.get(OutboxStatus.FAILED, 0),
         blocked=counts.get(OutboxStatus.BLOCKED, 0),
@@ -433,7 +432,10 @@ async def reping(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) 
 
 
 def finish(broadcast: Broadcast, figures: Progress, now: dt.datetime) -> bool:
-    """Mark a running broadcast done once nothing of it is queued; True if it just finished."""
+    """Mark a running broadcast done once nothing of it is queued; True if it just finished.
+
+    Messages held for a digest do not keep it running: they go out with the digest.
+    """
     if broadcast.status is BroadcastStatus.SENDING and figures.finished:
         broadcast.status = BroadcastStatus.DONE
         broadcast.finished_at = now
