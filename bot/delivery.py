@@ -336,10 +336,14 @@ class DeliveryWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._queued.wait(), 0.05)
                 continue
-            await in_flight.acquire()
-            await self.budget.wait_unpaused()
-            await self.budget.overall.acquire()
-            await self.budget.chat(item.row.chat_id).acquire()
+            try:
+                await in_flight.acquire()
+                await self.budget.wait_unpaused()
+                await self.budget.overall.acquire()
+                await self.budget.chat(item.row.chat_id).acquire()
+            except asyncio.CancelledError:  # stopping: the row goes back with the others
+                heapq.heappush(self._queue, item)
+                raise
             task = asyncio.create_task(self._send(item.row))
             self._in_flight.add(task)
 

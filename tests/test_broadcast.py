@@ -323,3 +323,18 @@ async def test_a_broadcast_finishes_while_some_parents_wait_for_their_digest(
     t = I18n(ZoneInfo("Asia/Shanghai")).get("zh_CN")
     text = broadcasting.status_text(t, broadcast, "三年级1班家长", figures)
     assert "已完成" in text and "等待家长的每日汇总：1" in text
+
+
+async def test_a_long_notice_is_previewed_shortened_and_sent_whole(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN)
+    notice = "\n".join(f"第{i}条：课后服务安排有变，请家长留意。" for i in range(200))  # ~4,000
+    await admin.send("/broadcast")
+    await admin.send(notice)
+    preview = FakeUser.texts(await admin.click("全体教师"))
+    assert len(preview) < 4096 and preview.endswith("…") and "第0条" in preview
+    await admin.click("立即发送")
+    (row,) = await rows(db)
+    assert row.text == notice

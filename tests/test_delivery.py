@@ -356,3 +356,24 @@ async def test_photos_long_texts_and_buttons_are_delivered_whole(world: World) -
     assert len(parts) == 2 and all(len(p["text"]) <= 4096 for p in parts)
     assert "".join(p["text"] for p in parts).count("课后服务。") == 1200  # nothing lost
     assert await world.statuses() == {"sent": 2}
+
+
+async def test_a_stopping_worker_gives_back_what_it_did_not_send(world: World) -> None:
+    people = await world.people(40)
+    await world.enqueue(broadcast(people))
+    worker = await world.worker(rate=10)  # holds 20 rows, sends 10 a second
+    await asyncio.sleep(0.6)
+    await worker.stop()
+    world.workers.remove(worker)
+    await worker.bot.shutdown()
+    counts = await world.statuses()
+    sent = counts["sent"]
+    assert 0 < sent < 40 and counts == {"sent": sent, "pending": 40 - sent}
+    async with world.db.transaction() as session:
+        attempts = await session.scalars(
+            select(Outbox.attempts).where(Outbox.status == OutboxStatus.PENDING)
+        )
+        assert set(attempts.all()) == {0}  # giving back is not an attempt
+    # Another worker finishes the job.
+    await (await world.worker(rate=100)).idle()
+    assert set(world.received([chat for _, chat in people]).values()) == {1}

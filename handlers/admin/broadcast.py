@@ -30,7 +30,7 @@ from bot.context import BotContext
 from bot.i18n import N_, Translator
 from bot.services import audit, broadcasts
 from bot.services.broadcasts import Audience, AudienceKind
-from bot.services.outbox import MessageTooLong
+from bot.services.outbox import MessageTooLong, split_html, utf16_len, visible_text
 from handlers.common.cancel import cancel
 from storage.models import Broadcast as BroadcastRow
 from storage.models import BroadcastStatus, Course, Role, SchoolClass, utcnow
@@ -39,6 +39,7 @@ COMPOSE, AUDIENCE, OPTIONS, WHEN = range(4)
 DRAFT = "pending_broadcast"
 COURSES_PER_PAGE = 8
 REPING_HOURS = 24
+PREVIEW_LENGTH = 3000  # characters of the notice shown in the preview
 AUDIENCE_BUTTONS = (
     (AudienceKind.PARENTS, AudienceKind.GRADE),
     (AudienceKind.CLASS, AudienceKind.COURSE),
@@ -332,7 +333,10 @@ async def _show_preview(update: Update, context: BotContext) -> int:
         lines.append(t.gettext("With a photo.") if kind == "photo" else t.gettext("With a file."))
     if not people:
         lines.append(t.gettext("No one is in this audience yet. Choose another."))
-    lines += ["", "— — —", draft["text"] or "…"]
+    body = draft["text"] or "…"
+    if utf16_len(visible_text(body)) > PREVIEW_LENGTH:  # the preview must fit one message
+        body = split_html(body, PREVIEW_LENGTH)[0] + " …"
+    lines += ["", "— — —", body]
     rows = [
         [
             InlineKeyboardButton(
