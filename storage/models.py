@@ -146,6 +146,24 @@ class EnrolmentStatus(enum.StrEnum):
     ENROLLED = "enrolled"
     WAITLISTED = "waitlisted"
     WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"  # the course itself was cancelled (too few children)
+
+
+class Allocation(enum.StrEnum):
+    """How a course's seats are given out."""
+
+    FIRST_COME = "first_come"  # in the order of sign-up
+    LOTTERY = "lottery"  # 摇号: a seeded, published draw when enrolment closes
+
+
+class EnrolmentActor(enum.StrEnum):
+    """Who changed an enrolment, for the history parents and admins see."""
+
+    PARENT = "parent"
+    ADMIN = "admin"
+    DRAW = "draw"
+    OFFER = "offer"  # a waitlist seat offer accepted, declined or expired
+    SYSTEM = "system"
 
 
 class AttendanceStatus(enum.StrEnum):
@@ -467,6 +485,11 @@ class Course(Base):
     fee_standard_id: Mapped[int | None] = mapped_column(
         ForeignKey("fee_standards.id", ondelete="SET NULL")
     )
+    allocation: Mapped[Allocation] = mapped_column(
+        enum_type(Allocation, "allocation"), default=Allocation.FIRST_COME
+    )
+    min_size: Mapped[int | None] = mapped_column(SmallInteger)  # cancelled below this at close
+    cancelled_at: Mapped[dt.datetime | None]
 
     teacher: Mapped[Teacher | None] = relationship()
     provider: Mapped[Provider | None] = relationship()
@@ -512,6 +535,27 @@ class Enrolment(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # A freed seat offered to this waitlisted child, open until the deadline.
+    offer_expires_at: Mapped[dt.datetime | None]
+    withdrawn_from: Mapped[dt.date | None] = mapped_column(Date)  # the first day not attended
+
+
+class EnrolmentEvent(Base):
+    """One change of an enrolment: the child's enrolment history."""
+
+    __tablename__ = "enrolment_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    enrolment_id: Mapped[int] = mapped_column(
+        ForeignKey("enrolments.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[EnrolmentStatus] = mapped_column(enum_type(EnrolmentStatus, "enrolment_status"))
+    waitlist_position: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[EnrolmentActor] = mapped_column(enum_type(EnrolmentActor, "enrolment_actor"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(String(200))  # e.g. "offer declined"
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Leave(Base):

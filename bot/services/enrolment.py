@@ -1,0 +1,485 @@
+"""Enrolment: sign-up, the waitlist and its seat offers, withdrawal, and the child's history.
+
+The rules (POLICY.md, "Service structure", "Enrolment", "Fees"): participation is voluntary and
+nothing is bundled; a child may join only courses of their grade, whose provider is whitelisted
+and whose fee was disclosed (or which are free), while the enrolment window is open, without
+two courses at the same time. Withdrawal is never refused.
+
+**No over-booking, however many press at once.** The seat count and the insert are one SQL
+statement (`INSERT … SELECT` with the count inside), run as the first statement of its own
+transaction: SQLite runs it under its single writer lock; on PostgreSQL the course row is
+locked first (``SELECT … FOR UPDATE``), so concurrent sign-ups for one course queue for that
+instant only. A child can never be enrolled twice: ``UNIQUE (student_id, course_id)``.
+
+Every status change writes an `EnrolmentEvent`: the history parents see with `/schedule`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import Database
+from storage.models import (
+    Course,
+    Enrolment,
+    EnrolmentActor,
+    EnrolmentEvent,
+    EnrolmentStatus,
+    FeeStandard,
+    Provider,
+    ProviderKind,
+    SchoolClass,
+    Student,
+    Term,
+    WhitelistStatus,
+    utcnow,
+)
+
+ACTIVE = (EnrolmentStatus.ENROLLED, EnrolmentStatus.WAITLISTED)
+OFFER_HOURS = 24  # default time a family has to claim a freed seat
+
+
+class Refusal(enum.StrEnum):
+    """Why a sign-up is not possible; each has a translated explanation in the handlers."""
+
+    NOT_FOUND = "not_found"
+    WINDOW_CLOSED = "window_closed"
+    GRADE = "grade"
+    CLASH = "clash"
+    PROVIDER = "provider"  # the provider is not (or no longer) on the whitelist
+    FEE_UNDISCLOSED = "fee_undisclosed"
+    CANCELLED = "cancelled"
+    ALREADY = "already"  # enrolled or waitlisted already
+
+
+@dataclass(frozen=True)
+class SignedUp:
+    enrolment_id: int
+    status: EnrolmentStatus
+    waitlist_position: int | None
+
+
+def weekdays_of(mask: int) -> list[int]:
+    """ISO weekdays (1 = Monday) in a course's 7-bit mask (bit 0 = Monday)."""
+    return [day + 1 for day in range(7) if mask & (1 << day)]
+
+
+async def check(
+    session: AsyncSession, student_id: int, course_id: int, now: dt.datetime
+) -> Refusal | None:
+    """Every rule a sign-up must pass, or the first it fails."""
+    row = (
+        await session.execute(
+            select(Course, Term, SchoolClass.grade, Provider, FeeStandard)
+            .join(Term, Term.id == Course.term_id)
+            .join(Student, Student.id == student_id)
+            .join(SchoolClass, SchoolClass.id == Student.class_id)
+            .outerjoin(Provider, Provider.id == Course.provider_id)
+            .outerjoin(FeeStandard, FeeStandard.id == Course.fee_standard_id)
+            .where(Course.id == course_id, Course.school_id == Student.school_id)
+        )
+    ).first()
+    if row is None:
+        return Refusal.NOT_FOUND
+    course, term, grade, provider, fee = row
+    if course.cancelled_at is not None:
+        return Refusal.CANCELLED
+    opens, closes = term.enrolment_opens_at, term.enrolment_closes_at
+    if (opens is not None and now < opens) or (closes is not None and now >= closes):
+        return Refusal.WINDOW_CLOSED
+    if not course.grade_min <= grade <= course.grade_max:
+        return Refusal.GRADE
+    if provider is not None and provider.kind is ProviderKind.OUTSIDE:
+        if provider.whitelist_status is not WhitelistStatus.WHITELISTED:
+            return Refusal.PROVIDER
+    if fee is not None and fee.amount_fen > 0 and fee.disclosed_on is None:
+        return Refusal.FEE_UNDISCLOSED
+    existing = await session.scalar(
+        select(Enrolment.status).where(
+            Enrolment.student_id == student_id, Enrolment.course_id == course_id
+        )
+    )
+    if existing in ACTIVE:
+        return Refusal.ALREADY
+    if await clashes(session, student_id, course):
+        return Refusal.CLASH
+    return None
+
+
+async def clashes(session: AsyncSession, student_id: int, course: Course) -> list[Course]:
+    """The child's active courses in the same period on a shared weekday, overlapping in time."""
+    rows = await session.scalars(
+        select(Course)
+        .join(Enrolment, Enrolment.course_id == Course.id)
+        .where(
+            Enrolment.student_id == student_id,
+            Enrolment.status.in_(ACTIVE),
+            Course.id != course.id,
+            Course.term_id == course.term_id,
+            Course.weekdays.op("&")(course.weekdays) != 0,
+            Course.starts_at < course.ends_at,
+            Course.ends_at > course.starts_at,
+        )
+    )
+    return list(rows.all())
+
+
+async def sign_up(
+    db: Database,
+    student_id: int,
+    course_id: int,
+    *,
+    user_id: int | None,
+    actor: EnrolmentActor = EnrolmentActor.PARENT,
+    now: dt.datetime | None = None,
+) -> SignedUp | Refusal:
+    """Check the rules, then take a seat or a waitlist place in one atomic step."""
+    now = now or utcnow()
+    async with db.transaction() as session:
+        refusal = await check(session, student_id, course_id, now)
+        school_id = await session.scalar(select(Course.school_id).where(Course.id == course_id))
+        # A withdrawn child signing up again reuses the row (one per student and course).
+        previous = await session.scalar(
+            select(Enrolment.id).where(
+                Enrolment.student_id == student_id, Enrolment.course_id == course_id
+            )
+        )
+    if refusal is not None:
+        return refusal
+    assert school_id is not None
+    try:
+        async with db.transaction() as session:
+            return await _take_place(
+                session, school_id, student_id, course_id, previous, user_id, actor, now
+            )
+    except IntegrityError:  # a second press, or the other guardian, got there first
+        return Refusal.ALREADY
+
+
+async def _take_place(
+    session: AsyncSession,
+    school_id: int,
+    student_id: int,
+    course_id: int,
+    previous: int | None,
+    user_id: int | None,
+    actor: EnrolmentActor,
+    now: dt.datetime,
+) -> SignedUp:
+    """The seat count and the write in one statement, the first of its transaction.
+
+    On SQLite a read before it would pin an old snapshot; the write statement itself takes the
+    writer lock and sees the newest data. PostgreSQL locks the course row first.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
+    taken = (
+        select(func.count())
+        .where(
+            Enrolment.course_id == course_id,
+            (Enrolment.status == EnrolmentStatus.ENROLLED)
+            | (
+                (Enrolment.status == EnrolmentStatus.WAITLISTED)
+                & (Enrolment.offer_expires_at.is_not(None))
+            ),
+        )
+        .scalar_subquery()
+    )
+    capacity = select(Course.capacity).where(Course.id == course_id).scalar_subquery()
+    has_seat = (capacity.is_(None)) | (taken < capacity)
+    last = (
+        select(func.coalesce(func.max(Enrolment.waitlist_position), 0))
+        .where(Enrolment.course_id == course_id, Enrolment.status == EnrolmentStatus.WAITLISTED)
+        .scalar_subquery()
+    )
+    status = case(
+        (has_seat, literal(EnrolmentStatus.ENROLLED.value)),
+        else_=literal(EnrolmentStatus.WAITLISTED.value),
+    )
+    position = case((has_seat, literal(None)), else_=last + 1)
+    statement: Any
+    if previous is None:
+        statement = (
+            insert(Enrolment)
+            .from_select(
+                [
+                    "school_id",
+                    "student_id",
+                    "course_id",
+                    "status",
+                    "waitlist_position",
+                    "created_by_user_id",
+                    "created_at",
+                    "updated_at",
+                ],
+                select(
+                    literal(school_id),
+                    literal(student_id),
+                    literal(course_id),
+                    status,
+                    position,
+                    literal(user_id),
+                    literal(now, Enrolment.created_at.type),
+                    literal(now, Enrolment.updated_at.type),
+                ),
+            )
+            .returning(Enrolment.id, Enrolment.status, Enrolment.waitlist_position)
+        )
+    else:
+        statement = (
+            update(Enrolment)
+            .where(Enrolment.id == previous, Enrolment.status.not_in(ACTIVE))
+            .values(
+                status=status,
+                waitlist_position=position,
+                created_by_user_id=user_id,
+                updated_at=now,
+                offer_expires_at=None,
+                withdrawn_from=None,
+            )
+            .returning(Enrolment.id, Enrolment.status, Enrolment.waitlist_position)
+        )
+    enrolment_id, new_status, new_position = (await session.execute(statement)).one()
+    result = SignedUp(enrolment_id, EnrolmentStatus(new_status), new_position)
+    _event(
+        session, school_id, result.enrolment_id, result.status, new_position, actor, user_id, now
+    )
+    return result
+
+
+def _event(
+    session: AsyncSession,
+    school_id: int,
+    enrolment_id: int,
+    status: EnrolmentStatus,
+    position: int | None,
+    actor: EnrolmentActor,
+    user_id: int | None,
+    now: dt.datetime,
+    note: str | None = None,
+) -> None:
+    session.add(
+        EnrolmentEvent(
+            school_id=school_id,
+            enrolment_id=enrolment_id,
+            status=status,
+            waitlist_position=position,
+            actor=actor,
+            actor_user_id=user_id,
+            note=note,
+            created_at=now,
+        )
+    )
+
+
+async def waitlist(session: AsyncSession, course_id: int) -> list[tuple[int, int]]:
+    """(enrolment id, position) of the course's waitlist, in order."""
+    rows = await session.execute(
+        select(Enrolment.id, Enrolment.waitlist_position)
+        .where(Enrolment.course_id == course_id, Enrolment.status == EnrolmentStatus.WAITLISTED)
+        .order_by(Enrolment.waitlist_position)
+    )
+    return [(i, p) for i, p in rows.all() if p is not None]
+
+
+async def history(session: AsyncSession, student_id: int) -> list[tuple[EnrolmentEvent, str]]:
+    """Every change of the child's enrolments, oldest first, with the course name."""
+    rows = await session.execute(
+        select(EnrolmentEvent, Course.name)
+        .join(Enrolment, Enrolment.id == EnrolmentEvent.enrolment_id)
+        .join(Course, Course.id == Enrolment.course_id)
+        .where(Enrolment.student_id == student_id)
+        .order_by(EnrolmentEvent.created_at, EnrolmentEvent.id)
+    )
+    return [(event, name) for event, name in rows.all()]
+
+
+async def _compact_waitlist(session: AsyncSession, course_id: int) -> None:
+    """Close the gap a child leaving the waitlist left: positions stay 1, 2, 3 …"""
+    for index, (enrolment_id, position) in enumerate(await waitlist(session, course_id), 1):
+        if position != index:
+            await session.execute(
+                update(Enrolment)
+                .where(Enrolment.id == enrolment_id)
+                .values(waitlist_position=index)
+            )
+
+
+async def withdraw(
+    session: AsyncSession,
+    enrolment_id: int,
+    *,
+    from_date: dt.date,
+    user_id: int | None,
+    actor: EnrolmentActor = EnrolmentActor.PARENT,
+    now: dt.datetime | None = None,
+    note: str | None = None,
+) -> Enrolment | None:
+    """Leave a course (or its waitlist) for good. Never refused; None if not active."""
+    now = now or utcnow()
+    enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
+    if enrolment is None or enrolment.status not in ACTIVE:
+        return None
+    enrolment.status = EnrolmentStatus.WITHDRAWN
+    enrolment.waitlist_position = None
+    enrolment.offer_expires_at = None
+    enrolment.withdrawn_from = from_date
+    enrolment.updated_at = now
+    await session.flush()
+    _event(
+        session,
+        enrolment.school_id,
+        enrolment.id,
+        enrolment.status,
+        None,
+        actor,
+        user_id,
+        now,
+        note,
+    )
+    await _compact_waitlist(session, enrolment.course_id)
+    return enrolment
+
+
+async def free_seats(session: AsyncSession, course_id: int) -> int | None:
+    """Seats neither taken nor offered; None for a course without a limit."""
+    capacity = await session.scalar(select(Course.capacity).where(Course.id == course_id))
+    if capacity is None:
+        return None
+    taken = await session.scalar(
+        select(func.count()).where(
+            Enrolment.course_id == course_id,
+            (Enrolment.status == EnrolmentStatus.ENROLLED)
+            | and_(
+                Enrolment.status == EnrolmentStatus.WAITLISTED,
+                Enrolment.offer_expires_at.is_not(None),
+            ),
+        )
+    )
+    return max(capacity - int(taken or 0), 0)
+
+
+async def make_offers(
+    session: AsyncSession, course_id: int, now: dt.datetime, hours: int = OFFER_HOURS
+) -> list[int]:
+    """Offer every free seat to the first waitlisted children; returns their enrolment ids."""
+    free = await free_seats(session, course_id)
+    if free is None or free == 0:
+        return []
+    rows = await session.scalars(
+        select(Enrolment)
+        .where(
+            Enrolment.course_id == course_id,
+            Enrolment.status == EnrolmentStatus.WAITLISTED,
+            Enrolment.offer_expires_at.is_(None),
+        )
+        .order_by(Enrolment.waitlist_position)
+        .limit(free)
+    )
+    offered = []
+    for enrolment in rows.all():
+        enrolment.offer_expires_at = now + dt.timedelta(hours=hours)
+        _event(
+            session,
+            enrolment.school_id,
+            enrolment.id,
+            enrolment.status,
+            enrolment.waitlist_position,
+            EnrolmentActor.OFFER,
+            None,
+            now,
+            "offered",
+        )
+        offered.append(enrolment.id)
+    return offered
+
+
+class OfferAnswer(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"  # too late: the offer has moved on
+    NONE = "none"  # no open offer for this enrolment
+
+
+async def answer_offer(
+    session: AsyncSession,
+    enrolment_id: int,
+    accept: bool,
+    *,
+    user_id: int | None,
+    now: dt.datetime | None = None,
+) -> OfferAnswer:
+    now = now or utcnow()
+    enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
+    if (
+        enrolment is None
+        or enrolment.status is not EnrolmentStatus.WAITLISTED
+        or enrolment.offer_expires_at is None
+    ):
+        return OfferAnswer.NONE
+    if enrolment.offer_expires_at <= now:
+        return OfferAnswer.EXPIRED
+    course_id = enrolment.course_id
+    if accept:
+        enrolment.status = EnrolmentStatus.ENROLLED
+        enrolment.waitlist_position = None
+        enrolment.offer_expires_at = None
+        enrolment.updated_at = now
+        await session.flush()
+        _event(
+            session,
+            enrolment.school_id,
+            enrolment.id,
+            enrolment.status,
+            None,
+            EnrolmentActor.OFFER,
+            user_id,
+            now,
+            "offer accepted",
+        )
+        await _compact_waitlist(session, course_id)
+        return OfferAnswer.ACCEPTED
+    await withdraw(
+        session,
+        enrolment.id,
+        from_date=now.date(),
+        user_id=user_id,
+        actor=EnrolmentActor.OFFER,
+        now=now,
+        note="offer declined",
+    )
+    await make_offers(session, course_id, now)
+    return OfferAnswer.DECLINED
+
+
+async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
+    """Offers past their deadline leave the waitlist and move on; returns the courses touched."""
+    rows = await session.scalars(
+        select(Enrolment).where(
+            Enrolment.status == EnrolmentStatus.WAITLISTED,
+            Enrolment.offer_expires_at.is_not(None),
+            Enrolment.offer_expires_at <= now,
+        )
+    )
+    courses = set()
+    for enrolment in rows.all():
+        await withdraw(
+            session,
+            enrolment.id,
+            from_date=now.date(),
+            user_id=None,
+            actor=EnrolmentActor.OFFER,
+            now=now,
+            note="offer expired",
+        )
+        courses.add(enrolment.course_id)
+    for course_id in courses:
+        await make_offers(session, course_id, now)
+    return sorted(courses)

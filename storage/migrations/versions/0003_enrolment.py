@@ -1,0 +1,126 @@
+"""enrolment: allocation, minimum size, seat offers, withdrawal date, enrolment history
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+OLD_STATUSES = ("enrolled", "waitlisted", "withdrawn")
+NEW_STATUSES = (*OLD_STATUSES, "cancelled")
+ACTORS = ("parent", "admin", "draw", "offer", "system")
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("enrolments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("offer_expires_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("withdrawn_from", sa.Date(), nullable=True))
+        batch_op.drop_constraint(op.f("ck_enrolments_enrolment_status"), type_="check")
+        batch_op.create_check_constraint("enrolment_status", _in("status", NEW_STATUSES))
+        batch_op.alter_column(
+            "status",
+            existing_type=sa.Enum(*OLD_STATUSES, name="enrolment_status", native_enum=False),
+            type_=sa.Enum(*NEW_STATUSES, name="enrolment_status", native_enum=False),
+            existing_nullable=False,
+        )
+
+    op.create_table(
+        "enrolment_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("school_id", sa.Integer(), nullable=False),
+        sa.Column("enrolment_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                *NEW_STATUSES, name="enrolment_status", native_enum=False, create_constraint=True
+            ),
+            nullable=False,
+        ),
+        sa.Column("waitlist_position", sa.Integer(), nullable=True),
+        sa.Column(
+            "actor",
+            sa.Enum(*ACTORS, name="enrolment_actor", native_enum=False, create_constraint=True),
+            nullable=False,
+        ),
+        sa.Column("actor_user_id", sa.Integer(), nullable=True),
+        sa.Column("note", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_user_id"],
+            ["users.id"],
+            name=op.f("fk_enrolment_events_actor_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["enrolment_id"],
+            ["enrolments.id"],
+            name=op.f("fk_enrolment_events_enrolment_id_enrolments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["school_id"],
+            ["schools.id"],
+            name=op.f("fk_enrolment_events_school_id_schools"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_enrolment_events")),
+    )
+    with op.batch_alter_table("enrolment_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_enrolment_events_enrolment_id"), ["enrolment_id"], unique=False
+        )
+
+    with op.batch_alter_table("courses", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "allocation",
+                sa.Enum(
+                    "first_come",
+                    "lottery",
+                    name="allocation",
+                    native_enum=False,
+                    create_constraint=True,
+                ),
+                nullable=False,
+                server_default="first_come",
+            )
+        )
+        batch_op.add_column(sa.Column("min_size", sa.SmallInteger(), nullable=True))
+        batch_op.add_column(sa.Column("cancelled_at", sa.DateTime(), nullable=True))
+    with op.batch_alter_table("courses", schema=None) as batch_op:
+        batch_op.alter_column("allocation", server_default=None)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("courses", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_courses_allocation"), type_="check")
+        batch_op.drop_column("cancelled_at")
+        batch_op.drop_column("min_size")
+        batch_op.drop_column("allocation")
+    with op.batch_alter_table("enrolment_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_enrolment_events_enrolment_id"))
+    op.drop_table("enrolment_events")
+    with op.batch_alter_table("enrolments", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_enrolments_enrolment_status"), type_="check")
+        batch_op.alter_column(
+            "status",
+            existing_type=sa.Enum(*NEW_STATUSES, name="enrolment_status", native_enum=False),
+            type_=sa.Enum(*OLD_STATUSES, name="enrolment_status", native_enum=False),
+            existing_nullable=False,
+        )
+        batch_op.create_check_constraint("enrolment_status", _in("status", OLD_STATUSES))
+        batch_op.drop_column("withdrawn_from")
+        batch_op.drop_column("offer_expires_at")

@@ -1,0 +1,209 @@
+"""Enrolment rules, the waitlist and seat offers, as services over a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from bot.services import enrolment
+from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
+from storage.db import Database
+from storage.models import (
+    Category,
+    Course,
+    Enrolment,
+    EnrolmentActor,
+    EnrolmentStatus,
+    FeeStandard,
+    FeeUnit,
+    Provider,
+    ProviderKind,
+    Student,
+    Term,
+    WhitelistStatus,
+    utcnow,
+)
+from tests.factories import SchoolData
+
+MONDAY, WEDNESDAY = 0b0000001, 0b0000100
+
+
+async def make_course(db: Database, school: SchoolData, code: str, **fields: Any) -> int:
+    values: dict[str, Any] = {
+        "school_id": school.school_id,
+        "term_id": school.term_id,
+        "code": code,
+        "name": f"课程{code}",
+        "category": Category.SCIENCE,
+        "period": 2,
+        "grade_min": 1,
+        "grade_max": 6,
+        "weekdays": MONDAY,
+        "starts_at": dt.time(16, 40),
+        "ends_at": dt.time(17, 40),
+        "venue": "科学教室",
+        "capacity": 2,
+    } | fields
+    async with db.transaction() as session:
+        course = Course(**values)
+        session.add(course)
+        await session.flush()
+        return course.id
+
+
+async def pupils(db: Database, school: SchoolData, count: int) -> list[int]:
+    """`count` more third-graders in 三年级1班."""
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Student),
+            [
+                {
+                    "school_id": school.school_id,
+                    "class_id": school.class_ids["3-1"],
+                    "student_no": f"X{i:04d}",
+                    "name": f"学生{i}",
+                    "active": True,
+                }
+                for i in range(count)
+            ],
+        )
+        rows = await session.scalars(
+            select(Student.id).where(Student.student_no.like("X%")).order_by(Student.student_no)
+        )
+        return list(rows.all())
+
+
+async def test_seats_then_a_waitlist_in_order(db: Database, school: SchoolData) -> None:
+    course = await make_course(db, school, "ROBO")
+    kids = await pupils(db, school, 4)
+    results = [await enrolment.sign_up(db, kid, course, user_id=None) for kid in kids]
+    assert [(r.status, r.waitlist_position) for r in results if isinstance(r, SignedUp)] == [
+        (EnrolmentStatus.ENROLLED, None),
+        (EnrolmentStatus.ENROLLED, None),
+        (EnrolmentStatus.WAITLISTED, 1),
+        (EnrolmentStatus.WAITLISTED, 2),
+    ]
+    assert await enrolment.sign_up(db, kids[0], course, user_id=None) is Refusal.ALREADY
+
+
+async def test_the_rules_each_refuse_with_their_reason(db: Database, school: SchoolData) -> None:
+    xiaoming, xiaohong = school.student_ids["李小明"], school.student_ids["李小红"]
+    monday = await make_course(db, school, "MON")
+    overlapping = await make_course(
+        db, school, "MON2", starts_at=dt.time(17, 0), ends_at=dt.time(18, 0)
+    )
+    wednesday = await make_course(db, school, "WED", weekdays=WEDNESDAY)
+    async with db.transaction() as session:
+        outside = Provider(
+            school_id=school.school_id,
+            code="P",
+            name="星火科创",
+            kind=ProviderKind.OUTSIDE,
+            whitelist_status=WhitelistStatus.REMOVED,
+        )
+        secret_fee = FeeStandard(
+            school_id=school.school_id,
+            term_id=school.term_id,
+            code="F",
+            name="材料费",
+            amount_fen=5000,
+            unit=FeeUnit.TERM,
+        )
+        session.add_all([outside, secret_fee])
+        await session.flush()
+        ids = outside.id, secret_fee.id
+    removed = await make_course(db, school, "OUT", weekdays=WEDNESDAY, provider_id=ids[0])
+    undisclosed = await make_course(db, school, "FEE", weekdays=WEDNESDAY, fee_standard_id=ids[1])
+
+    assert await enrolment.sign_up(db, xiaohong, monday, user_id=None) is Refusal.GRADE  # grade 7
+    assert isinstance(await enrolment.sign_up(db, xiaoming, monday, user_id=None), SignedUp)
+    assert await enrolment.sign_up(db, xiaoming, overlapping, user_id=None) is Refusal.CLASH
+    assert isinstance(await enrolment.sign_up(db, xiaoming, wednesday, user_id=None), SignedUp)
+    assert await enrolment.sign_up(db, xiaoming, removed, user_id=None) is Refusal.PROVIDER
+    assert (
+        await enrolment.sign_up(db, xiaoming, undisclosed, user_id=None) is Refusal.FEE_UNDISCLOSED
+    )
+    async with db.transaction() as session:
+        await session.execute(update(FeeStandard).values(disclosed_on=dt.date(2026, 8, 21)))
+        await session.execute(
+            update(Term).values(enrolment_closes_at=utcnow() - dt.timedelta(days=1))
+        )
+    assert (
+        await enrolment.sign_up(db, xiaoming, undisclosed, user_id=None) is Refusal.WINDOW_CLOSED
+    )
+    assert await enrolment.sign_up(db, xiaoming, 99999, user_id=None) is Refusal.NOT_FOUND
+
+
+async def test_five_hundred_at_once_for_thirty_seats(db: Database, school: SchoolData) -> None:
+    course = await make_course(db, school, "RUSH", capacity=30)
+    kids = await pupils(db, school, 500)
+    results = await asyncio.gather(
+        *(enrolment.sign_up(db, kid, course, user_id=None) for kid in kids)
+    )
+    assert all(isinstance(r, SignedUp) for r in results)
+    async with db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(Enrolment.status, Enrolment.waitlist_position).where(
+                    Enrolment.course_id == course
+                )
+            )
+        ).all()
+    enrolled = [r for r in rows if r[0] is EnrolmentStatus.ENROLLED]
+    waiting = sorted(p for s, p in rows if s is EnrolmentStatus.WAITLISTED)
+    assert len(enrolled) == 30
+    assert waiting == list(range(1, 471))  # distinct, consecutive
+    # What each family was told matches what was stored.
+    told = sorted(
+        r.waitlist_position for r in results if isinstance(r, SignedUp) and r.waitlist_position
+    )
+    assert told == waiting
+
+
+async def test_a_freed_seat_is_offered_in_order_and_moves_on(
+    db: Database, school: SchoolData
+) -> None:
+    course = await make_course(db, school, "OFFER", capacity=1)
+    first, second, third, fourth = await pupils(db, school, 4)
+    signed = {
+        kid: await enrolment.sign_up(db, kid, course, user_id=None)
+        for kid in (first, second, third, fourth)
+    }
+    ids = {kid: r.enrolment_id for kid, r in signed.items() if isinstance(r, SignedUp)}
+    now = utcnow()
+    async with db.transaction() as session:
+        await enrolment.withdraw(session, ids[first], from_date=now.date(), user_id=None)
+        assert await enrolment.make_offers(session, course, now) == [ids[second]]
+        # The offered seat is held: nobody else can take it meanwhile.
+        assert await enrolment.free_seats(session, course) == 0
+    late = await enrolment.sign_up(db, first, course, user_id=None)  # comes back: waits
+    assert isinstance(late, SignedUp) and late.status is EnrolmentStatus.WAITLISTED
+
+    async with db.transaction() as session:
+        answer = await enrolment.answer_offer(session, ids[second], False, user_id=None, now=now)
+        assert answer is OfferAnswer.DECLINED
+        # Declining passes the offer to the next child at once.
+        third_row = await session.get(Enrolment, ids[third])
+        assert third_row is not None and third_row.offer_expires_at is not None
+    # The third family lets it expire: it moves on to the fourth.
+    later = now + dt.timedelta(hours=enrolment.OFFER_HOURS, minutes=1)
+    async with db.transaction() as session:
+        assert (
+            await enrolment.answer_offer(session, ids[third], True, user_id=None, now=later)
+            is OfferAnswer.EXPIRED
+        )
+        assert await enrolment.expire_offers(session, later) == [course]
+        assert (
+            await enrolment.answer_offer(session, ids[fourth], True, user_id=None, now=later)
+            is OfferAnswer.ACCEPTED
+        )
+        assert await enrolment.waitlist(session, course) == [(ids[first], 1)]
+        history = await enrolment.history(session, fourth)
+    assert [(e.status, e.actor, e.note) for e, _ in history] == [
+        (EnrolmentStatus.WAITLISTED, EnrolmentActor.PARENT, None),
+        (EnrolmentStatus.WAITLISTED, EnrolmentActor.OFFER, "offered"),
+        (EnrolmentStatus.ENROLLED, EnrolmentActor.OFFER, "offer accepted"),
+    ]
