@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from telegram.ext import Application, JobQueue
 
 from bot.context import BotContext, Runtime
-from bot.services import invites
+from bot.services import enrolment, invites
 from storage.models import Invite, School, utcnow
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
             name=replace(f"digest:{school_id}"),
             data=school_id,
         )
+    # Seat offers past their deadline move on to the next child on the waitlist.
+    job_queue.run_repeating(expire_offers, interval=60, first=5, name=replace("offers"))
     # Scheduled broadcasts, re-pings and progress: one job for every school.
     job_queue.run_repeating(
         broadcasting.tick,  # type: ignore[arg-type]
@@ -69,6 +71,14 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     )
     log.info("scheduled %d jobs", len(names))
     return names
+
+
+async def expire_offers(context: BotContext) -> None:
+    async with context.db.transaction() as session:
+        moved = await enrolment.expire_offers(session, utcnow())
+    if moved:
+        log.info("seat offers expired in %d courses", len(moved))
+        context.runtime.wake_delivery()
 
 
 async def housekeeping(context: BotContext) -> None:

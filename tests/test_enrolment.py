@@ -207,3 +207,18 @@ async def test_a_freed_seat_is_offered_in_order_and_moves_on(
         (EnrolmentStatus.WAITLISTED, EnrolmentActor.OFFER, "offered"),
         (EnrolmentStatus.ENROLLED, EnrolmentActor.OFFER, "offer accepted"),
     ]
+
+
+def test_one_plus_n_advice() -> None:
+    homework = Course(category=Category.HOMEWORK, weekdays=0b0011111)
+    science = Course(category=Category.SCIENCE, weekdays=MONDAY)
+    sports = Course(category=Category.SPORTS, weekdays=0b0011110)
+    advice = enrolment.advise([homework, science])
+    assert (advice.days_without_interest, advice.has_science, advice.meets) == (
+        [2, 3, 4, 5],
+        True,
+        False,
+    )
+    assert enrolment.advise([homework, science, sports]).meets
+    assert not enrolment.advise([homework, sports]).has_science
+    assert enrolment.weekdays_of(0b1000101) == [1, 3, 7]

@@ -25,25 +25,43 @@ from sqlalchemy import and_, case, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.i18n import N_
+from bot.services import outbox
+from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
+    Category,
     Course,
     Enrolment,
     EnrolmentActor,
     EnrolmentEvent,
     EnrolmentStatus,
     FeeStandard,
+    Guardianship,
+    Priority,
     Provider,
     ProviderKind,
     SchoolClass,
     Student,
+    Teacher,
     Term,
+    User,
     WhitelistStatus,
     utcnow,
 )
 
 ACTIVE = (EnrolmentStatus.ENROLLED, EnrolmentStatus.WAITLISTED)
 OFFER_HOURS = 24  # default time a family has to claim a freed seat
+OFFER_TEXT = N_(
+    "🎉 A seat is free in <b>{course}</b> for {child}. Would you like it? "
+    "Please answer by {deadline}; after that it goes to the next child on the waitlist."
+)
+OFFER_EXPIRED_TEXT = N_(
+    "The seat offered in {course} for {child} was not claimed in time and has gone to the next "
+    "child on the waitlist."
+)
+ACCEPT_LABEL = N_("Accept the seat")
+DECLINE_LABEL = N_("Decline")
 
 
 class Refusal(enum.StrEnum):
@@ -386,6 +404,20 @@ async def make_offers(
     offered = []
     for enrolment in rows.all():
         enrolment.offer_expires_at = now + dt.timedelta(hours=hours)
+        await _tell_guardians(
+            session,
+            enrolment,
+            OFFER_TEXT,
+            kind="seat_offer",
+            buttons=[
+                [
+                    {"label": ACCEPT_LABEL, "data": f"of:{enrolment.id}:1"},
+                    {"label": DECLINE_LABEL, "data": f"of:{enrolment.id}:0"},
+                ]
+            ],
+            deadline=enrolment.offer_expires_at,
+            dedupe=f"offer:{enrolment.id}:{enrolment.offer_expires_at.isoformat()}",
+        )
         _event(
             session,
             enrolment.school_id,
@@ -459,6 +491,52 @@ async def answer_offer(
     return OfferAnswer.DECLINED
 
 
+async def _tell_guardians(
+    session: AsyncSession,
+    enrolment: Enrolment,
+    template: str,
+    *,
+    kind: str,
+    dedupe: str,
+    buttons: list[list[dict[str, Any]]] | None = None,
+    deadline: dt.datetime | None = None,
+) -> None:
+    """A message to every guardian of the enrolment's child, through the outbox."""
+    names = (
+        await session.execute(
+            select(Student.name, Course.name)
+            .join(Course, Course.id == enrolment.course_id)
+            .where(Student.id == enrolment.student_id)
+        )
+    ).one()
+    params: dict[str, Any] = {"child": names[0], "course": names[1]}
+    if deadline is not None:
+        params["deadline"] = {"$datetime": deadline.isoformat()}
+    guardians = await session.execute(
+        select(User.id, User.chat_id)
+        .join(Guardianship, Guardianship.user_id == User.id)
+        .where(Guardianship.student_id == enrolment.student_id, User.chat_id.is_not(None))
+    )
+    await outbox.enqueue_many(
+        session,
+        enrolment.school_id,
+        [
+            NewMessage(
+                chat_id=chat_id,
+                user_id=user_id,
+                kind=kind,
+                priority=Priority.INTERACTIVE,
+                template=template,
+                params=params,
+                buttons=buttons,
+                dedupe_key=f"{dedupe}:{user_id}",
+            )
+            for user_id, chat_id in guardians.all()
+            if chat_id is not None
+        ],
+    )
+
+
 async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
     """Offers past their deadline leave the waitlist and move on; returns the courses touched."""
     rows = await session.scalars(
@@ -470,6 +548,13 @@ async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
     )
     courses = set()
     for enrolment in rows.all():
+        await _tell_guardians(
+            session,
+            enrolment,
+            OFFER_EXPIRED_TEXT,
+            kind="seat_offer_expired",
+            dedupe=f"offer-expired:{enrolment.id}:{now.isoformat()}",
+        )
         await withdraw(
             session,
             enrolment.id,
@@ -483,3 +568,165 @@ async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
     for course_id in courses:
         await make_offers(session, course_id, now)
     return sorted(courses)
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalogue, as parents browse it
+
+
+@dataclass(frozen=True)
+class CourseFacts:
+    """What the published schedule must show about a course (POLICY: 课后服务安排表)."""
+
+    course: Course
+    teacher: str | None
+    provider: str | None  # None: the school itself
+    fee_fen: int | None  # None or 0: free
+    fee_unit: str | None
+    enrolled: int
+    waitlisted: int
+
+    @property
+    def seats_left(self) -> int | None:
+        if self.course.capacity is None:
+            return None
+        return max(self.course.capacity - self.enrolled, 0)
+
+
+async def current_term(session: AsyncSession, school_id: int, today: dt.date) -> Term | None:
+    """The term running today, else the next one, else the last one."""
+    terms = list(
+        (
+            await session.scalars(
+                select(Term).where(Term.school_id == school_id).order_by(Term.starts_on)
+            )
+        ).all()
+    )
+    for term in terms:
+        if term.ends_on >= today:
+            return term
+    return terms[-1] if terms else None
+
+
+async def catalogue(
+    session: AsyncSession,
+    student_id: int,
+    *,
+    today: dt.date,
+    period: int | None = None,
+    category: str | None = None,
+    weekday: int | None = None,
+) -> list[CourseFacts]:
+    """Courses of the current term the child's grade may take, with their seat figures."""
+    student = await session.get(Student, student_id)
+    if student is None:
+        return []
+    grade = await session.scalar(
+        select(SchoolClass.grade).where(SchoolClass.id == student.class_id)
+    )
+    term = await current_term(session, student.school_id, today)
+    if term is None or grade is None:
+        return []
+    query = select(Course.id).where(
+        Course.term_id == term.id,
+        Course.grade_min <= grade,
+        Course.grade_max >= grade,
+        Course.cancelled_at.is_(None),
+    )
+    if period is not None:
+        query = query.where(Course.period == period)
+    if category is not None:
+        query = query.where(Course.category == category)
+    if weekday is not None:
+        query = query.where(Course.weekdays.op("&")(1 << (weekday - 1)) != 0)
+    ids = list((await session.scalars(query.order_by(Course.period, Course.code))).all())
+    return await facts(session, ids)
+
+
+async def facts(session: AsyncSession, course_ids: list[int]) -> list[CourseFacts]:
+    if not course_ids:
+        return []
+    counts = await session.execute(
+        select(Enrolment.course_id, Enrolment.status, func.count())
+        .where(Enrolment.course_id.in_(course_ids))
+        .group_by(Enrolment.course_id, Enrolment.status)
+    )
+    tally: dict[tuple[int, EnrolmentStatus], int] = {
+        (course_id, status): n for course_id, status, n in counts.all()
+    }
+    rows = await session.execute(
+        select(Course, Teacher.name, Provider, FeeStandard)
+        .outerjoin(Teacher, Teacher.id == Course.teacher_id)
+        .outerjoin(Provider, Provider.id == Course.provider_id)
+        .outerjoin(FeeStandard, FeeStandard.id == Course.fee_standard_id)
+        .where(Course.id.in_(course_ids))
+    )
+    found = {
+        course.id: CourseFacts(
+            course=course,
+            teacher=teacher,
+            provider=provider.name
+            if provider is not None and provider.kind is ProviderKind.OUTSIDE
+            else None,
+            fee_fen=fee.amount_fen if fee is not None else None,
+            fee_unit=fee.unit.value if fee is not None else None,
+            enrolled=tally.get((course.id, EnrolmentStatus.ENROLLED), 0),
+            waitlisted=tally.get((course.id, EnrolmentStatus.WAITLISTED), 0),
+        )
+        for course, teacher, provider, fee in rows.all()
+    }
+    return [found[i] for i in course_ids if i in found]
+
+
+async def active_enrolments(
+    session: AsyncSession, student_id: int
+) -> list[tuple[Enrolment, CourseFacts]]:
+    """The child's enrolments and waitlist places, by period and time."""
+    rows = list(
+        (
+            await session.scalars(
+                select(Enrolment).where(
+                    Enrolment.student_id == student_id, Enrolment.status.in_(ACTIVE)
+                )
+            )
+        ).all()
+    )
+    by_course = {f.course.id: f for f in await facts(session, [e.course_id for e in rows])}
+    paired = [(e, by_course[e.course_id]) for e in rows if e.course_id in by_course]
+    return sorted(paired, key=lambda p: (p[1].course.period, p[1].course.starts_at))
+
+
+async def is_guardian(session: AsyncSession, user_id: int, student_id: int) -> bool:
+    return (
+        await session.scalar(
+            select(Guardianship.id).where(
+                Guardianship.user_id == user_id, Guardianship.student_id == student_id
+            )
+        )
+    ) is not None
+
+
+@dataclass(frozen=True)
+class PlanAdvice:
+    """The "1+N" guidance as advice: an interest activity each attended day, science present."""
+
+    days_without_interest: list[int]  # ISO weekdays with homework help only
+    has_science: bool
+
+    @property
+    def meets(self) -> bool:
+        return not self.days_without_interest and self.has_science
+
+
+def advise(courses: list[Course]) -> PlanAdvice:
+    attended: set[int] = set()
+    interest: set[int] = set()
+    for course in courses:
+        days = set(weekdays_of(course.weekdays))
+        attended |= days
+        if course.category is not Category.HOMEWORK:
+            interest |= days
+    return PlanAdvice(
+        days_without_interest=sorted(attended - interest),
+        has_science=any(c.category is Category.SCIENCE for c in courses),
+    )

@@ -1,0 +1,599 @@
+"""/courses and /signup: browse the programme, sign a child up; /withdraw; seat offers.
+
+Everything is driven by buttons whose data names the child and the filters; nothing in them is
+trusted: every press re-checks on the server that the presser is the child's guardian and that
+the course is one of the child's school. Messages are edited in place.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from sqlalchemy import select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.ext import CallbackQueryHandler, CommandHandler, filters
+
+from bot.context import BotContext
+from bot.i18n import N_, Translator
+from bot.services import audit, enrolment, members
+from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
+from storage.models import Category, Course, Enrolment, EnrolmentStatus, Role, Student, utcnow
+
+PAGE = 6
+CATEGORIES = list(Category)
+CATEGORY_NAMES = {
+    Category.HOMEWORK: N_("Homework help"),
+    Category.SCIENCE: N_("Science"),
+    Category.ARTS: N_("Arts"),
+    Category.SPORTS: N_("Sports"),
+    Category.LABOUR: N_("Labour"),
+    Category.READING: N_("Reading"),
+    Category.WELLBEING: N_("Wellbeing and safety"),
+    Category.OFF_CAMPUS: N_("Off campus"),
+}
+PERIOD_NAMES = {1: N_("Period 1 · homework help"), 2: N_("Period 2 · enrichment")}
+FEE_UNITS = {
+    "term": N_("{amount} per term"),
+    "month": N_("{amount} per month"),
+    "session": N_("{amount} per session"),
+}
+REFUSALS = {
+    Refusal.NOT_FOUND: N_("This course is not available."),
+    Refusal.WINDOW_CLOSED: N_("Enrolment is not open right now."),
+    Refusal.GRADE: N_("This course is not for your child's grade."),
+    Refusal.CLASH: N_("Your child already has a course at that time on the same day."),
+    Refusal.PROVIDER: N_(
+        "This course's provider is not on the approved list, so it cannot be joined."
+    ),
+    Refusal.FEE_UNDISCLOSED: N_(
+        "This course's fee has not been publicly disclosed yet, so it cannot be joined."
+    ),
+    Refusal.CANCELLED: N_("This course has been cancelled."),
+    Refusal.ALREADY: N_("Your child is already signed up for this course."),
+}
+
+
+def _stale(t: Translator) -> str:
+    return t.gettext("This button is no longer active.")
+
+
+async def _children(context: BotContext) -> list[Student]:
+    if context.member is None or not context.member.has(Role.PARENT):
+        return []
+    async with context.db.transaction() as session:
+        return await members.children_of(session, context.member.user_id)
+
+
+async def _own_child(update: Update, context: BotContext, student_id: int) -> bool:
+    """Is the presser a guardian of this child? If not: refuse politely and audit."""
+    member = context.member
+    if member is not None and member.has(Role.PARENT):
+        async with context.db.transaction() as session:
+            if await enrolment.is_guardian(session, member.user_id, student_id):
+                return True
+            audit.record(
+                session,
+                member.school_id,
+                "enrolment.refused",
+                actor_user_id=member.user_id,
+                details={"callback_data": (update.callback_query.data or "")[:64]}
+                if update.callback_query
+                else None,
+            )
+    if update.callback_query is not None:
+        await update.callback_query.answer(_stale(context.t), show_alert=True)
+    return False
+
+
+def _ints(data: str, prefix: str, count: int) -> list[int] | None:
+    parts = data.removeprefix(prefix).split(":")
+    if len(parts) != count or not all(p.isdigit() for p in parts):
+        return None
+    return [int(p) for p in parts]
+
+
+# ---------------------------------------------------------------------------------------------
+# Browsing
+
+
+async def start_browsing(update: Update, context: BotContext) -> None:
+    """/courses or /signup: pick the child (if several), then the list."""
+    message = update.effective_message
+    assert message is not None
+    t = context.t
+    children = await _children(context)
+    if not children:
+        await message.reply_text(t.gettext("This is for guardians linked to a child."))
+        return
+    if len(children) == 1:
+        text, markup = await _list_view(context, children[0].id, 0, 0, 0, 0)
+        await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
+        return
+    await message.reply_text(
+        t.gettext("Which child?"),
+        reply_markup=InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(c.name, callback_data=f"cs:l:{c.id}:0:0:0:0")]
+                for c in children
+            ]
+        ),
+    )
+
+
+async def _list_view(
+    context: BotContext, student_id: int, period: int, category: int, weekday: int, page: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    t = context.t
+    today = utcnow().astimezone(t.timezone).date()
+    async with context.db.transaction() as session:
+        child = await session.get(Student, student_id)
+        found = await enrolment.catalogue(
+            session,
+            student_id,
+            today=today,
+            period=period or None,
+            category=CATEGORIES[category - 1].value if category else None,
+            weekday=weekday or None,
+        )
+    assert child is not None
+    pages = max((len(found) - 1) // PAGE + 1, 1)
+    page = min(page, pages - 1)
+    shown = found[page * PAGE : (page + 1) * PAGE]
+    state = f"{period}:{category}:{weekday}:{page}"
+    lines = [
+        "<b>" + t.gettext("Courses for {child}").format(child=html.escape(child.name)) + "</b>",
+        t.gettext("{count} courses match. Tap one to see it in full.").format(count=len(found)),
+    ]
+    rows = [
+        [
+            InlineKeyboardButton(
+                _summary(t, f), callback_data=f"cs:c:{student_id}:{f.course.id}:{state}"
+            )
+        ]
+        for f in shown
+    ]
+    nav = []
+    if page > 0:
+        nav.append(
+            InlineKeyboardButton(
+                "‹", callback_data=f"cs:l:{student_id}:{period}:{category}:{weekday}:{page - 1}"
+            )
+        )
+    nav.append(
+        InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"cs:l:{student_id}:{state}")
+    )
+    if page < pages - 1:
+        nav.append(
+            InlineKeyboardButton(
+                "›", callback_data=f"cs:l:{student_id}:{period}:{category}:{weekday}:{page + 1}"
+            )
+        )
+    rows.append(nav)
+
+    def choice(label: str, selected: bool, data: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(("● " if selected else "") + label, callback_data=data)
+
+    base = f"cs:l:{student_id}"
+    rows.append(
+        [choice(t.gettext("All"), period == 0, f"{base}:0:{category}:{weekday}:0")]
+        + [
+            choice(
+                t.gettext("Period {n}").format(n=p),
+                period == p,
+                f"{base}:{p}:{category}:{weekday}:0",
+            )
+            for p in (1, 2)
+        ]
+    )
+    cats = [choice(t.gettext("All kinds"), category == 0, f"{base}:{period}:0:{weekday}:0")] + [
+        choice(t.gettext(CATEGORY_NAMES[c]), category == i, f"{base}:{period}:{i}:{weekday}:0")
+        for i, c in enumerate(CATEGORIES, 1)
+    ]
+    rows += [cats[i : i + 3] for i in range(0, len(cats), 3)]
+    rows.append(
+        [choice(t.gettext("Any day"), weekday == 0, f"{base}:{period}:{category}:0:0")]
+        + [
+            choice(t.weekday(d, "abbreviated"), weekday == d, f"{base}:{period}:{category}:{d}:0")
+            for d in range(1, 6)
+        ]
+    )
+    return "\n".join(lines), InlineKeyboardMarkup(rows)
+
+
+def _summary(t: Translator, f: CourseFacts) -> str:
+    course = f.course
+    seats = _seats(t, f, short=True)
+    return f"{course.name} · {t.weekdays(enrolment.weekdays_of(course.weekdays))} · {seats}"
+
+
+def _seats(t: Translator, f: CourseFacts, short: bool = False) -> str:
+    left = f.seats_left
+    if left is None:
+        return t.gettext("open to all")
+    if left > 0:
+        return t.gettext("{n} seats left").format(n=left)
+    return t.gettext("full, {n} waiting").format(n=f.waitlisted)
+
+
+def _fee(t: Translator, f: CourseFacts) -> str:
+    if not f.fee_fen:
+        return t.gettext("free")
+    return t.gettext(FEE_UNITS[f.fee_unit or "term"]).format(amount=t.money(f.fee_fen))
+
+
+def card_text(t: Translator, f: CourseFacts) -> str:
+    """A course as the published schedule must show it: content, teacher, provider, venue,
+    days and time, class size, seats, and the disclosed fee."""
+    c = f.course
+    lines = [
+        f"<b>{html.escape(c.name)}</b>",
+        f"{t.gettext(CATEGORY_NAMES[c.category])} · {t.gettext(PERIOD_NAMES[c.period])}",
+        t.gettext("When: {days} {start}–{end}").format(
+            days=t.weekdays(enrolment.weekdays_of(c.weekdays)),
+            start=t.time(c.starts_at),
+            end=t.time(c.ends_at),
+        ),
+        t.gettext("Where: {venue}").format(venue=html.escape(c.venue)),
+        t.gettext("Teacher: {teacher}").format(teacher=html.escape(f.teacher or "—")),
+        t.gettext("Run by: {provider}").format(
+            provider=html.escape(f.provider) if f.provider else t.gettext("the school")
+        ),
+        t.gettext("Grades {low}–{high} · class size {size}").format(
+            low=c.grade_min, high=c.grade_max, size=c.capacity or t.gettext("no limit")
+        ),
+        t.gettext("Seats: {seats}").format(seats=_seats(t, f)),
+        t.gettext("Fee: {fee}").format(fee=_fee(t, f)),
+    ]
+    if c.description:
+        lines += ["", html.escape(c.description)]
+    return "\n".join(lines)
+
+
+async def on_list(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    values = _ints(query.data, "cs:l:", 5)
+    if values is None:
+        await query.answer(_stale(context.t), show_alert=True)
+        return
+    student_id, period, category, weekday, page = values
+    if period > 2 or category > len(CATEGORIES) or weekday > 7:
+        await query.answer(_stale(context.t), show_alert=True)
+        return
+    if not await _own_child(update, context, student_id):
+        return
+    await query.answer()
+    text, markup = await _list_view(context, student_id, period, category, weekday, page)
+    await query.edit_message_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
+
+
+async def _course_for(context: BotContext, student_id: int, course_id: int) -> CourseFacts | None:
+    """The course if it belongs to the child's school."""
+    async with context.db.transaction() as session:
+        school_id = await session.scalar(select(Student.school_id).where(Student.id == student_id))
+        course_school = await session.scalar(
+            select(Course.school_id).where(Course.id == course_id)
+        )
+        if school_id is None or school_id != course_school:
+            return None
+        found = await enrolment.facts(session, [course_id])
+    return found[0] if found else None
+
+
+async def on_card(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    parts = query.data.removeprefix("cs:c:").split(":", 2)
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        await query.answer(_stale(t), show_alert=True)
+        return
+    student_id, course_id, state = int(parts[0]), int(parts[1]), parts[2]
+    if not await _own_child(update, context, student_id):
+        return
+    found = await _course_for(context, student_id, course_id)
+    if found is None:
+        await query.answer(_stale(t), show_alert=True)
+        return
+    await query.answer()
+    await query.edit_message_text(
+        card_text(t, found),
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(
+                        t.gettext("Sign up"), callback_data=f"cs:s:{student_id}:{course_id}"
+                    )
+                ],
+                [
+                    InlineKeyboardButton(
+                        t.gettext("‹ Back"), callback_data=f"cs:l:{student_id}:{state}"
+                    )
+                ],
+            ]
+        ),
+    )
+
+
+async def on_confirm_screen(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    values = _ints(query.data, "cs:s:", 2)
+    if values is None:
+        await query.answer(_stale(t), show_alert=True)
+        return
+    student_id, course_id = values
+    if not await _own_child(update, context, student_id):
+        return
+    found = await _course_for(context, student_id, course_id)
+    if found is None:
+        await query.answer(_stale(t), show_alert=True)
+        return
+    async with context.db.transaction() as session:
+        child = await session.get(Student, student_id)
+        refusal = await enrolment.check(session, student_id, course_id, utcnow())
+    assert child is not None
+    await query.answer()
+    if refusal is not None:
+        await query.edit_message_text(
+            card_text(t, found) + "\n\n" + t.gettext(REFUSALS[refusal]), parse_mode=ParseMode.HTML
+        )
+        return
+    text = "\n".join(
+        [
+            t.gettext("Sign {child} up for this course?").format(child=html.escape(child.name)),
+            "",
+            card_text(t, found),
+            "",
+            t.gettext(
+                "Taking part is voluntary: you can withdraw at any time with /withdraw, and it is "
+                "never held against your child."
+            ),
+        ]
+    )
+    await query.edit_message_text(
+        text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton(
+                        t.gettext("Confirm sign-up"),
+                        callback_data=f"cs:y:{student_id}:{course_id}",
+                    )
+                ],
+                [
+                    InlineKeyboardButton(
+                        t.gettext("‹ Back"), callback_data=f"cs:c:{student_id}:{course_id}:0:0:0:0"
+                    )
+                ],
+            ]
+        ),
+    )
+
+
+async def on_sign_up(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    values = _ints(query.data, "cs:y:", 2)
+    if values is None:
+        await query.answer(_stale(t), show_alert=True)
+        return
+    student_id, course_id = values
+    if not await _own_child(update, context, student_id):
+        return
+    if await _course_for(context, student_id, course_id) is None:
+        await query.answer(_stale(t), show_alert=True)
+        return
+    assert context.member is not None
+    result = await enrolment.sign_up(
+        context.db, student_id, course_id, user_id=context.member.user_id
+    )
+    async with context.db.transaction() as session:
+        child = await session.get(Student, student_id)
+        course = await session.get(Course, course_id)
+        plan = [f.course for _, f in await enrolment.active_enrolments(session, student_id)]
+    assert child is not None and course is not None
+    names = {"child": html.escape(child.name), "course": html.escape(course.name)}
+    if isinstance(result, Refusal):
+        await query.answer(t.gettext(REFUSALS[result]), show_alert=True)
+        return
+    await query.answer(t.gettext("Done."))
+    if result.status is EnrolmentStatus.ENROLLED:
+        text = t.gettext("✅ {child} is enrolled in {course}.").format(**names)
+    else:
+        text = t.gettext(
+            "The course is full: {child} is on the waitlist at position {position}. "
+            "If a seat frees up, we will offer it to you here."
+        ).format(position=result.waitlist_position, **names)
+    text += "\n\n" + plan_advice(t, plan)
+    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+
+
+def plan_advice(t: Translator, courses: list[Course]) -> str:
+    """The "1+N" guidance, as advice only (never a requirement)."""
+    advice = enrolment.advise(courses)
+    if advice.meets:
+        return t.gettext(
+            '💡 This week\'s plan follows the "1+N" guidance: an interest activity every day, '
+            "and science."
+        )
+    notes = []
+    if advice.days_without_interest:
+        notes.append(
+            t.gettext("no interest activity on {days}").format(
+                days=t.weekdays(advice.days_without_interest)
+            )
+        )
+    if not advice.has_science:
+        notes.append(t.gettext("no science course"))
+    separator = "；" if t.locale.startswith("zh") else "; "
+    return t.gettext(
+        '💡 Advice only: the "1+N" guidance suggests an interest activity every day, and '
+        "science ({notes})."
+    ).format(notes=separator.join(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Seat offers
+
+
+async def on_offer(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    values = _ints(query.data, "of:", 2)
+    if values is None or values[1] not in (0, 1):
+        await query.answer(_stale(t), show_alert=True)
+        return
+    enrolment_id, accept = values
+    async with context.db.transaction() as session:
+        student_id = await session.scalar(
+            select(Enrolment.student_id).where(Enrolment.id == enrolment_id)
+        )
+    if student_id is None or not await _own_child(update, context, student_id):
+        if student_id is None:
+            await query.answer(_stale(t), show_alert=True)
+        return
+    assert context.member is not None
+    async with context.db.transaction() as session:
+        answer = await enrolment.answer_offer(
+            session, enrolment_id, bool(accept), user_id=context.member.user_id
+        )
+    context.runtime.wake_delivery()
+    texts = {
+        OfferAnswer.ACCEPTED: N_("✅ Seat accepted: your child is enrolled."),
+        OfferAnswer.DECLINED: N_("Declined. The seat goes to the next child on the waitlist."),
+        OfferAnswer.EXPIRED: N_("Sorry, this offer has expired and the seat has moved on."),
+        OfferAnswer.NONE: N_("This offer is no longer open."),
+    }
+    await query.answer()
+    await query.edit_message_text(t.gettext(texts[answer]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Withdrawal
+
+
+async def start_withdraw(update: Update, context: BotContext) -> None:
+    message = update.effective_message
+    assert message is not None
+    t = context.t
+    children = await _children(context)
+    if not children:
+        await message.reply_text(t.gettext("This is for guardians linked to a child."))
+        return
+    rows = []
+    async with context.db.transaction() as session:
+        for child in children:
+            for entry, found in await enrolment.active_enrolments(session, child.id):
+                label = f"{child.name} · {found.course.name}"
+                if entry.status is EnrolmentStatus.WAITLISTED:
+                    label += " · " + t.gettext("waitlist")
+                rows.append([InlineKeyboardButton(label, callback_data=f"wd:a:{entry.id}")])
+    if not rows:
+        await message.reply_text(t.gettext("Your children are not signed up for any course."))
+        return
+    await message.reply_text(
+        t.gettext("Which course should your child leave for good?"),
+        reply_markup=InlineKeyboardMarkup(rows),
+    )
+
+
+async def _own_enrolment(
+    update: Update, context: BotContext, enrolment_id: int
+) -> Enrolment | None:
+    async with context.db.transaction() as session:
+        entry = await session.get(Enrolment, enrolment_id)
+    if entry is None:
+        assert update.callback_query is not None
+        await update.callback_query.answer(_stale(context.t), show_alert=True)
+        return None
+    if not await _own_child(update, context, entry.student_id):
+        return None
+    return entry
+
+
+async def on_withdraw(update: Update, context: BotContext) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    t = context.t
+    action, _, id_text = query.data.removeprefix("wd:").partition(":")
+    if action not in ("a", "y") or not id_text.isdigit():
+        await query.answer(_stale(t), show_alert=True)
+        return
+    entry = await _own_enrolment(update, context, int(id_text))
+    if entry is None:
+        return
+    found = await _course_for(context, entry.student_id, entry.course_id)
+    assert found is not None and context.member is not None
+    today = utcnow().astimezone(t.timezone).date()
+    if action == "a":
+        await query.answer()
+        await query.edit_message_text(
+            t.gettext("Withdraw from {course} from {date}?").format(
+                course=html.escape(found.course.name), date=t.date(today)
+            )
+            + "\n"
+            + fee_consequence(t, found)
+            + "\n"
+            + t.gettext("Withdrawing is always possible and is never held against your child."),
+            parse_mode=ParseMode.HTML,
+            reply_markup=InlineKeyboardMarkup(
+                [[InlineKeyboardButton(t.gettext("Withdraw"), callback_data=f"wd:y:{entry.id}")]]
+            ),
+        )
+        return
+    async with context.db.transaction() as session:
+        done = await enrolment.withdraw(
+            session, entry.id, from_date=today, user_id=context.member.user_id
+        )
+        if done is not None:
+            await enrolment.make_offers(session, entry.course_id, utcnow())
+    context.runtime.wake_delivery()
+    await query.answer()
+    await query.edit_message_text(
+        t.gettext("Done: your child has left {course}.").format(
+            course=html.escape(found.course.name)
+        )
+        if done is not None
+        else t.gettext("Your child is no longer in this course."),
+        parse_mode=ParseMode.HTML,
+    )
+
+
+def fee_consequence(t: Translator, found: CourseFacts) -> str:
+    """What leaving means for the fee, under the disclosed standard (billing comes later)."""
+    if not found.fee_fen:
+        return t.gettext("The course is free: nothing changes for fees.")
+    unit = found.fee_unit
+    if unit == "session":
+        return t.gettext("Fee: {fee}. Sessions after you leave are not charged.").format(
+            fee=_fee(t, found)
+        )
+    if unit == "month":
+        return t.gettext("Fee: {fee}. Months after the one you leave in are not charged.").format(
+            fee=_fee(t, found)
+        )
+    return t.gettext(
+        "Fee: {fee}. The school refunds the unused part under the disclosed fee standard."
+    ).format(fee=_fee(t, found))
+
+
+def handlers() -> list[Any]:
+    private = filters.ChatType.PRIVATE
+    return [
+        CommandHandler(["courses", "signup"], start_browsing, filters=private),
+        CommandHandler("withdraw", start_withdraw, filters=private),
+        CallbackQueryHandler(on_list, pattern=r"^cs:l:"),
+        CallbackQueryHandler(on_card, pattern=r"^cs:c:"),
+        CallbackQueryHandler(on_confirm_screen, pattern=r"^cs:s:"),
+        CallbackQueryHandler(on_sign_up, pattern=r"^cs:y:"),
+        CallbackQueryHandler(on_offer, pattern=r"^of:"),
+        CallbackQueryHandler(on_withdraw, pattern=r"^wd:"),
+    ]

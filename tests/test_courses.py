@@ -1,0 +1,134 @@
+"""/courses, /signup, /withdraw and seat offers through the handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from sqlalchemy import select
+
+from storage.db import Database
+from storage.models import AuditLog, Enrolment, Outbox, Role
+from tests.factories import SchoolData, add_member
+from tests.harness import FakeUser
+from tests.test_enrolment import make_course
+
+MOM, OTHER = 801, 802  # 李小明's guardian; 张伟's guardian (both 三年级1班)
+
+
+async def statuses(db: Database) -> dict[int, tuple[str, int | None]]:
+    async with db.transaction() as session:
+        rows = await session.execute(
+            select(Enrolment.student_id, Enrolment.status, Enrolment.waitlist_position)
+        )
+        return {s: (str(st), p) for s, st, p in rows.all()}
+
+
+def alerts(calls: list) -> str:  # type: ignore[type-arg]
+    return json.dumps(
+        [c.params for c in calls if c.method == "answerCallbackQuery"], ensure_ascii=False
+    )
+
+
+async def test_parent_browses_reads_the_card_and_signs_up(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await make_course(db, school, "ROBO", name="机器人编程", venue="创客教室", capacity=20)
+    await make_course(
+        db,
+        school,
+        "HW",
+        name="作业辅导",
+        period=1,
+        category="homework",
+        starts_at=dt.time(15, 40),
+        ends_at=dt.time(16, 30),
+    )
+    mom: FakeUser = make_user(MOM)
+    listing = FakeUser.texts(await mom.send("/courses"))
+    assert "李小明可选的课程" in listing and "共 2 门课程" in listing
+    assert any("机器人编程" in b for b in mom.all_buttons())
+    only_period_2 = FakeUser.texts(await mom.click("第2时段"))
+    assert "共 1 门课程" in only_period_2
+    card = FakeUser.texts(await mom.click(next(b for b in mom.all_buttons() if "机器人编程" in b)))
+    for fact in (
+        "机器人编程",
+        "科技活动",
+        "第二时段",
+        "创客教室",
+        "承办：学校",
+        "班额 20",
+        "剩余 20 个名额",
+        "免费",
+    ):
+        assert fact in card, fact
+    confirm = FakeUser.texts(await mom.click("报名"))
+    assert "为李小明报名这门课程" in confirm and "/withdraw" in confirm
+    done = FakeUser.texts(await mom.click("确认报名"))
+    assert "✅ 李小明已成功报名机器人编程" in done
+    assert "符合“1+N”建议" in done  # Monday has an interest activity, and it is science
+    assert await statuses(db) == {school.student_ids["李小明"]: ("enrolled", None)}
+
+
+async def test_buttons_naming_another_family_s_child_change_nothing(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, OTHER, {Role.PARENT}, ("张伟",))
+    course = await make_course(db, school, "ROBO")
+    other: FakeUser = make_user(OTHER)
+    xiaoming = school.student_ids["李小明"]
+    for data in (
+        f"cs:y:{xiaoming}:{course}",
+        f"cs:s:{xiaoming}:{course}",
+        f"cs:c:{xiaoming}:{course}:0:0:0:0",
+        f"cs:l:{xiaoming}:0:0:0:0",
+        "cs:y:abc:1",
+        f"cs:y:{school.student_ids['张伟']}:999999",  # own child, a course of no school
+    ):
+        replies = await other.press(data)
+        assert "不再有效" in alerts(replies), data
+    assert await statuses(db) == {}
+    async with db.transaction() as session:
+        refused = (await session.scalars(select(AuditLog.action))).all()
+    assert refused.count("enrolment.refused") == 4
+
+
+async def test_withdrawal_frees_a_seat_that_is_offered_and_accepted(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, OTHER, {Role.PARENT}, ("张伟",), locale="en")
+    course = await make_course(db, school, "ROBO", name="机器人编程", capacity=1)
+    mom: FakeUser = make_user(MOM)
+    other: FakeUser = make_user(OTHER, language_code="en")
+    await mom.press(f"cs:y:{school.student_ids['李小明']}:{course}")
+    full = FakeUser.texts(await other.press(f"cs:y:{school.student_ids['张伟']}:{course}"))
+    assert "waitlist at position 1" in full
+
+    await mom.send("/withdraw")
+    question = FakeUser.texts(await mom.click("李小明 · 机器人编程"))
+    assert "退出机器人编程" in question and "免费" in question
+    assert "已退出机器人编程" in FakeUser.texts(await mom.click("确认退出"))
+
+    async with db.transaction() as session:
+        (offer,) = (await session.scalars(select(Outbox).where(Outbox.kind == "seat_offer"))).all()
+    assert offer.chat_id == OTHER and offer.priority == 1
+    enrolment_id = int(offer.buttons[0][0]["data"].split(":")[1])  # type: ignore[index]
+    # Mom cannot answer an offer made to another family.
+    assert "不再有效" in alerts(await mom.press(f"of:{enrolment_id}:1"))
+    answer = FakeUser.texts(await other.press(f"of:{enrolment_id}:1"))
+    assert "Seat accepted" in answer
+    xiaoming, zhangwei = school.student_ids["李小明"], school.student_ids["张伟"]
+    assert await statuses(db) == {xiaoming: ("withdrawn", None), zhangwei: ("enrolled", None)}
+
+
+async def test_people_without_children_are_told_politely(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    teacher: FakeUser = make_user(803)
+    await add_member(db, school, 803, {Role.TEACHER})
+    for command in ("/courses", "/signup", "/withdraw"):
+        assert "已关联孩子的监护人" in FakeUser.texts(await teacher.send(command))
+    assert await statuses(db) == {}
