@@ -718,7 +718,7 @@ class Outbox(Base):
     chat_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(40))
     priority: Mapped[int] = mapped_column(SmallInteger, default=Priority.NORMAL)
-    template: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(Text)  # an English msgid, of any length
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     text: Mapped[str | None] = mapped_column(Text)
     buttons: Mapped[list[Any] | None] = mapped_column(JSON)

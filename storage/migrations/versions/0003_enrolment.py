@@ -1,4 +1,5 @@
-"""enrolment: allocation, minimum size, seat offers, withdrawal date, enrolment history
+"""enrolment: allocation, minimum size, seat offers, withdrawal date, enrolment history;
+outbox templates of any length
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +26,11 @@ def _in(column: str, values: Sequence[str]) -> str:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.alter_column(
+            "template", existing_type=sa.String(length=100), type_=sa.Text(), nullable=True
+        )
+
     with op.batch_alter_table("enrolments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("offer_expires_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("withdrawn_from", sa.Date(), nullable=True))
@@ -105,6 +111,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.alter_column(
+            "template", existing_type=sa.Text(), type_=sa.String(length=100), nullable=True
+        )
     with op.batch_alter_table("courses", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_courses_allocation"), type_="check")
         batch_op.drop_column("cancelled_at")
