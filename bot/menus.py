@@ -33,6 +33,7 @@ COMMANDS = (
     Command("courses", N_("Browse the after-school programme"), PARENT),
     Command("signup", N_("Sign a child up for a course"), PARENT),
     Command("withdraw", N_("Take a child out of a course for good"), PARENT),
+    Command("schedule", N_("My child's week, history and calendar"), PARENT),
     Command("photos", N_("Photos of my child in daily updates"), PARENT),
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),
     Command("notices", N_("Messages at once or in a daily digest"), PARENT),

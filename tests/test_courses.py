@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
+from icalendar import Calendar
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import AuditLog, Enrolment, Outbox, Role
+from storage.models import AuditLog, CalendarDay, CalendarKind, Enrolment, Outbox, Role
 from tests.factories import SchoolData, add_member
 from tests.harness import FakeUser
 from tests.test_enrolment import make_course
@@ -132,3 +134,51 @@ async def test_people_without_children_are_told_politely(
     for command in ("/courses", "/signup", "/withdraw"):
         assert "已关联孩子的监护人" in FakeUser.texts(await teacher.send(command))
     assert await statuses(db) == {}
+
+
+async def test_schedule_shows_the_week_the_history_and_a_calendar_file(
+    make_user, db: Database, school: SchoolData, request_recorder
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, OTHER, {Role.PARENT}, ("张伟",))
+    robo = await make_course(db, school, "ROBO", name="机器人编程", venue="创客教室", capacity=1)
+    art = await make_course(db, school, "ART", name="国画", weekdays=0b0000100, capacity=1)
+    async with db.transaction() as session:
+        session.add_all(
+            [  # a Monday holiday, and a Sunday that runs Monday's timetable
+                CalendarDay(
+                    school_id=school.school_id,
+                    term_id=school.term_id,
+                    date=dt.date(2026, 10, 5),
+                    kind=CalendarKind.HOLIDAY,
+                ),
+                CalendarDay(
+                    school_id=school.school_id,
+                    term_id=school.term_id,
+                    date=dt.date(2026, 10, 11),
+                    kind=CalendarKind.WORKDAY,
+                    runs_weekday=1,
+                ),
+            ]
+        )
+    other: FakeUser = make_user(OTHER)
+    await other.press(f"cs:y:{school.student_ids['张伟']}:{art}")
+    mom: FakeUser = make_user(MOM)
+    await mom.press(f"cs:y:{school.student_ids['李小明']}:{robo}")
+    await mom.press(f"cs:y:{school.student_ids['李小明']}:{art}")
+
+    replies = await mom.send("/schedule")
+    text = FakeUser.texts(replies)
+    assert "李小明的一周课表" in text and "星期一" in text and "机器人编程 · 创客教室" in text
+    assert "国画候补：第 1 位" in text
+    assert "报名成功（家长）" in text and "进入候补（家长）" in text
+    (document,) = [c for c in replies if c.method == "sendDocument"]
+    name, content, _ = document.files["document"]
+    assert name == "kehou-S001.ics"
+    calendar = Calendar.from_ical(content)
+    (event,) = calendar.walk("VEVENT")
+    assert str(event["summary"]) == "机器人编程" and str(event["location"]) == "创客教室"
+    assert event["rrule"]["FREQ"] == ["WEEKLY"] and event["rrule"]["BYDAY"] == ["MO"]
+    assert event["dtstart"].dt == dt.datetime(2026, 9, 7, 16, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert [d.dt.date() for d in event["exdate"].dts] == [dt.date(2026, 10, 5)]
+    assert [d.dt.date() for d in event["rdate"].dts] == [dt.date(2026, 10, 11)]
