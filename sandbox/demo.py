@@ -33,7 +33,7 @@ from sandbox.page_i18n import all_page_strings
 from sandbox.server import Sandbox, create_app
 from storage.db import Database
 from storage.migrate import upgrade_async
-from storage.models import Role, SchoolClass, Student, Teacher
+from storage.models import Role, SchoolClass, Student, Teacher, Term
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,16 @@ async def prepare(database_url: str, sandbox_url: str) -> DemoWorld:
                 update(SchoolClass)
                 .where(SchoolClass.school_id == report.school_id, SchoolClass.code == GROUP_CLASS)
                 .values(group_chat_id=GROUP_CHAT_ID)
+            )
+            # Whenever the demo runs, enrolment is open, so sign-up can be tried.
+            now = dt.datetime.now(dt.UTC)
+            await session.execute(
+                update(Term)
+                .where(Term.school_id == report.school_id)
+                .values(
+                    enrolment_opens_at=now - dt.timedelta(days=1),
+                    enrolment_closes_at=now + dt.timedelta(days=14),
+                )
             )
             child_id, child, class_name = await _student(
                 session, report.school_id, NEW_PARENT_CHILD

@@ -51,9 +51,10 @@ class Person:
         await self.sandbox.user_sends(self.user_id, self.chat_id, text)
         return await self.answer(after, expecting)
 
-    async def press(self, label: str, *, expecting: str) -> JSON:
-        """Press the newest inline button labelled `label`; return the answer as in `send`."""
-        message, data = self.button(label)
+    async def press(self, label: str, *, expecting: str, partial: bool = False) -> JSON:
+        """Press the newest inline button labelled `label` (or containing it, if `partial`);
+        return the answer as in `send`."""
+        message, data = self.button(label, partial=partial)
         after = self.sandbox.seq
         await self.sandbox.user_presses(self.user_id, self.chat_id, message["message_id"], data)
         return await self.answer(after, expecting)
@@ -66,13 +67,15 @@ class Person:
             predicate=lambda m: expecting in (m.get("text") or m.get("caption") or ""),
         )
 
-    def button(self, label: str) -> tuple[JSON, str]:
+    def button(self, label: str, *, partial: bool = False) -> tuple[JSON, str]:
         """The newest message with an inline button labelled `label`, and that button's data."""
         for message in reversed(self.sandbox.messages(self.chat_id)):
             markup = message.get("reply_markup") or {}
             for row in markup.get("inline_keyboard", []):
                 for button in row:
-                    if button.get("text") == label and "callback_data" in button:
+                    text = button.get("text", "")
+                    matches = label in text if partial else text == label
+                    if matches and "callback_data" in button:
                         return message, button["callback_data"]
         raise AssertionError(f"no button {label!r} in chat {self.chat_id}")
 

@@ -125,3 +125,30 @@ async def test_admin_broadcast_reaches_the_class_and_confirmations_come_back(
     names = await admin.press("未确认名单 #1", expecting="尚未确认")
     assert "张琪爸爸" in names["text"] and "Anna" in names["text"]
     assert "张琪妈妈" not in names["text"]
+
+
+async def test_a_parent_signs_up_reads_the_week_and_withdraws_over_the_wire(
+    demo_world: demo.DemoWorld,
+) -> None:
+    mom = Person(demo_world.sandbox, MOM)
+    listing = await mom.send("/courses", expecting="可选的课程")
+    assert "张琪" in listing["text"]
+    await mom.press("第2时段", expecting="门课程符合条件")
+    await mom.press("科技活动", expecting="门课程符合条件")
+    card = await mom.press("剩余", expecting="承办", partial=True)
+    course = card["text"].splitlines()[0]
+    await mom.press("报名", expecting="为张琪报名这门课程")
+    done = await mom.press("确认报名", expecting="已成功报名")
+    assert course in done["text"]
+    assert done["message_id"] == listing["message_id"]  # one message, edited in place
+
+    before = demo_world.sandbox.seq
+    week = await mom.send("/schedule", expecting="的一周课表")
+    assert course in week["text"] and "报名成功（家长）" in week["text"]
+    calendar = await mom.answer(before, "日历")
+    assert calendar["document_name"].endswith(".ics")
+
+    await mom.send("/withdraw", expecting="要退出哪门课程")
+    await mom.press(course, expecting="退出", partial=True)
+    left = await mom.press("确认退出", expecting="已退出")
+    assert course in left["text"]
