@@ -86,6 +86,7 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
 
 async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
     assert isinstance(application, KehouApplication)
+    await jobs.flush_seen(application.runtime)
     if application.runtime.worker is not None:
         await application.runtime.worker.stop()
         application.runtime.worker = None

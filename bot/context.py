@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
@@ -26,6 +26,7 @@ class Runtime:
     i18n: I18n
     budget: SendBudget
     worker: DeliveryWorker | None = None  # started after the bot is initialised
+    seen: set[int] = field(default_factory=set)  # users to mark as seen (bot.jobs.record_seen)
 
     def wake_delivery(self) -> None:
         """Outbox rows were just committed: have the worker look now."""

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from telegram.ext import Application, JobQueue
 
 from bot.context import BotContext, Runtime
-from bot.services import enrolment, invites
+from bot.services import enrolment, invites, members
 from storage.models import Invite, School, utcnow
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
             name=replace(f"digest:{school_id}"),
             data=school_id,
         )
+    job_queue.run_repeating(record_seen, interval=30, first=30, name=replace("seen"))
     # Seat offers past their deadline move on to the next child on the waitlist.
     job_queue.run_repeating(expire_offers, interval=60, first=5, name=replace("offers"))
     # Scheduled broadcasts, re-pings and progress: one job for every school.
@@ -71,6 +72,18 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     )
     log.info("scheduled %d jobs", len(names))
     return names
+
+
+async def record_seen(context: BotContext) -> None:
+    """Write who wrote to the bot lately, in one statement (see members.mark_seen)."""
+    await flush_seen(context.runtime)
+
+
+async def flush_seen(runtime: Runtime) -> None:
+    users, runtime.seen = runtime.seen, set()
+    if users:
+        async with runtime.db.transaction() as session:
+            await members.mark_seen(session, users, utcnow())
 
 
 async def expire_offers(context: BotContext) -> None:

@@ -36,7 +36,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
     account tie up the shared concurrency budget.
     """
 
-    def __init__(self, max_concurrent_updates: int = 256, max_backlog: int = 20) -> None:
+    def __init__(self, max_concurrent_updates: int = 2048, max_backlog: int = 20) -> None:
         super().__init__(max_concurrent_updates)
         self._max_backlog = max_backlog
         self._locks: dict[int, asyncio.Lock] = {}

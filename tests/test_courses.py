@@ -27,8 +27,10 @@ async def statuses(db: Database) -> dict[int, tuple[str, int | None]]:
 
 
 def alerts(calls: list) -> str:  # type: ignore[type-arg]
+    """What the presser was told: the callback answer, and any message edited in reply."""
     return json.dumps(
-        [c.params for c in calls if c.method == "answerCallbackQuery"], ensure_ascii=False
+        [c.params for c in calls if c.method in ("answerCallbackQuery", "editMessageText")],
+        ensure_ascii=False,
     )
 
 

@@ -173,7 +173,7 @@ async def sign_up(
         return refusal
     assert school_id is not None
     try:
-        async with db.transaction() as session:
+        async with db.writing() as session:
             return await _take_place(
                 session, school_id, student_id, course_id, previous, user_id, actor, now
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Guardianship, NoticeMode, Role, School, Student, User, utcnow
+from storage.models import Guardianship, NoticeMode, Role, School, Student, User
 
 # Writing last_seen_at on every update would turn each read into a write; once a minute is
 # plenty for "most recently used school".
@@ -26,6 +26,7 @@ class Member:
     chat_id: int | None
     locale: str | None
     roles: frozenset[Role]
+    last_seen_at: dt.datetime | None = None
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -45,9 +46,6 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     if row is None:
         return None
     user, school_name = row
-    now = utcnow()
-    if now - user.last_seen_at > _SEEN_RESOLUTION:
-        await session.execute(update(User).where(User.id == user.id).values(last_seen_at=now))
     if user.blocked_at is not None:
         # Whoever writes to the bot has not blocked it (any more): they can be reached again.
         await session.execute(
@@ -61,7 +59,25 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
         chat_id=user.chat_id,
         locale=user.locale,
         roles=user.role_set,
+        last_seen_at=user.last_seen_at,
     )
+
+
+def seen_long_ago(member: Member, now: dt.datetime) -> bool:
+    """Worth recording that the member was seen (see `mark_seen`)."""
+    return member.last_seen_at is None or now - member.last_seen_at > _SEEN_RESOLUTION
+
+
+async def mark_seen(session: AsyncSession, user_ids: set[int], now: dt.datetime) -> None:
+    """Record, in one statement, that these users wrote to the bot.
+
+    Kept out of the update's own path: a rush of hundreds of parents must not queue for
+    hundreds of small writes. The loader collects ids and a job writes them twice a minute.
+    """
+    if user_ids:
+        await session.execute(
+            update(User).where(User.id.in_(sorted(user_ids))).values(last_seen_at=now)
+        )
 
 
 async def set_notice_mode(session: AsyncSession, user_id: int, mode: NoticeMode) -> None:

@@ -6,6 +6,7 @@ from telegram import Update
 
 from bot.context import BotContext
 from bot.services import members
+from storage.models import utcnow
 
 LOCALE_KEY = "locale"  # a stranger's language choice, kept until they join a school
 
@@ -17,6 +18,8 @@ async def load_member(update: Update, context: BotContext) -> None:
         return
     async with context.db.transaction() as session:
         context.member = await members.find_member(session, user.id)
+    if context.member is not None and members.seen_long_ago(context.member, utcnow()):
+        context.runtime.seen.add(context.member.user_id)
     saved = context.member.locale if context.member else None
     if saved is None and context.user_data is not None:
         saved = context.user_data.get(LOCALE_KEY)

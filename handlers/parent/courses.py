@@ -66,8 +66,11 @@ async def _children(context: BotContext) -> list[Student]:
         return await members.children_of(session, context.member.user_id)
 
 
-async def _own_child(update: Update, context: BotContext, student_id: int) -> bool:
-    """Is the presser a guardian of this child? If not: refuse politely and audit."""
+async def _own_child(
+    update: Update, context: BotContext, student_id: int, *, answered: bool = False
+) -> bool:
+    """Is the presser a guardian of this child? If not: refuse politely and audit
+    (with an alert, unless the press was `answered` already)."""
     member = context.member
     if member is not None and member.has(Role.PARENT):
         async with context.db.transaction() as session:
@@ -82,7 +85,7 @@ async def _own_child(update: Update, context: BotContext, student_id: int) -> bo
                 if update.callback_query
                 else None,
             )
-    if update.callback_query is not None:
+    if update.callback_query is not None and not answered:
         await update.callback_query.answer(_stale(context.t), show_alert=True)
     return False
 
@@ -385,12 +388,16 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
         await query.answer(_stale(t), show_alert=True)
         return
     student_id, course_id = values
-    if not await _own_child(update, context, student_id):
+    # Acknowledge the press at once, before any check: in a rush of hundreds of parents the
+    # checks and the sign-up queue for a moment, and the button must not keep spinning.
+    await query.answer(t.gettext("Signing up…"))
+    if (
+        context.member is None
+        or not await _own_child(update, context, student_id, answered=True)
+        or await _course_for(context, student_id, course_id) is None
+    ):
+        await query.edit_message_text(_stale(t))
         return
-    if await _course_for(context, student_id, course_id) is None:
-        await query.answer(_stale(t), show_alert=True)
-        return
-    assert context.member is not None
     result = await enrolment.sign_up(
         context.db, student_id, course_id, user_id=context.member.user_id
     )
@@ -401,9 +408,8 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
     assert child is not None and course is not None
     names = {"child": html.escape(child.name), "course": html.escape(course.name)}
     if isinstance(result, Refusal):
-        await query.answer(t.gettext(REFUSALS[result]), show_alert=True)
+        await query.edit_message_text(t.gettext(REFUSALS[result]))
         return
-    await query.answer(t.gettext("Done."))
     if result.status is EnrolmentStatus.ENROLLED:
         text = t.gettext("✅ {child} is enrolled in {course}.").format(**names)
     else:
