@@ -32,6 +32,7 @@ COMMANDS = (
     Command("language", N_("Change language")),
     Command("courses", N_("Browse the after-school programme"), PARENT),
     Command("signup", N_("Sign a child up for a course"), PARENT),
+    Command("leave", N_("Take a child out of a session, or collect them early"), PARENT),
     Command("withdraw", N_("Take a child out of a course for good"), PARENT),
     Command("schedule", N_("My child's week, history and calendar"), PARENT),
     Command("photos", N_("Photos of my child in daily updates"), PARENT),

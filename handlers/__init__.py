@@ -14,7 +14,7 @@ from telegram.ext import (
 
 from handlers.admin import broadcast
 from handlers.common import cancel, groups, help, language, loader, privacy, start
-from handlers.parent import courses, notices, photos, schedule
+from handlers.parent import courses, leave, notices, photos, schedule
 from storage.persistence import persist_now
 
 # Handler groups run in ascending order; within a group the first matching handler wins.
@@ -42,6 +42,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(notices.handlers(), group=FEATURES)
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
+    application.add_handlers(leave.handlers(), group=FEATURES)
     application.add_handlers(broadcast.handlers(), group=FEATURES)
 
     application.add_handler(

@@ -238,6 +238,8 @@ class School(Base):
     # Non-urgent messages per family per day before the rest wait for the digest (None: no cap).
     daily_notice_cap: Mapped[int | None] = mapped_column(SmallInteger)
     digest_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(19, 0))  # local time
+    # Leaves and early pick-ups are accepted until this long before the session starts.
+    leave_cutoff_minutes: Mapped[int] = mapped_column(SmallInteger, default=60)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property
@@ -559,10 +561,18 @@ class EnrolmentEvent(Base):
 
 
 class Leave(Base):
-    """A one-off absence a guardian announced: one session, or a whole day when no session."""
+    """A one-off absence a guardian announced, or an early pick-up.
+
+    For one period (1 or 2) or the whole day (`period` NULL) of one date; with `pickup_at`, the
+    child attends but is collected early at that time. Cancelled leaves are kept, marked.
+    """
 
     __tablename__ = "leaves"
-    __table_args__ = (UniqueConstraint("student_id", "date", "session_id"),)
+    __table_args__ = (
+        UniqueConstraint("student_id", "date", "session_id"),
+        CheckConstraint("period IS NULL OR period IN (1, 2)", name="period"),
+        Index("ix_leaves_student_date", "student_id", "date"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
@@ -574,6 +584,9 @@ class Leave(Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    period: Mapped[int | None] = mapped_column(SmallInteger)
+    pickup_at: Mapped[dt.time | None] = mapped_column(Time)
+    cancelled_at: Mapped[dt.datetime | None]
 
 
 class Attendance(Base):

@@ -12,9 +12,18 @@ from telegram.ext import CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, members, timetable
+from bot.services import enrolment, leaves, members, timetable
 from handlers.parent.courses import plan_advice
-from storage.models import EnrolmentActor, EnrolmentEvent, EnrolmentStatus, Role, Student, utcnow
+from handlers.parent.leave import describe
+from storage.models import (
+    EnrolmentActor,
+    EnrolmentEvent,
+    EnrolmentStatus,
+    Leave,
+    Role,
+    Student,
+    utcnow,
+)
 
 HISTORY = 10  # most recent changes shown
 STATUS_NAMES = {
@@ -53,9 +62,12 @@ async def show(update: Update, context: BotContext) -> None:
             plan = await enrolment.active_enrolments(session, child.id)
             events = await enrolment.history(session, child.id)
             ics = await timetable.calendar_file(session, child.id, today)
-            views.append((child, plan, events, ics))
-    for child, plan, events, ics in views:
-        await message.reply_text(week_text(t, child, plan, events), parse_mode=ParseMode.HTML)
+            away = await leaves.upcoming(session, child.id, today)
+            views.append((child, plan, events, ics, away))
+    for child, plan, events, ics, away in views:
+        await message.reply_text(
+            week_text(t, child, plan, events, away), parse_mode=ParseMode.HTML
+        )
         if ics is not None:
             await message.reply_document(
                 BytesIO(ics),
@@ -71,6 +83,7 @@ def week_text(
     child: Student,
     plan: list[tuple[Any, enrolment.CourseFacts]],
     events: list[tuple[EnrolmentEvent, str]],
+    away: list[Leave] | None = None,
 ) -> str:
     lines = ["<b>" + t.gettext("{child}'s week").format(child=html.escape(child.name)) + "</b>"]
     enrolled = [(e, f) for e, f in plan if e.status is EnrolmentStatus.ENROLLED]
@@ -94,6 +107,9 @@ def week_text(
                 course=html.escape(f.course.name), position=entry.waitlist_position
             )
         )
+    if away:
+        lines += ["", "<b>" + t.gettext("Leaves and early pick-ups") + "</b>"]
+        lines += [describe(t, leave) for leave in away]
     if enrolled:
         lines += ["", plan_advice(t, [f.course for _, f in enrolled])]
     if events:

@@ -1,5 +1,5 @@
 """enrolment: allocation, minimum size, seat offers, withdrawal date, enrolment history;
-outbox templates of any length
+leaves by period and early pick-ups with a school cut-off; outbox templates of any length
 
 Revision ID: 0003
 Revises: 0002
@@ -109,8 +109,32 @@ def upgrade() -> None:
     with op.batch_alter_table("courses", schema=None) as batch_op:
         batch_op.alter_column("allocation", server_default=None)
 
+    with op.batch_alter_table("leaves", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("period", sa.SmallInteger(), nullable=True))
+        batch_op.add_column(sa.Column("pickup_at", sa.Time(), nullable=True))
+        batch_op.add_column(sa.Column("cancelled_at", sa.DateTime(), nullable=True))
+        batch_op.create_check_constraint("period", "period IS NULL OR period IN (1, 2)")
+        batch_op.create_index("ix_leaves_student_date", ["student_id", "date"], unique=False)
+
+    with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "leave_cutoff_minutes", sa.SmallInteger(), nullable=False, server_default="60"
+            )
+        )
+    with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.alter_column("leave_cutoff_minutes", server_default=None)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.drop_column("leave_cutoff_minutes")
+    with op.batch_alter_table("leaves", schema=None) as batch_op:
+        batch_op.drop_index("ix_leaves_student_date")
+        batch_op.drop_constraint(op.f("ck_leaves_period"), type_="check")
+        batch_op.drop_column("cancelled_at")
+        batch_op.drop_column("pickup_at")
+        batch_op.drop_column("period")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.alter_column(
             "template", existing_type=sa.Text(), type_=sa.String(length=100), nullable=True

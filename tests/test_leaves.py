@@ -1,0 +1,215 @@
+"""Leaves and early pick-ups as services: sessions by the school calendar, the cut-off, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from bot.services import enrolment, leaves
+from bot.services.leaves import LeaveRefusal
+from storage.db import Database
+from storage.models import CalendarDay, CalendarKind, Category, Course, Leave, Role, Term
+from tests.factories import SchoolData, add_member
+from tests.harness import FakeUser
+from tests.test_enrolment import make_course
+
+CST = ZoneInfo("Asia/Shanghai")
+MONDAY = dt.date(2026, 12, 7)
+EVERY_WEEKDAY = 0b0011111
+
+
+def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), CST)
+
+
+async def enrolled_child(db: Database, school: SchoolData) -> int:
+    """李小明 in homework help (period 1, 15:40) and robotics (period 2, 16:40) every weekday."""
+    homework = await make_course(
+        db,
+        school,
+        "HW",
+        period=1,
+        category=Category.HOMEWORK,
+        weekdays=EVERY_WEEKDAY,
+        starts_at=dt.time(15, 40),
+        ends_at=dt.time(16, 30),
+        capacity=None,
+    )
+    robotics = await make_course(db, school, "ROBO", weekdays=EVERY_WEEKDAY)
+    child = school.student_ids["李小明"]
+    for course in (homework, robotics):
+        assert not isinstance(
+            await enrolment.sign_up(db, child, course, user_id=None), enrolment.Refusal
+        )
+    return child
+
+
+async def test_a_period_a_day_and_the_cut_off(db: Database, school: SchoolData) -> None:
+    child = await enrolled_child(db, school)
+    async with db.transaction() as session:
+        morning = at(MONDAY, 8)
+        period_2 = await leaves.announce(
+            session, child, MONDAY, 2, user_id=None, reason="看牙医", now=morning
+        )
+        assert isinstance(period_2, Leave) and period_2.reason == "看牙医"
+        assert (
+            await leaves.announce(session, child, MONDAY, 2, user_id=None, now=morning)
+            is LeaveRefusal.ALREADY
+        )
+        assert (
+            await leaves.announce(session, child, MONDAY, None, user_id=None, now=morning)
+            is LeaveRefusal.ALREADY
+        )  # overlaps
+        # Period 1 starts at 15:40: the school's cut-off is an hour before.
+        assert (
+            await leaves.announce(session, child, MONDAY, 1, user_id=None, now=at(MONDAY, 14, 41))
+            is LeaveRefusal.TOO_LATE
+        )
+        assert isinstance(
+            await leaves.announce(session, child, MONDAY, 1, user_id=None, now=at(MONDAY, 14, 39)),
+            Leave,
+        )
+        assert (
+            await leaves.announce(
+                session, child, MONDAY - dt.timedelta(days=1), None, user_id=None, now=morning
+            )
+            is LeaveRefusal.PAST
+        )
+        saturday = MONDAY + dt.timedelta(days=5)
+        assert (
+            await leaves.announce(session, child, saturday, None, user_id=None, now=morning)
+            is LeaveRefusal.NO_SESSION
+        )
+        upcoming = await leaves.upcoming(session, child, MONDAY)
+        assert [(x.date, x.period) for x in upcoming] == [(MONDAY, 1), (MONDAY, 2)]
+
+
+async def test_early_pick_up_is_within_the_session(db: Database, school: SchoolData) -> None:
+    child = await enrolled_child(db, school)
+    async with db.transaction() as session:
+        early = await leaves.announce(
+            session, child, MONDAY, 2, user_id=None, pickup_at=dt.time(17, 0), now=at(MONDAY, 9)
+        )
+        assert isinstance(early, Leave) and early.pickup_at == dt.time(17, 0)
+        assert (
+            await leaves.announce(
+                session,
+                child,
+                MONDAY + dt.timedelta(days=1),
+                2,
+                user_id=None,
+                pickup_at=dt.time(18, 30),
+                now=at(MONDAY, 9),
+            )
+            is LeaveRefusal.BAD_TIME
+        )
+
+
+async def test_the_school_calendar_decides_which_days_have_sessions(
+    db: Database, school: SchoolData
+) -> None:
+    child = await enrolled_child(db, school)
+    holiday, swapped_sunday = MONDAY + dt.timedelta(days=1), MONDAY + dt.timedelta(days=6)
+    async with db.transaction() as session:
+        session.add_all(
+            [
+                CalendarDay(
+                    school_id=school.school_id,
+                    term_id=school.term_id,
+                    date=holiday,
+                    kind=CalendarKind.HOLIDAY,
+                ),
+                CalendarDay(
+                    school_id=school.school_id,
+                    term_id=school.term_id,
+                    date=swapped_sunday,
+                    kind=CalendarKind.WORKDAY,
+                    runs_weekday=5,
+                ),
+            ]
+        )
+    async with db.transaction() as session:
+        made, refusal = await leaves.announce_days(
+            session, child, MONDAY, swapped_sunday, user_id=None, now=at(MONDAY, 8)
+        )
+    # Monday, Wednesday–Friday and the swapped Sunday; not the holiday, not Saturday.
+    assert refusal is None
+    assert [x.date.isoformat() for x in made] == [
+        "2026-12-07",
+        "2026-12-09",
+        "2026-12-10",
+        "2026-12-11",
+        "2026-12-13",
+    ]
+    async with db.transaction() as session:
+        assert (
+            await leaves.announce_days(
+                session,
+                child,
+                MONDAY,
+                MONDAY + dt.timedelta(days=40),
+                user_id=None,
+                now=at(MONDAY, 8),
+            )
+        )[1] is LeaveRefusal.TOO_LONG
+
+
+async def test_cancel_until_the_cut_off_and_the_teachers_roster(
+    db: Database, school: SchoolData
+) -> None:
+    child = await enrolled_child(db, school)
+    async with db.transaction() as session:
+        first = await leaves.announce(session, child, MONDAY, 2, user_id=None, now=at(MONDAY, 8))
+        second = await leaves.announce(session, child, MONDAY, 1, user_id=None, now=at(MONDAY, 8))
+        assert isinstance(first, Leave) and isinstance(second, Leave)
+        robotics = (await session.scalars(select(Course).where(Course.code == "ROBO"))).one()
+        assert [s.name for s, _ in await leaves.absences(session, robotics, MONDAY)] == ["李小明"]
+        assert await leaves.cancel(session, first.id, now=at(MONDAY, 12)) is True
+        assert await leaves.absences(session, robotics, MONDAY) == []
+        assert await leaves.cancel(session, second.id, now=at(MONDAY, 15)) is LeaveRefusal.TOO_LATE
+        assert await leaves.cancel(session, first.id, now=at(MONDAY, 12)) is False
+
+
+async def test_parent_takes_a_child_out_of_several_days_and_back(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, 901, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, 902, {Role.PARENT}, ("张伟",))
+    child = await enrolled_child(db, school)
+    today = dt.datetime.now(CST).date()
+    async with db.transaction() as session:  # whenever the test runs, it is term time
+        await session.execute(
+            update(Term).values(
+                starts_on=today - dt.timedelta(days=30), ends_on=today + dt.timedelta(days=60)
+            )
+        )
+    monday = today + dt.timedelta(days=7 - today.weekday())
+    wednesday = monday + dt.timedelta(days=2)
+
+    parent: FakeUser = make_user(901)
+    assert "李小明什么时候不参加" in FakeUser.texts(await parent.send("/leave"))
+    await parent.click("其他日期…")
+    assert "没能识别" in FakeUser.texts(await parent.send("下周一"))
+    asked = FakeUser.texts(await parent.send(f"{monday:%m-%d} 至 {wednesday:%m-%d}"))
+    assert "原因" in asked
+    done = FakeUser.texts(await parent.click("生病"))
+    assert "已为李小明登记" in done and done.count("全天") == 3
+    async with db.transaction() as session:
+        stored = await leaves.upcoming(session, child, today)
+    assert [x.date for x in stored] == [monday + dt.timedelta(days=i) for i in range(3)]
+    assert {x.reason for x in stored} == {"生病"}
+
+    # Another family cannot take it back; the parent can.
+    other: FakeUser = make_user(902)
+    await other.press(f"lv:x:{stored[0].id}")
+    async with db.transaction() as session:
+        assert len(await leaves.upcoming(session, child, today)) == 3
+    take_back = next(b for b in parent.all_buttons() if b.startswith("撤销") and "全天" in b)
+    replies = await parent.click(take_back)
+    assert any("已撤销" in str(c.params) for c in replies)
+    async with db.transaction() as session:
+        assert len(await leaves.upcoming(session, child, today)) == 2
+    week = FakeUser.texts(await parent.send("/schedule"))
+    assert "请假和提前接走" in week and week.count("：全天") == 2
