@@ -22,6 +22,7 @@ from bot.services.importer import (
 )
 from storage.db import Database
 from storage.models import (
+    Allocation,
     AuditLog,
     Base,
     CalendarDay,
@@ -578,3 +579,18 @@ def test_roster_without_the_required_columns(tmp_path: Path) -> None:
         ("roster.csv", 1, "class"),
     }
     assert "姓名" in find(problems, "", "name").message
+
+
+def test_minimum_size_and_lottery_allocation(tmp_path: Path) -> None:
+    text = SMALL.replace(
+        "    capacity: 20\n", "    capacity: 20\n    min_size: 8\n    allocation: lottery\n"
+    )
+    homework, robot = load_and_validate(write_small(tmp_path, text)).courses
+    assert (robot.min_size, robot.allocation) == (8, Allocation.LOTTERY)
+    assert (homework.min_size, homework.allocation) == (None, Allocation.FIRST_COME)
+    broken = SMALL.replace(
+        "    capacity: 20\n", "    capacity: 20\n    min_size: 21\n    allocation: auction\n"
+    )
+    problems = problems_of(write_small(tmp_path, broken))
+    assert "larger than the capacity" in find(problems, "courses[1]", "min_size").message
+    find(problems, "courses[1]", "allocation")

@@ -37,6 +37,7 @@ from bot.i18n import SUPPORTED_LOCALES
 from bot.services import audit
 from storage.db import Database
 from storage.models import (
+    Allocation,
     Base,
     CalendarDay,
     CalendarKind,
@@ -197,6 +198,8 @@ class CourseInfo:
     provider: str | None
     capacity: int | None
     fee: str | None
+    min_size: int | None = None
+    allocation: Allocation = Allocation.FIRST_COME
 
 
 @dataclass
@@ -979,6 +982,8 @@ COURSE_FIELDS = (
     "provider",
     "capacity",
     "fee",
+    "min_size",
+    "allocation",
 )
 
 
@@ -1068,6 +1073,10 @@ def _parse_course(rec: _Record, refs: _Refs, code: str | None) -> CourseInfo | N
     provider = rec.get("provider", _code(40), required=False)
     refs.providers.check(rec, "provider", provider)
     capacity = rec.get("capacity", _integer(1), required=False)
+    min_size = rec.get("min_size", _integer(1), required=False)
+    if min_size is not None and capacity is not None and min_size > capacity:
+        rec.fail("min_size", f"{min_size} is larger than the capacity ({capacity})")
+    allocation = rec.get("allocation", _choice(Allocation), required=False)
     fee = rec.get("fee", _code(40), required=False)
     refs.fees.check(rec, "fee", fee)
     _check_course_people(rec, refs, teacher, provider)
@@ -1093,6 +1102,8 @@ def _parse_course(rec: _Record, refs: _Refs, code: str | None) -> CourseInfo | N
         provider,
         capacity,
         fee,
+        min_size,
+        allocation or Allocation.FIRST_COME,
     )
 
 
