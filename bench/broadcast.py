@@ -173,9 +173,7 @@ async def run(args: argparse.Namespace, limits: bool) -> dict[str, Any]:
                     await session.execute(
                         select(Outbox.status, func.count()).group_by(Outbox.status)
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         await db.dispose()
         seen = await counters(url)

@@ -119,18 +119,14 @@ async def prepare(database_url: str, parents: int) -> tuple[int, list[tuple[int,
                 await session.execute(
                     select(User.telegram_id, User.id).where(User.telegram_id >= FIRST)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         students = dict(
             (
                 await session.execute(
                     select(Student.student_no, Student.id).where(Student.student_no.like("R%"))
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         await session.execute(
             insert(UserRole),
@@ -253,9 +249,7 @@ async def run(parents: int, latency: float) -> dict[str, Any]:
                     .where(Enrolment.course_id == course_id)
                     .group_by(Enrolment.status)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         positions = sorted(
             (

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from telegram.ext import Application, JobQueue
 
 from bot.context import BotContext, Runtime
-from bot.services import enrolment, invites, members
+from bot.services import enrolment, invites, lottery, members
 from storage.models import Invite, School, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     job_queue.run_repeating(record_seen, interval=30, first=30, name=replace("seen"))
     # Seat offers past their deadline move on to the next child on the waitlist.
     job_queue.run_repeating(expire_offers, interval=60, first=5, name=replace("offers"))
+    # When enrolment closes, the lottery courses are drawn.
+    job_queue.run_repeating(run_draws, interval=60, first=10, name=replace("draws"))
     # Scheduled broadcasts, re-pings and progress: one job for every school.
     job_queue.run_repeating(
         broadcasting.tick,  # type: ignore[arg-type]
@@ -91,6 +93,14 @@ async def expire_offers(context: BotContext) -> None:
         moved = await enrolment.expire_offers(session, utcnow())
     if moved:
         log.info("seat offers expired in %d courses", len(moved))
+        context.runtime.wake_delivery()
+
+
+async def run_draws(context: BotContext) -> None:
+    async with context.db.transaction() as session:
+        drawn = await lottery.run_due_draws(session, utcnow())
+    if drawn:
+        log.info("lottery drawn for terms %s", drawn)
         context.runtime.wake_delivery()
 
 

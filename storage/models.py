@@ -147,6 +147,7 @@ class EnrolmentStatus(enum.StrEnum):
     WAITLISTED = "waitlisted"
     WITHDRAWN = "withdrawn"
     CANCELLED = "cancelled"  # the course itself was cancelled (too few children)
+    ENTERED = "entered"  # in a lottery course's draw, which has not run yet
 
 
 class Allocation(enum.StrEnum):
@@ -540,6 +541,21 @@ class Enrolment(Base):
     # A freed seat offered to this waitlisted child, open until the deadline.
     offer_expires_at: Mapped[dt.datetime | None]
     withdrawn_from: Mapped[dt.date | None] = mapped_column(Date)  # the first day not attended
+    draw_rank: Mapped[int | None] = mapped_column(SmallInteger)  # 1-3: the family's preference
+    draw_key: Mapped[str | None] = mapped_column(String(64))  # the draw's hash: lower goes first
+
+
+class LotteryDraw(Base):
+    """The draw of a term's lottery courses: its seed is published to every family."""
+
+    __tablename__ = "lottery_draws"
+    __table_args__ = (UniqueConstraint("term_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    seed: Mapped[str] = mapped_column(String(64))
+    drawn_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class EnrolmentEvent(Base):

@@ -9,8 +9,20 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 from sqlalchemy import select
 
+from bot.services import lottery
 from storage.db import Database
-from storage.models import AuditLog, CalendarDay, CalendarKind, Enrolment, Outbox, Role
+from storage.models import (
+    Allocation,
+    AuditLog,
+    CalendarDay,
+    CalendarKind,
+    Enrolment,
+    LotteryDraw,
+    Outbox,
+    Role,
+    Term,
+    utcnow,
+)
 from tests.factories import SchoolData, add_member
 from tests.harness import FakeUser
 from tests.test_enrolment import make_course
@@ -184,3 +196,31 @@ async def test_schedule_shows_the_week_the_history_and_a_calendar_file(
     assert event["dtstart"].dt == dt.datetime(2026, 9, 7, 16, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
     assert [d.dt.date() for d in event["exdate"].dts] == [dt.date(2026, 10, 5)]
     assert [d.dt.date() for d in event["rdate"].dts] == [dt.date(2026, 10, 11)]
+
+
+async def test_a_lottery_course_takes_entries_and_the_draw_runs_once_at_close(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    chess = await make_course(db, school, "CHESS", name="围棋", allocation=Allocation.LOTTERY)
+    mom: FakeUser = make_user(MOM)
+    card = FakeUser.texts(await mom.press(f"cs:c:{school.student_ids['李小明']}:{chess}:0:0:0:0"))
+    assert "摇号分配" in card
+    entered = FakeUser.texts(await mom.press(f"cs:y:{school.student_ids['李小明']}:{chess}"))
+    assert "已参加围棋的摇号（第 1 志愿）" in entered
+    assert "围棋摇号：第 1 志愿" in FakeUser.texts(await mom.send("/schedule"))
+
+    async with db.transaction() as session:
+        assert await lottery.run_due_draws(session, utcnow()) == []  # enrolment still open
+        await session.execute(
+            Term.__table__.update().values(enrolment_closes_at=utcnow() - dt.timedelta(minutes=1))
+        )
+    async with db.transaction() as session:
+        assert await lottery.run_due_draws(session, utcnow()) == [school.term_id]
+        assert await lottery.run_due_draws(session, utcnow()) == []  # once
+        seed = (await session.scalars(select(LotteryDraw.seed))).one()
+    assert await statuses(db) == {school.student_ids["李小明"]: ("enrolled", None)}
+    async with db.transaction() as session:
+        (told,) = (await session.scalars(select(Outbox).where(Outbox.kind == "draw_result"))).all()
+    assert told.chat_id == MOM and told.params["seed"] == seed  # type: ignore[index]

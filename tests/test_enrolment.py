@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import json
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from bot.services import enrolment
+from bot.services import enrolment, lottery
 from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
 from storage.db import Database
 from storage.models import (
+    Allocation,
     Category,
     Course,
     Enrolment,
@@ -19,14 +22,19 @@ from storage.models import (
     EnrolmentStatus,
     FeeStandard,
     FeeUnit,
+    Guardianship,
+    LotteryDraw,
+    Outbox,
     Provider,
     ProviderKind,
+    Role,
     Student,
     Term,
+    User,
     WhitelistStatus,
     utcnow,
 )
-from tests.factories import SchoolData
+from tests.factories import SchoolData, add_member
 
 MONDAY, WEDNESDAY = 0b0000001, 0b0000100
 
@@ -222,3 +230,89 @@ def test_one_plus_n_advice() -> None:
     assert enrolment.advise([homework, science, sports]).meets
     assert not enrolment.advise([homework, sports]).has_science
     assert enrolment.weekdays_of(0b1000101) == [1, 3, 7]
+
+
+async def test_lottery_entries_are_ranked_and_the_draw_is_reproducible(
+    db: Database, school: SchoolData
+) -> None:
+
+    chess = await make_course(db, school, "CHESS", allocation=Allocation.LOTTERY, capacity=1)
+    clay = await make_course(db, school, "CLAY", allocation=Allocation.LOTTERY, capacity=1)
+    same_time = [
+        await make_course(db, school, f"X{i}", allocation=Allocation.LOTTERY) for i in range(3)
+    ]
+    kids = await pupils(db, school, 3)
+    for kid in kids:  # everyone's first choice is chess, second clay
+        first = await enrolment.sign_up(db, kid, chess, user_id=None)
+        second = await enrolment.sign_up(db, kid, clay, user_id=None)
+        assert isinstance(first, SignedUp) and first.status is EnrolmentStatus.ENTERED
+        assert (first.draw_rank, second.draw_rank) == (1, 2)  # type: ignore[union-attr]
+    # A fourth choice at the same time is one too many; nothing is decided before the draw.
+    await enrolment.sign_up(db, kids[0], same_time[0], user_id=None)
+    assert (
+        await enrolment.sign_up(db, kids[0], same_time[1], user_id=None)
+        is Refusal.TOO_MANY_CHOICES
+    )
+    async with db.transaction() as session:
+        assert await enrolment.free_seats(session, chess) == 1
+    await add_member(db, school, 950, {Role.PARENT}, ())
+    async with db.transaction() as session:  # a guardian for the first child, to be told
+        user_id = (await session.scalars(select(User.id).where(User.telegram_id == 950))).one()
+        session.add(
+            Guardianship(
+                school_id=school.school_id,
+                user_id=user_id,
+                student_id=kids[0],
+                consent_version="t",
+                consented_at=utcnow(),
+            )
+        )
+
+    seed = "00ff" * 8
+    async with db.transaction() as session:
+        numbers = dict(
+            (
+                await session.execute(
+                    select(Student.id, Student.student_no).where(Student.id.in_(kids))
+                )
+            ).all()
+        )
+        session.add(LotteryDraw(school_id=school.school_id, term_id=school.term_id, seed=seed))
+        await lottery.draw(session, school.term_id, seed, utcnow())
+
+    # Anyone can recompute the keys from the seed and check the outcome.
+    def order(code: str) -> list[int]:
+        return sorted(
+            kids, key=lambda k: hashlib.sha256(f"{seed}:{code}:{numbers[k]}".encode()).hexdigest()
+        )
+
+    chess_winner = order("CHESS")[0]
+    clay_order = [k for k in order("CLAY") if k != chess_winner]
+    async with db.transaction() as session:
+        rows = dict(
+            ((s, c), (st, p))
+            for s, c, st, p in (
+                await session.execute(
+                    select(
+                        Enrolment.student_id,
+                        Enrolment.course_id,
+                        Enrolment.status,
+                        Enrolment.waitlist_position,
+                    )
+                )
+            ).all()
+        )
+        messages = (
+            await session.scalars(select(Outbox).where(Outbox.kind == "draw_result"))
+        ).all()
+    assert rows[chess_winner, chess] == (EnrolmentStatus.ENROLLED, None)
+    assert rows[chess_winner, clay][0] is EnrolmentStatus.WITHDRAWN  # same time: entry ends
+    assert rows[clay_order[0], clay] == (EnrolmentStatus.ENROLLED, None)
+    assert rows[clay_order[1], clay] == (EnrolmentStatus.WAITLISTED, 1)
+    # The child who won clay leaves the chess waitlist (same time); the last waits for both.
+    assert rows[clay_order[0], chess][0] is EnrolmentStatus.WITHDRAWN
+    assert rows[clay_order[1], chess] == (EnrolmentStatus.WAITLISTED, 1)
+    assert messages and all(seed in json.dumps(m.params) for m in messages)
+    # A sign-up after the draw takes a free seat or the waitlist, as usual.
+    result = await enrolment.sign_up(db, school.student_ids["张伟"], chess, user_id=None)
+    assert isinstance(result, SignedUp) and result.waitlist_position == 2

@@ -18,7 +18,7 @@ async def test_jobs_are_recreated_per_school_with_a_misfire_grace(
     per_school = [
         f"{job}:{s.school_id}" for s in (school, second) for job in ("housekeeping", "digest")
     ]
-    assert sorted(names) == sorted(["broadcasts", "offers", "seen", *per_school])
+    assert sorted(names) == sorted(["broadcasts", "draws", "offers", "seen", *per_school])
     # Installing again (a restart, or a re-import) replaces jobs instead of doubling them.
     await jobs.install_jobs(app, app.runtime)
     scheduled = list(app.job_queue.jobs())

@@ -30,6 +30,7 @@ from bot.services import outbox
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
+    Allocation,
     Category,
     Course,
     Enrolment,
@@ -38,6 +39,7 @@ from storage.models import (
     EnrolmentStatus,
     FeeStandard,
     Guardianship,
+    LotteryDraw,
     Priority,
     Provider,
     ProviderKind,
@@ -51,6 +53,8 @@ from storage.models import (
 )
 
 ACTIVE = (EnrolmentStatus.ENROLLED, EnrolmentStatus.WAITLISTED)
+MAX_CHOICES = 3  # ranked lottery choices per period and weekday
+LISTED = (*ACTIVE, EnrolmentStatus.ENTERED)  # what a family sees and may withdraw from
 OFFER_HOURS = 24  # default time a family has to claim a freed seat
 OFFER_TEXT = N_(
     "🎉 A seat is free in <b>{course}</b> for {child}. Would you like it? "
@@ -75,6 +79,7 @@ class Refusal(enum.StrEnum):
     FEE_UNDISCLOSED = "fee_undisclosed"
     CANCELLED = "cancelled"
     ALREADY = "already"  # enrolled or waitlisted already
+    TOO_MANY_CHOICES = "too_many_choices"  # a fourth ranked choice for the same period and day
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class SignedUp:
     enrolment_id: int
     status: EnrolmentStatus
     waitlist_position: int | None
+    draw_rank: int | None = None  # for a lottery entry: the family's preference, 1-3
 
 
 def weekdays_of(mask: int) -> list[int]:
@@ -124,7 +130,7 @@ async def check(
             Enrolment.student_id == student_id, Enrolment.course_id == course_id
         )
     )
-    if existing in ACTIVE:
+    if existing in (*ACTIVE, EnrolmentStatus.ENTERED):
         return Refusal.ALREADY
     if await clashes(session, student_id, course):
         return Refusal.CLASH
@@ -169,11 +175,19 @@ async def sign_up(
                 Enrolment.student_id == student_id, Enrolment.course_id == course_id
             )
         )
+        lottery = await _open_lottery(session, course_id)
+        rank = await _next_rank(session, student_id, course_id) if lottery else None
     if refusal is not None:
         return refusal
     assert school_id is not None
+    if rank is not None and rank > MAX_CHOICES:
+        return Refusal.TOO_MANY_CHOICES
     try:
         async with db.writing() as session:
+            if rank is not None:
+                return await _enter_draw(
+                    session, school_id, student_id, course_id, previous, rank, user_id, now
+                )
             return await _take_place(
                 session, school_id, student_id, course_id, previous, user_id, actor, now
             )
@@ -266,13 +280,79 @@ async def _take_place(
         )
     enrolment_id, new_status, new_position = (await session.execute(statement)).one()
     result = SignedUp(enrolment_id, EnrolmentStatus(new_status), new_position)
-    _event(
+    record_event(
         session, school_id, result.enrolment_id, result.status, new_position, actor, user_id, now
     )
     return result
 
 
-def _event(
+async def _open_lottery(session: AsyncSession, course_id: int) -> bool:
+    """A lottery course whose term has not been drawn yet: sign-ups are draw entries."""
+    course = await session.get(Course, course_id)
+    if course is None or course.allocation is not Allocation.LOTTERY:
+        return False
+    drawn = await session.scalar(
+        select(LotteryDraw.id).where(LotteryDraw.term_id == course.term_id)
+    )
+    return drawn is None
+
+
+async def _next_rank(session: AsyncSession, student_id: int, course_id: int) -> int:
+    """The family's preference order: entries of the child for lottery courses in the same
+    period on a shared weekday, in the order they were made."""
+    course = await session.get(Course, course_id)
+    assert course is not None
+    earlier = await session.scalar(
+        select(func.count())
+        .select_from(Enrolment)
+        .join(Course, Course.id == Enrolment.course_id)
+        .where(
+            Enrolment.student_id == student_id,
+            Enrolment.status == EnrolmentStatus.ENTERED,
+            Course.term_id == course.term_id,
+            Course.period == course.period,
+            Course.weekdays.op("&")(course.weekdays) != 0,
+        )
+    )
+    return int(earlier or 0) + 1
+
+
+async def _enter_draw(
+    session: AsyncSession,
+    school_id: int,
+    student_id: int,
+    course_id: int,
+    previous: int | None,
+    rank: int,
+    user_id: int | None,
+    now: dt.datetime,
+) -> SignedUp:
+    if previous is None:
+        entry = Enrolment(
+            school_id=school_id,
+            student_id=student_id,
+            course_id=course_id,
+            status=EnrolmentStatus.ENTERED,
+            draw_rank=rank,
+            created_by_user_id=user_id,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(entry)
+        await session.flush()
+    else:
+        found = await session.get(Enrolment, previous)
+        assert found is not None
+        entry = found
+        entry.status, entry.draw_rank, entry.updated_at = EnrolmentStatus.ENTERED, rank, now
+        entry.waitlist_position = None
+    record_event(
+        session, school_id, entry.id, entry.status, None, EnrolmentActor.PARENT, user_id, now
+    )
+    return SignedUp(entry.id, EnrolmentStatus.ENTERED, None, rank)
+
+
+def record_event(
     session: AsyncSession,
     school_id: int,
     enrolment_id: int,
@@ -319,7 +399,7 @@ async def history(session: AsyncSession, student_id: int) -> list[tuple[Enrolmen
     return [(event, name) for event, name in rows.all()]
 
 
-async def _compact_waitlist(session: AsyncSession, course_id: int) -> None:
+async def compact_waitlist(session: AsyncSession, course_id: int) -> None:
     """Close the gap a child leaving the waitlist left: positions stay 1, 2, 3 …"""
     for index, (enrolment_id, position) in enumerate(await waitlist(session, course_id), 1):
         if position != index:
@@ -343,7 +423,7 @@ async def withdraw(
     """Leave a course (or its waitlist) for good. Never refused; None if not active."""
     now = now or utcnow()
     enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
-    if enrolment is None or enrolment.status not in ACTIVE:
+    if enrolment is None or enrolment.status not in LISTED:
         return None
     enrolment.status = EnrolmentStatus.WITHDRAWN
     enrolment.waitlist_position = None
@@ -351,7 +431,7 @@ async def withdraw(
     enrolment.withdrawn_from = from_date
     enrolment.updated_at = now
     await session.flush()
-    _event(
+    record_event(
         session,
         enrolment.school_id,
         enrolment.id,
@@ -362,7 +442,7 @@ async def withdraw(
         now,
         note,
     )
-    await _compact_waitlist(session, enrolment.course_id)
+    await compact_waitlist(session, enrolment.course_id)
     return enrolment
 
 
@@ -418,7 +498,7 @@ async def make_offers(
             deadline=enrolment.offer_expires_at,
             dedupe=f"offer:{enrolment.id}:{enrolment.offer_expires_at.isoformat()}",
         )
-        _event(
+        record_event(
             session,
             enrolment.school_id,
             enrolment.id,
@@ -465,7 +545,7 @@ async def answer_offer(
         enrolment.offer_expires_at = None
         enrolment.updated_at = now
         await session.flush()
-        _event(
+        record_event(
             session,
             enrolment.school_id,
             enrolment.id,
@@ -476,7 +556,7 @@ async def answer_offer(
             now,
             "offer accepted",
         )
-        await _compact_waitlist(session, course_id)
+        await compact_waitlist(session, course_id)
         return OfferAnswer.ACCEPTED
     await withdraw(
         session,
@@ -686,7 +766,7 @@ async def active_enrolments(
         (
             await session.scalars(
                 select(Enrolment).where(
-                    Enrolment.student_id == student_id, Enrolment.status.in_(ACTIVE)
+                    Enrolment.student_id == student_id, Enrolment.status.in_(LISTED)
                 )
             )
         ).all()

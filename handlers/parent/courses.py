@@ -19,7 +19,16 @@ from bot.context import BotContext
 from bot.i18n import N_, Translator
 from bot.services import audit, enrolment, members
 from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
-from storage.models import Category, Course, Enrolment, EnrolmentStatus, Role, Student, utcnow
+from storage.models import (
+    Allocation,
+    Category,
+    Course,
+    Enrolment,
+    EnrolmentStatus,
+    Role,
+    Student,
+    utcnow,
+)
 
 PAGE = 6
 CATEGORIES = list(Category)
@@ -52,6 +61,9 @@ REFUSALS = {
     ),
     Refusal.CANCELLED: N_("This course has been cancelled."),
     Refusal.ALREADY: N_("Your child is already signed up for this course."),
+    Refusal.TOO_MANY_CHOICES: N_(
+        "Your child already has three choices in the draw for this period and day."
+    ),
 }
 
 
@@ -249,6 +261,13 @@ def card_text(t: Translator, f: CourseFacts) -> str:
         t.gettext("Seats: {seats}").format(seats=_seats(t, f)),
         t.gettext("Fee: {fee}").format(fee=_fee(t, f)),
     ]
+    if c.allocation is Allocation.LOTTERY:
+        lines.append(
+            t.gettext(
+                "🎲 Seats are drawn by lot (摇号) when enrolment closes, not first come first "
+                "served; rank up to three choices per period and day."
+            )
+        )
     if c.description:
         lines += ["", html.escape(c.description)]
     return "\n".join(lines)
@@ -412,6 +431,11 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
         return
     if result.status is EnrolmentStatus.ENROLLED:
         text = t.gettext("✅ {child} is enrolled in {course}.").format(**names)
+    elif result.status is EnrolmentStatus.ENTERED:
+        text = t.gettext(
+            "🎲 {child} is in the draw for {course}, as choice {rank}. Seats are drawn by lot "
+            "when enrolment closes, and you will be told the result and the draw's seed."
+        ).format(rank=result.draw_rank, **names)
     else:
         text = t.gettext(
             "The course is full: {child} is on the waitlist at position {position}. "
@@ -501,6 +525,8 @@ async def start_withdraw(update: Update, context: BotContext) -> None:
                 label = f"{child.name} · {found.course.name}"
                 if entry.status is EnrolmentStatus.WAITLISTED:
                     label += " · " + t.gettext("waitlist")
+                elif entry.status is EnrolmentStatus.ENTERED:
+                    label += " · " + t.gettext("draw")
                 rows.append([InlineKeyboardButton(label, callback_data=f"wd:a:{entry.id}")])
     if not rows:
         await message.reply_text(t.gettext("Your children are not signed up for any course."))

@@ -31,6 +31,7 @@ STATUS_NAMES = {
     EnrolmentStatus.WAITLISTED: N_("waitlisted"),
     EnrolmentStatus.WITHDRAWN: N_("withdrawn"),
     EnrolmentStatus.CANCELLED: N_("course cancelled"),
+    EnrolmentStatus.ENTERED: N_("entered in the draw"),
 }
 ACTOR_NAMES = {
     EnrolmentActor.PARENT: N_("by a parent"),
@@ -44,6 +45,8 @@ NOTES = {
     "offer accepted": N_("offer accepted"),
     "offer declined": N_("offer declined"),
     "offer expired": N_("offer expired"),
+    "drawn": N_("in the draw"),
+    "won a course at the same time": N_("won another course at the same time"),
 }
 
 
@@ -99,6 +102,13 @@ def week_text(
             lines.append(
                 f"  {t.time(c.starts_at)}–{t.time(c.ends_at)} {html.escape(c.name)}"
                 f" · {html.escape(c.venue)}"
+            )
+    for entry, f in plan:
+        if entry.status is EnrolmentStatus.ENTERED:
+            lines.append(
+                t.gettext("In the draw for {course}: choice {rank}.").format(
+                    course=html.escape(f.course.name), rank=entry.draw_rank
+                )
             )
     waiting = [(e, f) for e, f in plan if e.status is EnrolmentStatus.WAITLISTED]
     for entry, f in waiting:

@@ -17,7 +17,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 OLD_STATUSES = ("enrolled", "waitlisted", "withdrawn")
-NEW_STATUSES = (*OLD_STATUSES, "cancelled")
+NEW_STATUSES = (*OLD_STATUSES, "cancelled", "entered")
 ACTORS = ("parent", "admin", "draw", "offer", "system")
 
 
@@ -34,6 +34,8 @@ def upgrade() -> None:
     with op.batch_alter_table("enrolments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("offer_expires_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("withdrawn_from", sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column("draw_rank", sa.SmallInteger(), nullable=True))
+        batch_op.add_column(sa.Column("draw_key", sa.String(length=64), nullable=True))
         batch_op.drop_constraint(op.f("ck_enrolments_enrolment_status"), type_="check")
         batch_op.create_check_constraint("enrolment_status", _in("status", NEW_STATUSES))
         batch_op.alter_column(
@@ -43,6 +45,28 @@ def upgrade() -> None:
             existing_nullable=False,
         )
 
+    op.create_table(
+        "lottery_draws",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("school_id", sa.Integer(), nullable=False),
+        sa.Column("term_id", sa.Integer(), nullable=False),
+        sa.Column("seed", sa.String(length=64), nullable=False),
+        sa.Column("drawn_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["school_id"],
+            ["schools.id"],
+            name=op.f("fk_lottery_draws_school_id_schools"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["term_id"],
+            ["terms.id"],
+            name=op.f("fk_lottery_draws_term_id_terms"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lottery_draws")),
+        sa.UniqueConstraint("term_id", name=op.f("uq_lottery_draws_term_id")),
+    )
     op.create_table(
         "enrolment_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -147,6 +171,7 @@ def downgrade() -> None:
     with op.batch_alter_table("enrolment_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_enrolment_events_enrolment_id"))
     op.drop_table("enrolment_events")
+    op.drop_table("lottery_draws")
     with op.batch_alter_table("enrolments", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_enrolments_enrolment_status"), type_="check")
         batch_op.alter_column(
@@ -156,5 +181,7 @@ def downgrade() -> None:
             existing_nullable=False,
         )
         batch_op.create_check_constraint("enrolment_status", _in("status", OLD_STATUSES))
+        batch_op.drop_column("draw_key")
+        batch_op.drop_column("draw_rank")
         batch_op.drop_column("withdrawn_from")
         batch_op.drop_column("offer_expires_at")
