@@ -63,7 +63,7 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     job_queue.run_repeating(record_seen, interval=30, first=30, name=replace("seen"))
     # Seat offers past their deadline move on to the next child on the waitlist.
     job_queue.run_repeating(expire_offers, interval=60, first=5, name=replace("offers"))
-    # When enrolment closes, the lottery courses are drawn.
+    # When enrolment closes, lottery courses are drawn and admins asked about small courses.
     job_queue.run_repeating(run_draws, interval=60, first=10, name=replace("draws"))
     # Scheduled broadcasts, re-pings and progress: one job for every school.
     job_queue.run_repeating(
@@ -99,8 +99,10 @@ async def expire_offers(context: BotContext) -> None:
 async def run_draws(context: BotContext) -> None:
     async with context.db.transaction() as session:
         drawn = await lottery.run_due_draws(session, utcnow())
+        small = await enrolment.ask_about_small_courses(session, utcnow())
     if drawn:
         log.info("lottery drawn for terms %s", drawn)
+    if drawn or small:
         context.runtime.wake_delivery()
 
 

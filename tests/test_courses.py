@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 from sqlalchemy import select
 
-from bot.services import lottery
+from bot.services import enrolment, lottery
 from storage.db import Database
 from storage.models import (
     Allocation,
@@ -224,3 +224,44 @@ async def test_a_lottery_course_takes_entries_and_the_draw_runs_once_at_close(
     async with db.transaction() as session:
         (told,) = (await session.scalars(select(Outbox).where(Outbox.kind == "draw_result"))).all()
     assert told.chat_id == MOM and told.params["seed"] == seed  # type: ignore[index]
+
+
+async def test_a_course_below_its_minimum_is_cancelled_on_the_admin_s_word(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, 810, {Role.ADMIN})
+    small = await make_course(db, school, "KITE", name="风筝", min_size=5)
+    big = await make_course(db, school, "RUN", name="跑步", weekdays=0b10, min_size=1)
+    mom: FakeUser = make_user(MOM)
+    for course in (small, big):
+        await mom.press(f"cs:y:{school.student_ids['李小明']}:{course}")
+    async with db.transaction() as session:
+        assert await enrolment.ask_about_small_courses(session, utcnow()) == []  # still open
+        await session.execute(
+            Term.__table__.update().values(enrolment_closes_at=utcnow() - dt.timedelta(hours=1))
+        )
+    async with db.transaction() as session:
+        assert await enrolment.ask_about_small_courses(session, utcnow()) == [small]
+    async with db.transaction() as session:
+        await enrolment.ask_about_small_courses(session, utcnow())  # asked once only
+        (question,) = (
+            await session.scalars(select(Outbox).where(Outbox.kind == "small_course"))
+        ).all()
+    assert question.chat_id == 810 and question.buttons[0][0]["data"] == f"ms:c:{small}"  # type: ignore[index]
+
+    assert "不再有效" in alerts(await mom.press(f"ms:c:{small}"))  # parents cannot decide
+    admin: FakeUser = make_user(810)
+    done = FakeUser.texts(await admin.press(f"ms:c:{small}"))
+    assert "风筝已取消，正在通知 1 个家庭" in done
+    assert "已经取消过了" in FakeUser.texts(await admin.press(f"ms:c:{small}"))
+    async with db.transaction() as session:
+        told = (
+            await session.scalars(select(Outbox).where(Outbox.kind == "course_cancelled"))
+        ).all()
+        states = (await session.execute(select(Enrolment.course_id, Enrolment.status))).all()
+    assert [m.chat_id for m in told] == [MOM]
+    assert {c: str(s) for c, s in states} == {small: "cancelled", big: "enrolled"}
+    history = FakeUser.texts(await mom.send("/schedule"))
+    assert "课程取消（学校）" in history

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
-from bot.services import outbox
+from bot.services import audit, outbox
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
@@ -43,11 +43,13 @@ from storage.models import (
     Priority,
     Provider,
     ProviderKind,
+    Role,
     SchoolClass,
     Student,
     Teacher,
     Term,
     User,
+    UserRole,
     WhitelistStatus,
     utcnow,
 )
@@ -810,3 +812,128 @@ def advise(courses: list[Course]) -> PlanAdvice:
         days_without_interest=sorted(attended - interest),
         has_science=any(c.category is Category.SCIENCE for c in courses),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Minimum class size, decided by an admin when enrolment closes
+
+SMALL_COURSE = N_(
+    "{course} has {enrolled} children signed up, fewer than its minimum of {minimum}. Cancel "
+    "it for this term? Every family will be told."
+)
+COURSE_CANCELLED = N_(
+    "{course} will not run this term: too few children signed up. {child}'s place is "
+    "cancelled; any fee paid is refunded under the disclosed fee standard. Send /courses to "
+    "choose another."
+)
+CANCEL_LABEL = N_("Cancel the course")
+KEEP_LABEL = N_("Keep it running")
+
+
+async def ask_about_small_courses(session: AsyncSession, now: dt.datetime) -> list[int]:
+    """Once enrolment has closed, ask the school's admins about each course below its
+    minimum; returns the courses asked about (each is asked once: the messages are deduped)."""
+    enrolled = (
+        select(func.count())
+        .where(Enrolment.course_id == Course.id, Enrolment.status == EnrolmentStatus.ENROLLED)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(Course, enrolled)
+        .join(Term, Term.id == Course.term_id)
+        .where(
+            Course.min_size.is_not(None),
+            Course.cancelled_at.is_(None),
+            Term.enrolment_closes_at.is_not(None),
+            Term.enrolment_closes_at <= now,
+            Term.ends_on >= now.date(),
+            enrolled < Course.min_size,
+        )
+    )
+    asked = []
+    for course, count in rows.all():
+        admins = await session.execute(
+            select(User.id, User.chat_id)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(
+                User.school_id == course.school_id,
+                UserRole.role == Role.ADMIN,
+                User.chat_id.is_not(None),
+            )
+        )
+        await outbox.enqueue_many(
+            session,
+            course.school_id,
+            [
+                NewMessage(
+                    chat_id=chat_id,
+                    user_id=user_id,
+                    kind="small_course",
+                    priority=Priority.INTERACTIVE,
+                    template=SMALL_COURSE,
+                    params={"course": course.name, "enrolled": count, "minimum": course.min_size},
+                    buttons=[
+                        [
+                            {"label": CANCEL_LABEL, "data": f"ms:c:{course.id}"},
+                            {"label": KEEP_LABEL, "data": f"ms:k:{course.id}"},
+                        ]
+                    ],
+                    dedupe_key=f"small-course:{course.id}:{user_id}",
+                )
+                for user_id, chat_id in admins.all()
+                if chat_id is not None
+            ],
+            now=now,
+        )
+        asked.append(course.id)
+    return asked
+
+
+async def cancel_course(
+    session: AsyncSession, course_id: int, *, admin_user_id: int, now: dt.datetime | None = None
+) -> int | None:
+    """Cancel a course: every place ends and every family is told; returns the places
+    cancelled, or None if the course was cancelled already."""
+    now = now or utcnow()
+    course = await session.get(Course, course_id, with_for_update=True)
+    if course is None or course.cancelled_at is not None:
+        return None
+    course.cancelled_at = now
+    rows = await session.scalars(
+        select(Enrolment).where(Enrolment.course_id == course_id, Enrolment.status.in_(LISTED))
+    )
+    places = list(rows.all())
+    for place in places:
+        place.status, place.waitlist_position, place.offer_expires_at = (
+            EnrolmentStatus.CANCELLED,
+            None,
+            None,
+        )
+        place.updated_at = now
+        record_event(
+            session,
+            place.school_id,
+            place.id,
+            place.status,
+            None,
+            EnrolmentActor.ADMIN,
+            admin_user_id,
+            now,
+            "course cancelled",
+        )
+        await _tell_guardians(
+            session,
+            place,
+            COURSE_CANCELLED,
+            kind="course_cancelled",
+            dedupe=f"course-cancelled:{place.id}",
+        )
+    audit.record(
+        session,
+        course.school_id,
+        "course.cancel",
+        actor_user_id=admin_user_id,
+        target=("course", course.id),
+        details={"places": len(places), "reason": "below minimum"},
+    )
+    return len(places)
