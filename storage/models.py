@@ -241,6 +241,8 @@ class School(Base):
     digest_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(19, 0))  # local time
     # Leaves and early pick-ups are accepted until this long before the session starts.
     leave_cutoff_minutes: Mapped[int] = mapped_column(SmallInteger, default=60)
+    # A freed seat offered to the next waitlisted child is held this long for an answer.
+    offer_hours: Mapped[int] = mapped_column(SmallInteger, default=24)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property

@@ -265,3 +265,24 @@ async def test_a_course_below_its_minimum_is_cancelled_on_the_admin_s_word(
     assert {c: str(s) for c, s in states} == {small: "cancelled", big: "enrolled"}
     history = FakeUser.texts(await mom.send("/schedule"))
     assert "课程取消（学校）" in history
+
+
+async def test_withdrawal_and_leave_buttons_of_another_family_change_nothing(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    await add_member(db, school, OTHER, {Role.PARENT}, ("张伟",))
+    course = await make_course(db, school, "ROBO")
+    mom: FakeUser = make_user(MOM)
+    await mom.press(f"cs:y:{school.student_ids['李小明']}:{course}")
+    async with db.transaction() as session:
+        enrolment_id = (await session.scalars(select(Enrolment.id))).one()
+    other: FakeUser = make_user(OTHER)
+    for data in (
+        f"wd:a:{enrolment_id}",
+        f"wd:y:{enrolment_id}",
+        f"lv:k:{school.student_ids['李小明']}",
+    ):
+        replies = await other.press(data)
+        assert "不再有效" in alerts(replies), data
+    assert await statuses(db) == {school.student_ids["李小明"]: ("enrolled", None)}

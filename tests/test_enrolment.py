@@ -28,6 +28,7 @@ from storage.models import (
     Provider,
     ProviderKind,
     Role,
+    School,
     Student,
     Term,
     User,
@@ -316,3 +317,19 @@ async def test_lottery_entries_are_ranked_and_the_draw_is_reproducible(
     # A sign-up after the draw takes a free seat or the waitlist, as usual.
     result = await enrolment.sign_up(db, school.student_ids["张伟"], chess, user_id=None)
     assert isinstance(result, SignedUp) and result.waitlist_position == 2
+
+
+async def test_the_school_sets_how_long_an_offer_is_held(db: Database, school: SchoolData) -> None:
+
+    course = await make_course(db, school, "OFFER2", capacity=1)
+    first, second = await pupils(db, school, 2)
+    signed = [await enrolment.sign_up(db, kid, course, user_id=None) for kid in (first, second)]
+    now = utcnow()
+    async with db.transaction() as session:
+        await session.execute(update(School).values(offer_hours=2))
+        await enrolment.withdraw(
+            session, signed[0].enrolment_id, from_date=now.date(), user_id=None
+        )  # type: ignore[union-attr]
+        (offered,) = await enrolment.make_offers(session, course, now)
+        row = await session.get(Enrolment, offered)
+        assert row is not None and row.offer_expires_at == now + dt.timedelta(hours=2)

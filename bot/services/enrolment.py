@@ -44,6 +44,7 @@ from storage.models import (
     Provider,
     ProviderKind,
     Role,
+    School,
     SchoolClass,
     Student,
     Teacher,
@@ -467,12 +468,20 @@ async def free_seats(session: AsyncSession, course_id: int) -> int | None:
 
 
 async def make_offers(
-    session: AsyncSession, course_id: int, now: dt.datetime, hours: int = OFFER_HOURS
+    session: AsyncSession, course_id: int, now: dt.datetime, hours: int | None = None
 ) -> list[int]:
-    """Offer every free seat to the first waitlisted children; returns their enrolment ids."""
+    """Offer every free seat to the first waitlisted children, for the school's `offer_hours`
+    (or `hours`); returns their enrolment ids."""
     free = await free_seats(session, course_id)
     if free is None or free == 0:
         return []
+    if hours is None:
+        hours = await session.scalar(
+            select(School.offer_hours)
+            .join(Course, Course.school_id == School.id)
+            .where(Course.id == course_id)
+        )
+        hours = hours or OFFER_HOURS
     rows = await session.scalars(
         select(Enrolment)
         .where(

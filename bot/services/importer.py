@@ -111,6 +111,8 @@ class SchoolInfo:
     default_locale: str
     daily_notice_cap: int | None = None
     digest_time: dt.time = dt.time(19, 0)
+    leave_cutoff_minutes: int = 60
+    offer_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -742,7 +744,16 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         problems,
         "school",
         value,
-        ("code", "name", "timezone", "default_locale", "daily_notice_cap", "digest_time"),
+        (
+            "code",
+            "name",
+            "timezone",
+            "default_locale",
+            "daily_notice_cap",
+            "digest_time",
+            "leave_cutoff_minutes",
+            "offer_hours",
+        ),
     )
     code = rec.get("code", _code(40))
     name = rec.get("name", _text(200))
@@ -750,9 +761,20 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     locale = rec.get("default_locale", _locale, required=False) or "zh_CN"
     cap = rec.get("daily_notice_cap", _integer(1, 50), required=False)
     digest_time = rec.get("digest_time", _clock_value, required=False) or dt.time(19, 0)
+    cutoff = rec.get("leave_cutoff_minutes", _integer(0, 24 * 60), required=False)
+    offer_hours = rec.get("offer_hours", _integer(1, 14 * 24), required=False)
     if not rec.ok or code is None or name is None:
         return None
-    return SchoolInfo(code, name, timezone, locale, cap, digest_time)
+    return SchoolInfo(
+        code,
+        name,
+        timezone,
+        locale,
+        cap,
+        digest_time,
+        60 if cutoff is None else cutoff,
+        offer_hours or 24,
+    )
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:

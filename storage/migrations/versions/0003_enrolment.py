@@ -146,12 +146,17 @@ def upgrade() -> None:
                 "leave_cutoff_minutes", sa.SmallInteger(), nullable=False, server_default="60"
             )
         )
+        batch_op.add_column(
+            sa.Column("offer_hours", sa.SmallInteger(), nullable=False, server_default="24")
+        )
     with op.batch_alter_table("schools", schema=None) as batch_op:
         batch_op.alter_column("leave_cutoff_minutes", server_default=None)
+        batch_op.alter_column("offer_hours", server_default=None)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.drop_column("offer_hours")
         batch_op.drop_column("leave_cutoff_minutes")
     with op.batch_alter_table("leaves", schema=None) as batch_op:
         batch_op.drop_index("ix_leaves_student_date")
