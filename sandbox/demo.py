@@ -128,16 +128,16 @@ async def prepare(database_url: str, sandbox_url: str) -> DemoWorld:
                 .where(SchoolClass.school_id == report.school_id, SchoolClass.code == GROUP_CLASS)
                 .values(group_chat_id=GROUP_CHAT_ID)
             )
-            # Whenever the demo runs, enrolment is open, so sign-up can be tried.
+            # Whenever the demo runs, it is term time and enrolment is open, so sign-up,
+            # leaves and the timetable can be tried.
             now = dt.datetime.now(dt.UTC)
-            await session.execute(
-                update(Term)
-                .where(Term.school_id == report.school_id)
-                .values(
-                    enrolment_opens_at=now - dt.timedelta(days=1),
-                    enrolment_closes_at=now + dt.timedelta(days=14),
-                )
-            )
+            term = (
+                await session.scalars(select(Term).where(Term.school_id == report.school_id))
+            ).one()
+            term.starts_on = min(term.starts_on, now.date() - dt.timedelta(days=30))
+            term.ends_on = max(term.ends_on, now.date() + dt.timedelta(days=90))
+            term.enrolment_opens_at = now - dt.timedelta(days=1)
+            term.enrolment_closes_at = now + dt.timedelta(days=14)
             child_id, child, class_name = await _student(
                 session, report.school_id, NEW_PARENT_CHILD
             )

@@ -6,12 +6,14 @@ Bot API, exactly as with Telegram. The world is the demo (`sandbox/demo.py`).
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+
+from sqlalchemy import select, update
 
 from bot.services import invites
 from sandbox import demo
 from storage.db import Database
-from storage.models import Guardianship, Student, User
+from storage.models import CalendarDay, Course, Guardianship, Student, User
 from tests.e2e import Person
 
 ADMIN, TEACHER, MOM, DAD, ANNA = (p.user_id for p in demo.PERSONAS)
@@ -152,3 +154,48 @@ async def test_a_parent_signs_up_reads_the_week_and_withdraws_over_the_wire(
     await mom.press(course, expecting="退出", partial=True)
     left = await mom.press("确认退出", expecting="已退出")
     assert course in left["text"]
+
+
+async def test_waitlist_offer_and_leave_in_english_over_the_wire(
+    demo_world: demo.DemoWorld, database_url: str
+) -> None:
+    mom, anna = Person(demo_world.sandbox, MOM), Person(demo_world.sandbox, ANNA)
+    await mom.send("/courses", expecting="可选的课程")
+    await mom.press("第2时段", expecting="门课程符合条件")
+    card = await mom.press("剩余", expecting="承办", partial=True)
+    course = card["text"].splitlines()[0]
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:  # one seat only, to see the waitlist at work
+            await session.execute(update(Course).where(Course.name == course).values(capacity=1))
+            weekdays = await session.scalar(select(Course.weekdays).where(Course.name == course))
+            special = set((await session.scalars(select(CalendarDay.date))).all())
+    finally:
+        await db.dispose()
+    await mom.press("报名", expecting="为张琪报名")
+    await mom.press("确认报名", expecting="已成功报名")
+
+    await anna.send("/courses", expecting="Courses for")
+    await anna.press("Period 2", expecting="courses match")
+    await anna.press(course, expecting="Run by", partial=True)
+    await anna.press("Sign up", expecting="up for this course?")
+    full = await anna.press("Confirm sign-up", expecting="waitlist")
+    assert "position 1" in full["text"]
+
+    await mom.send("/withdraw", expecting="要退出哪门课程")
+    await mom.press(course, expecting="退出", partial=True)
+    await mom.press("确认退出", expecting="已退出")
+    offer = await anna.answer(0, "A seat is free")
+    assert course in offer["text"]
+    accepted = await anna.press("Accept the seat", expecting="Seat accepted")
+    assert accepted["message_id"] == offer["message_id"]
+
+    # A day next week on which the course runs (not a holiday or a swapped day).
+    day = dt.date.today() + dt.timedelta(days=7)
+    while not (weekdays or 0) & (1 << day.weekday()) or day in special:
+        day += dt.timedelta(days=1)
+    await anna.send("/leave", expecting="not take part")
+    await anna.press("Other days…", expecting="Which days")
+    await anna.send(f"{day:%m-%d}", expecting="reason")
+    recorded = await anna.press("Ill", expecting="Recorded")
+    assert "the whole day" in recorded["text"] and "Reason: Ill" in recorded["text"]
