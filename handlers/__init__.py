@@ -26,10 +26,15 @@ from storage.persistence import persist_now
 #      Last in group 0 come the fallbacks (stale buttons, /cancel with nothing to cancel):
 #      only one handler per group runs, so they answer exactly the updates no feature took.
 # 100  write-through of conversation state and user data, after every feature has run.
-LOADER, FEATURES, PERSIST = -1, 0, 100
+#  -2  before anything else: presses that start slow work (a sign-up in a rush) are
+#      acknowledged at once, so the button stops spinning while the work queues.
+EARLY, LOADER, FEATURES, PERSIST = -2, -1, 0, 100
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(
+        CallbackQueryHandler(courses.acknowledge_sign_up, pattern=r"^cs:y:"), group=EARLY
+    )
     application.add_handler(TypeHandler(Update, loader.load_member), group=LOADER)
 
     application.add_handlers(groups.handlers(), group=FEATURES)

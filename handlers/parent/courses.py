@@ -398,18 +398,29 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
     )
 
 
+async def acknowledge_sign_up(update: Update, context: BotContext) -> None:
+    """Handler group -2: answer a sign-up press before anything else runs.
+
+    In a rush of hundreds of parents, the checks and the sign-up queue for a moment; the button
+    must not keep spinning meanwhile. Nothing is trusted or decided here: the press is only
+    acknowledged, in the language Telegram reports (the member is not loaded yet).
+    """
+    query = update.callback_query
+    assert query is not None
+    t = context.runtime.i18n.choose(None, query.from_user.language_code)
+    await query.answer(t.gettext("Signing up…"))
+
+
 async def on_sign_up(update: Update, context: BotContext) -> None:
+    """The press was acknowledged in group -2 (`acknowledge_sign_up`): never answer it again."""
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
     values = _ints(query.data, "cs:y:", 2)
     if values is None:
-        await query.answer(_stale(t), show_alert=True)
+        await query.edit_message_text(_stale(t))
         return
     student_id, course_id = values
-    # Acknowledge the press at once, before any check: in a rush of hundreds of parents the
-    # checks and the sign-up queue for a moment, and the button must not keep spinning.
-    await query.answer(t.gettext("Signing up…"))
     if (
         context.member is None
         or not await _own_child(update, context, student_id, answered=True)
