@@ -24,6 +24,7 @@ class Command:
 
 PARENT = frozenset({Role.PARENT})
 ADMIN = frozenset({Role.ADMIN})
+TEACHER = frozenset({Role.TEACHER})
 
 # Order is the order of the menu. Later features add their commands here.
 COMMANDS = (
@@ -39,6 +40,7 @@ COMMANDS = (
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),
     Command("notices", N_("Messages at once or in a daily digest"), PARENT),
     Command("forget", N_("Unlink your account and delete your data"), PARENT),
+    Command("roster", N_("Today's sessions: who is away, who leaves early"), TEACHER),
     Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
     Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
     Command("cancel", N_("Cancel the current step")),

@@ -16,6 +16,7 @@ from handlers.admin import broadcast
 from handlers.admin import courses as admin_courses
 from handlers.common import cancel, groups, help, language, loader, privacy, start
 from handlers.parent import courses, leave, notices, photos, schedule
+from handlers.teacher import roster
 from storage.persistence import persist_now
 
 # Handler groups run in ascending order; within a group the first matching handler wins.
@@ -49,6 +50,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)
+    application.add_handlers(roster.handlers(), group=FEATURES)
     application.add_handlers(broadcast.handlers(), group=FEATURES)
     application.add_handlers(admin_courses.handlers(), group=FEATURES)
 

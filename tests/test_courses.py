@@ -286,3 +286,6 @@ async def test_withdrawal_and_leave_buttons_of_another_family_change_nothing(
         replies = await other.press(data)
         assert "不再有效" in alerts(replies), data
     assert await statuses(db) == {school.student_ids["李小明"]: ("enrolled", None)}
+    async with db.transaction() as session:
+        actions = (await session.scalars(select(AuditLog.action))).all()
+    assert actions.count("enrolment.refused") == 2  # the two withdrawal buttons

@@ -10,7 +10,16 @@ from sqlalchemy import select, update
 from bot.services import enrolment, leaves
 from bot.services.leaves import LeaveRefusal
 from storage.db import Database
-from storage.models import CalendarDay, CalendarKind, Category, Course, Leave, Role, Term
+from storage.models import (
+    CalendarDay,
+    CalendarKind,
+    Category,
+    Course,
+    Leave,
+    Role,
+    Teacher,
+    Term,
+)
 from tests.factories import SchoolData, add_member
 from tests.harness import FakeUser
 from tests.test_enrolment import make_course
@@ -213,3 +222,57 @@ async def test_parent_takes_a_child_out_of_several_days_and_back(
         assert len(await leaves.upcoming(session, child, today)) == 2
     week = FakeUser.texts(await parent.send("/schedule"))
     assert "请假和提前接走" in week and week.count("：全天") == 2
+
+
+async def test_the_teachers_roster_shows_who_is_away_and_who_leaves_early(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    today = dt.datetime.now(CST).date()
+    async with db.transaction() as session:
+        await session.execute(
+            update(Term).values(
+                starts_on=today - dt.timedelta(days=30), ends_on=today + dt.timedelta(days=60)
+            )
+        )
+    teacher_user = await add_member(db, school, 960, {Role.TEACHER})
+    async with db.transaction() as session:
+        await session.execute(
+            update(Teacher).where(Teacher.id == school.teacher_id).values(user_id=teacher_user)
+        )
+    course = await make_course(
+        db,
+        school,
+        "ROBO",
+        name="机器人",
+        teacher_id=school.teacher_id,
+        weekdays=1 << today.weekday(),
+        starts_at=dt.time(16, 40),
+        ends_at=dt.time(17, 40),
+        capacity=None,
+    )
+    away, early = school.student_ids["李小明"], school.student_ids["张伟"]
+    for child in (away, early):
+        assert not isinstance(
+            await enrolment.sign_up(db, child, course, user_id=None), enrolment.Refusal
+        )
+    morning = at(today, 0, 1)
+    async with db.transaction() as session:
+        assert isinstance(
+            await leaves.announce(
+                session, away, today, 2, user_id=None, reason="发烧", now=morning
+            ),
+            Leave,
+        )
+        assert isinstance(
+            await leaves.announce(
+                session, early, today, 2, user_id=None, pickup_at=dt.time(17, 10), now=morning
+            ),
+            Leave,
+        )
+    teacher: FakeUser = make_user(960)
+    text = FakeUser.texts(await teacher.send("/roster"))
+    assert "机器人" in text and "应到 2 人，预计出勤 1 人" in text
+    assert "今天请假：\n• 李小明 (发烧)" in text and "提前接走：\n• 张伟 17:10" in text
+    parent: FakeUser = make_user(961)
+    await add_member(db, school, 961, {Role.PARENT}, ("李小明",))
+    assert "供教师使用" in FakeUser.texts(await parent.send("/roster"))

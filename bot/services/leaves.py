@@ -26,6 +26,7 @@ from storage.models import (
     Leave,
     School,
     Student,
+    Teacher,
     utcnow,
 )
 
@@ -220,3 +221,50 @@ async def absences(
         .order_by(Student.name)
     )
     return [(student, leave) for student, leave in rows.all()]
+
+
+async def roster(
+    session: AsyncSession, user_id: int, day: dt.date
+) -> list[tuple[Course, list[tuple[Student, Leave | None]]]]:
+    """A teacher's courses on `day`, each with its enrolled children and any leave or early
+    pick-up (the roster and dismissal list)."""
+    teacher_ids = list(
+        (await session.scalars(select(Teacher.id).where(Teacher.user_id == user_id))).all()
+    )
+    if not teacher_ids:
+        return []
+    courses = list(
+        (
+            await session.scalars(
+                select(Course)
+                .where(Course.teacher_id.in_(teacher_ids), Course.cancelled_at.is_(None))
+                .order_by(Course.starts_at)
+            )
+        ).all()
+    )
+    found = []
+    for course in courses:
+        student = await session.scalar(
+            select(Enrolment.student_id).where(
+                Enrolment.course_id == course.id, Enrolment.status == EnrolmentStatus.ENROLLED
+            )
+        )
+        runs = student is not None and any(
+            c.id == course.id for c in await courses_on(session, student, day, course.period)
+        )
+        if not runs:
+            continue
+        away = {s.id: leave for s, leave in await absences(session, course, day)}
+        children = (
+            await session.scalars(
+                select(Student)
+                .join(Enrolment, Enrolment.student_id == Student.id)
+                .where(
+                    Enrolment.course_id == course.id,
+                    Enrolment.status == EnrolmentStatus.ENROLLED,
+                )
+                .order_by(Student.class_id, Student.name)
+            )
+        ).all()
+        found.append((course, [(child, away.get(child.id)) for child in children]))
+    return found

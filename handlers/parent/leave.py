@@ -27,7 +27,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, leaves, members
+from bot.services import audit, enrolment, leaves, members
 from bot.services.leaves import LeaveRefusal
 from handlers.common.cancel import cancel
 from storage.models import Leave, Role, Student, utcnow
@@ -143,6 +143,14 @@ async def _child(update: Update, context: BotContext, student_id: int) -> Studen
         return None
     async with context.db.transaction() as session:
         if not await enrolment.is_guardian(session, member.user_id, student_id):
+            query = update.callback_query
+            audit.record(
+                session,
+                member.school_id,
+                "leave.refused",
+                actor_user_id=member.user_id,
+                details={"callback_data": (query.data or "")[:64]} if query else None,
+            )
             return None
         return await session.get(Student, student_id)
 
