@@ -17,7 +17,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, enrolment, members
+from bot.services import audit, enrolment, fees, members
 from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
 from storage.models import (
     Allocation,
@@ -611,21 +611,21 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
 
 
 def fee_consequence(t: Translator, found: CourseFacts) -> str:
-    """What leaving means for the fee, under the disclosed standard (billing comes later)."""
-    if not found.fee_fen:
-        return t.gettext("The course is free: nothing changes for fees.")
-    unit = found.fee_unit
-    if unit == "session":
-        return t.gettext("Fee: {fee}. Sessions after you leave are not charged.").format(
-            fee=_fee(t, found)
-        )
-    if unit == "month":
-        return t.gettext("Fee: {fee}. Months after the one you leave in are not charged.").format(
-            fee=_fee(t, found)
-        )
-    return t.gettext(
-        "Fee: {fee}. The school refunds the unused part under the disclosed fee standard."
-    ).format(fee=_fee(t, found))
+    """What leaving means for the fee, under the disclosed standard (bot.services.fees)."""
+    rule = fees.withdrawal_fee(found.fee_fen, found.fee_unit).rule
+    texts = {
+        fees.AfterWithdrawal.FREE: N_("The course is free: nothing changes for fees."),
+        fees.AfterWithdrawal.SESSIONS_AFTER_NOT_CHARGED: N_(
+            "Fee: {fee}. Sessions after you leave are not charged."
+        ),
+        fees.AfterWithdrawal.MONTHS_AFTER_NOT_CHARGED: N_(
+            "Fee: {fee}. Months after the one you leave in are not charged."
+        ),
+        fees.AfterWithdrawal.UNUSED_PART_REFUNDED: N_(
+            "Fee: {fee}. The school refunds the unused part under the disclosed fee standard."
+        ),
+    }
+    return t.gettext(texts[rule]).format(fee=_fee(t, found))
 
 
 def handlers() -> list[Any]:
