@@ -252,6 +252,8 @@ async def test_a_course_below_its_minimum_is_cancelled_on_the_admin_s_word(
     assert question.chat_id == 810 and question.buttons[0][0]["data"] == f"ms:c:{small}"  # type: ignore[index]
 
     assert "不再有效" in alerts(await mom.press(f"ms:c:{small}"))  # parents cannot decide
+    async with db.transaction() as session:
+        assert "course.refused" in (await session.scalars(select(AuditLog.action))).all()
     admin: FakeUser = make_user(810)
     done = FakeUser.texts(await admin.press(f"ms:c:{small}"))
     assert "风筝已取消，正在通知 1 个家庭" in done

@@ -10,10 +10,21 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from bot.services import invites
+from bot.services import enrolment, invites, lottery
 from sandbox import demo
 from storage.db import Database
-from storage.models import CalendarDay, Course, Guardianship, Student, User
+from storage.models import (
+    Allocation,
+    CalendarDay,
+    Course,
+    Enrolment,
+    Guardianship,
+    LotteryDraw,
+    Student,
+    Term,
+    User,
+    utcnow,
+)
 from tests.e2e import Person
 
 ADMIN, TEACHER, MOM, DAD, ANNA = (p.user_id for p in demo.PERSONAS)
@@ -199,3 +210,68 @@ async def test_waitlist_offer_and_leave_in_english_over_the_wire(
     await anna.send(f"{day:%m-%d}", expecting="reason")
     recorded = await anna.press("Ill", expecting="Recorded")
     assert "the whole day" in recorded["text"] and "Reason: Ill" in recorded["text"]
+
+
+async def test_lottery_draw_and_an_expired_offer_reach_families_over_the_wire(
+    demo_world: demo.DemoWorld, database_url: str
+) -> None:
+    mom, anna = Person(demo_world.sandbox, MOM), Person(demo_world.sandbox, ANNA)
+    await mom.send("/courses", expecting="可选的课程")
+    await mom.press("第2时段", expecting="门课程符合条件")
+    card = await mom.press("剩余", expecting="承办", partial=True)
+    course = card["text"].splitlines()[0]
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:  # a lottery course with one seat
+            await session.execute(
+                update(Course)
+                .where(Course.name == course)
+                .values(capacity=1, allocation=Allocation.LOTTERY)
+            )
+        await mom.press("‹ 返回", expecting="门课程符合条件")
+        await mom.press(course, expecting="摇号分配", partial=True)
+        await mom.press("报名", expecting="为张琪报名")
+        await mom.press("确认报名", expecting="第 1 志愿")
+
+        await anna.send("/courses", expecting="Courses for")
+        await anna.press("Period 2", expecting="courses match")
+        await anna.press(course, expecting="drawn by lot", partial=True)
+        await anna.press("Sign up", expecting="up for this course?")
+        await anna.press("Confirm sign-up", expecting="choice 1")
+
+        # Enrolment closes and the draw runs (the job does this every minute).
+        async with db.transaction() as session:
+            await session.execute(
+                update(Term).values(enrolment_closes_at=utcnow() - dt.timedelta(minutes=1))
+            )
+        async with db.transaction() as session:
+            assert await lottery.run_due_draws(session, utcnow())
+            seed = (await session.scalars(select(LotteryDraw.seed))).one()
+        mom_result = await mom.answer(0, "摇号结果")
+        anna_result = await anna.answer(0, "Draw result")
+        assert seed in mom_result["text"] and seed in anna_result["text"]
+        mom_won, anna_won = "抽中了" in mom_result["text"], "has a seat" in anna_result["text"]
+        assert mom_won != anna_won  # one seat, one winner
+        winner, waiting = (mom, anna) if mom_won else (anna, mom)
+        loser_text = anna_result["text"] if mom_won else mom_result["text"]
+        assert "position 1" in loser_text or "候补名单第 1 位" in loser_text
+
+        # The winner withdraws; the other is offered the seat and lets the offer expire.
+        await winner.send("/withdraw", expecting="")
+        await winner.press(course, expecting="", partial=True)
+        confirm = "确认退出" if winner is mom else "Withdraw"
+        await winner.press(confirm, expecting="退出" if winner is mom else "left")
+        offer_text = "名额空出" if waiting is mom else "A seat is free"
+        await waiting.answer(0, offer_text)
+        async with db.transaction() as session:
+            await session.execute(
+                update(Enrolment)
+                .where(Enrolment.offer_expires_at.is_not(None))
+                .values(offer_expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
+        async with db.transaction() as session:
+            assert await enrolment.expire_offers(session, utcnow())
+        expired = "未在期限内确认" if waiting is mom else "not claimed in time"
+        await waiting.answer(0, expired)
+    finally:
+        await db.dispose()

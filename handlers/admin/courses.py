@@ -21,6 +21,15 @@ async def decide(update: Update, context: BotContext) -> None:
         async with context.db.transaction() as session:
             course = await session.get(Course, int(id_text))
     if course is None or member is None or course.school_id != member.school_id:
+        if member is not None:
+            async with context.db.transaction() as session:
+                audit.record(
+                    session,
+                    member.school_id,
+                    "course.refused",
+                    actor_user_id=member.user_id,
+                    details={"callback_data": query.data[:64]},
+                )
         await query.answer(t.gettext("This button is no longer active."), show_alert=True)
         return
     await query.answer()
