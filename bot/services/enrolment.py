@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,14 +217,7 @@ async def _take_place(
         await session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
     taken = (
         select(func.count())
-        .where(
-            Enrolment.course_id == course_id,
-            (Enrolment.status == EnrolmentStatus.ENROLLED)
-            | (
-                (Enrolment.status == EnrolmentStatus.WAITLISTED)
-                & (Enrolment.offer_expires_at.is_not(None))
-            ),
-        )
+        .where(Enrolment.course_id == course_id, _holds_seat())
         .scalar_subquery()
     )
     capacity = select(Course.capacity).where(Course.id == course_id).scalar_subquery()
@@ -380,6 +373,25 @@ def record_event(
     )
 
 
+def move(
+    session: AsyncSession,
+    enrolment: Enrolment,
+    status: EnrolmentStatus,
+    *,
+    actor: EnrolmentActor,
+    user_id: int | None,
+    now: dt.datetime,
+    position: int | None = None,
+    note: str | None = None,
+) -> None:
+    """Change an enrolment's status (any open offer ends) and record it in the history."""
+    enrolment.status, enrolment.waitlist_position = status, position
+    enrolment.offer_expires_at, enrolment.updated_at = None, now
+    record_event(
+        session, enrolment.school_id, enrolment.id, status, position, actor, user_id, now, note
+    )
+
+
 async def waitlist(session: AsyncSession, course_id: int) -> list[tuple[int, int]]:
     """(enrolment id, position) of the course's waitlist, in order."""
     rows = await session.execute(
@@ -428,25 +440,30 @@ async def withdraw(
     enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
     if enrolment is None or enrolment.status not in LISTED:
         return None
-    enrolment.status = EnrolmentStatus.WITHDRAWN
-    enrolment.waitlist_position = None
-    enrolment.offer_expires_at = None
-    enrolment.withdrawn_from = from_date
-    enrolment.updated_at = now
-    await session.flush()
-    record_event(
+    move(
         session,
-        enrolment.school_id,
-        enrolment.id,
-        enrolment.status,
-        None,
-        actor,
-        user_id,
-        now,
-        note,
+        enrolment,
+        EnrolmentStatus.WITHDRAWN,
+        actor=actor,
+        user_id=user_id,
+        now=now,
+        note=note,
     )
+    enrolment.withdrawn_from = from_date
+    await session.flush()
     await compact_waitlist(session, enrolment.course_id)
     return enrolment
+
+
+def _holds_seat() -> ColumnElement[bool]:
+    """A seat is taken by an enrolled child, or held for a waitlisted child with an offer."""
+    return or_(
+        Enrolment.status == EnrolmentStatus.ENROLLED,
+        and_(
+            Enrolment.status == EnrolmentStatus.WAITLISTED,
+            Enrolment.offer_expires_at.is_not(None),
+        ),
+    )
 
 
 async def free_seats(session: AsyncSession, course_id: int) -> int | None:
@@ -455,14 +472,7 @@ async def free_seats(session: AsyncSession, course_id: int) -> int | None:
     if capacity is None:
         return None
     taken = await session.scalar(
-        select(func.count()).where(
-            Enrolment.course_id == course_id,
-            (Enrolment.status == EnrolmentStatus.ENROLLED)
-            | and_(
-                Enrolment.status == EnrolmentStatus.WAITLISTED,
-                Enrolment.offer_expires_at.is_not(None),
-            ),
-        )
+        select(func.count()).where(Enrolment.course_id == course_id, _holds_seat())
     )
     return max(capacity - int(taken or 0), 0)
 
@@ -551,22 +561,16 @@ async def answer_offer(
         return OfferAnswer.EXPIRED
     course_id = enrolment.course_id
     if accept:
-        enrolment.status = EnrolmentStatus.ENROLLED
-        enrolment.waitlist_position = None
-        enrolment.offer_expires_at = None
-        enrolment.updated_at = now
-        await session.flush()
-        record_event(
+        move(
             session,
-            enrolment.school_id,
-            enrolment.id,
-            enrolment.status,
-            None,
-            EnrolmentActor.OFFER,
-            user_id,
-            now,
-            "offer accepted",
+            enrolment,
+            EnrolmentStatus.ENROLLED,
+            actor=EnrolmentActor.OFFER,
+            user_id=user_id,
+            now=now,
+            note="offer accepted",
         )
+        await session.flush()
         await compact_waitlist(session, course_id)
         return OfferAnswer.ACCEPTED
     await withdraw(
@@ -913,22 +917,14 @@ async def cancel_course(
     )
     places = list(rows.all())
     for place in places:
-        place.status, place.waitlist_position, place.offer_expires_at = (
-            EnrolmentStatus.CANCELLED,
-            None,
-            None,
-        )
-        place.updated_at = now
-        record_event(
+        move(
             session,
-            place.school_id,
-            place.id,
-            place.status,
-            None,
-            EnrolmentActor.ADMIN,
-            admin_user_id,
-            now,
-            "course cancelled",
+            place,
+            EnrolmentStatus.CANCELLED,
+            actor=EnrolmentActor.ADMIN,
+            user_id=admin_user_id,
+            now=now,
+            note="course cancelled",
         )
         await _tell_guardians(
             session,

@@ -151,10 +151,15 @@ def _finish(
     now: dt.datetime,
     note: str,
 ) -> None:
-    row = entry.enrolment
-    row.status, row.waitlist_position, row.updated_at = status, position, now
-    enrolment.record_event(
-        session, row.school_id, row.id, status, position, EnrolmentActor.DRAW, None, now, note
+    enrolment.move(
+        session,
+        entry.enrolment,
+        status,
+        actor=EnrolmentActor.DRAW,
+        user_id=None,
+        now=now,
+        position=position,
+        note=note,
     )
 
 
