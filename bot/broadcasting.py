@@ -8,6 +8,7 @@ and folds the messages held for each parent into one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import logging
@@ -215,7 +216,11 @@ async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> i
             t = runtime.i18n.get(items[0][1] or school.default_locale)
             texts, buttons = [], []
             for row, _ in items:
-                rendered = outbox.render(_as_claimed(row, t.locale), t)
+                # The digest is text; the held messages' buttons go on the digest as a whole.
+                plain = dataclasses.replace(
+                    Claimed.of(row, t.locale), buttons=None, attachment=None
+                )
+                rendered = outbox.render(plain, t)
                 texts.append("\n".join(p for p in rendered.parts if p))
                 buttons.extend(row.buttons or [])
             header = t.gettext(DIGEST_HEADER).format(
@@ -238,22 +243,3 @@ async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> i
                 row.status = OutboxStatus.DIGESTED
                 row.digest_id = digest_id
         return len(held)
-
-
-def _as_claimed(row: Outbox, locale: str) -> Claimed:
-    return Claimed(
-        id=row.id,
-        school_id=row.school_id,
-        chat_id=row.chat_id,
-        user_id=row.user_id,
-        kind=row.kind,
-        priority=row.priority,
-        template=row.template,
-        params=row.params,
-        text=row.text,
-        buttons=None,
-        attachment=None,
-        attempts=row.attempts,
-        broadcast_id=row.broadcast_id,
-        locale=locale,
-    )

@@ -228,6 +228,25 @@ class Claimed:
     broadcast_id: int | None
     locale: str | None
 
+    @classmethod
+    def of(cls, row: Outbox, locale: str | None) -> Claimed:
+        return cls(
+            id=row.id,
+            school_id=row.school_id,
+            chat_id=row.chat_id,
+            user_id=row.user_id,
+            kind=row.kind,
+            priority=row.priority,
+            template=row.template,
+            params=row.params,
+            text=row.text,
+            buttons=row.buttons,
+            attachment=row.attachment,
+            attempts=row.attempts,
+            broadcast_id=row.broadcast_id,
+            locale=locale,
+        )
+
 
 async def claim(
     session: AsyncSession,
@@ -286,24 +305,7 @@ async def claim(
         if blocked_at is not None:
             blocked.append(row.id)
             continue
-        claimed.append(
-            Claimed(
-                id=row.id,
-                school_id=row.school_id,
-                chat_id=row.chat_id,
-                user_id=row.user_id,
-                kind=row.kind,
-                priority=row.priority,
-                template=row.template,
-                params=row.params,
-                text=row.text,
-                buttons=row.buttons,
-                attachment=row.attachment,
-                attempts=row.attempts,
-                broadcast_id=row.broadcast_id,
-                locale=locale or default_locale,
-            )
-        )
+        claimed.append(Claimed.of(row, locale or default_locale))
     if blocked:  # the recipient blocked the bot since the row was written: do not try
         await session.execute(
             update(Outbox)
