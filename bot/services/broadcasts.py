@@ -74,6 +74,26 @@ class Recipient:
     chat_id: int
 
 
+NEEDS_VALUE = (AudienceKind.GRADE, AudienceKind.CLASS, AudienceKind.COURSE, AudienceKind.PERIOD)
+
+
+async def audience_is_valid(session: AsyncSession, school_id: int, audience: Audience) -> bool:
+    """The audience names only things of this school (ids from buttons are never trusted)."""
+    value = audience.value
+    if audience.kind not in NEEDS_VALUE:
+        return value is None
+    if value is None:
+        return False
+    if audience.kind is AudienceKind.PERIOD:
+        return value in (1, 2)
+    if audience.kind is AudienceKind.COURSE:
+        query = select(Course.id).where(Course.school_id == school_id, Course.id == value)
+    else:
+        column = SchoolClass.grade if audience.kind is AudienceKind.GRADE else SchoolClass.id
+        query = select(SchoolClass.id).where(SchoolClass.school_id == school_id, column == value)
+    return (await session.scalar(query.limit(1))) is not None
+
+
 async def recipients(session: AsyncSession, school_id: int, audience: Audience) -> list[Recipient]:
     """Who gets the broadcast now, each person once, in a stable order."""
     if audience.kind is AudienceKind.GROUPS:

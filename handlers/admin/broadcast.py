@@ -56,12 +56,6 @@ AUDIENCE_CHOICES = {
     AudienceKind.TEACHERS: N_("All teachers"),
     AudienceKind.GROUPS: N_("Class groups"),
 }
-NEEDS_VALUE = (
-    AudienceKind.GRADE,
-    AudienceKind.CLASS,
-    AudienceKind.COURSE,
-    AudienceKind.PERIOD,
-)
 
 
 def _is_admin(context: BotContext) -> bool:
@@ -170,7 +164,7 @@ async def choose_audience(update: Update, context: BotContext) -> int:
         kind = AudienceKind(parts[2])
     except (IndexError, ValueError):
         return await _stale(update, context)
-    if parts[1] == "a" and kind in NEEDS_VALUE:
+    if parts[1] == "a" and kind in broadcasts.NEEDS_VALUE:
         markup = await _values_markup(context, kind, page=0)
         await query.edit_message_text(t.gettext("Which one?"), reply_markup=markup)
         return AUDIENCE
@@ -185,7 +179,10 @@ async def choose_audience(update: Update, context: BotContext) -> int:
             return await _stale(update, context)
         value = int(parts[3])
     audience = Audience(kind, value)
-    if not await _audience_is_valid(context, audience):
+    assert context.member is not None
+    async with context.db.transaction() as session:
+        valid = await broadcasts.audience_is_valid(session, context.member.school_id, audience)
+    if not valid:
         return await _forged(update, context, query.data)
     draft["audience"] = audience.to_json()
     return await _show_preview(update, context)
@@ -262,37 +259,6 @@ async def _values_markup(
         rows.append(extra)
     rows.append([InlineKeyboardButton(t.gettext("‹ Back"), callback_data="bc:back")])
     return InlineKeyboardMarkup(rows)
-
-
-async def _audience_is_valid(context: BotContext, audience: Audience) -> bool:
-    """The audience names only things of the admin's own school."""
-    assert context.member is not None
-    school_id = context.member.school_id
-    value = audience.value
-    if audience.kind not in NEEDS_VALUE:
-        return value is None
-    if value is None:
-        return False
-    async with context.db.transaction() as session:
-        if audience.kind is AudienceKind.GRADE:
-            found = await session.scalar(
-                select(SchoolClass.id).where(
-                    SchoolClass.school_id == school_id, SchoolClass.grade == value
-                )
-            )
-        elif audience.kind is AudienceKind.CLASS:
-            found = await session.scalar(
-                select(SchoolClass.id).where(
-                    SchoolClass.school_id == school_id, SchoolClass.id == value
-                )
-            )
-        elif audience.kind is AudienceKind.COURSE:
-            found = await session.scalar(
-                select(Course.id).where(Course.school_id == school_id, Course.id == value)
-            )
-        else:
-            found = value if value in (1, 2) else None
-    return found is not None
 
 
 # ---------------------------------------------------------------------------------------------
