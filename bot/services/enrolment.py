@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -607,11 +608,7 @@ async def _tell_guardians(
     params: dict[str, Any] = {"child": names[0], "course": names[1]}
     if deadline is not None:
         params["deadline"] = {"$datetime": deadline.isoformat()}
-    guardians = await session.execute(
-        select(User.id, User.chat_id)
-        .join(Guardianship, Guardianship.user_id == User.id)
-        .where(Guardianship.student_id == enrolment.student_id, User.chat_id.is_not(None))
-    )
+    guardians = await guardian_chats(session, [enrolment.student_id])
     await outbox.enqueue_many(
         session,
         enrolment.school_id,
@@ -626,10 +623,25 @@ async def _tell_guardians(
                 buttons=buttons,
                 dedupe_key=f"{dedupe}:{user_id}",
             )
-            for user_id, chat_id in guardians.all()
-            if chat_id is not None
+            for user_id, chat_id in guardians.get(enrolment.student_id, [])
         ],
     )
+
+
+async def guardian_chats(
+    session: AsyncSession, student_ids: Iterable[int]
+) -> dict[int, list[tuple[int, int]]]:
+    """Student id → (user id, chat id) of each guardian the bot can write to; one query."""
+    rows = await session.execute(
+        select(Guardianship.student_id, User.id, User.chat_id)
+        .join(User, User.id == Guardianship.user_id)
+        .where(Guardianship.student_id.in_(list(student_ids)), User.chat_id.is_not(None))
+    )
+    found: dict[int, list[tuple[int, int]]] = {}
+    for student_id, user_id, chat_id in rows.all():
+        if chat_id is not None:
+            found.setdefault(student_id, []).append((user_id, chat_id))
+    return found
 
 
 async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:

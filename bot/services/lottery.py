@@ -36,12 +36,10 @@ from storage.models import (
     Enrolment,
     EnrolmentActor,
     EnrolmentStatus,
-    Guardianship,
     LotteryDraw,
     Priority,
     Student,
     Term,
-    User,
 )
 
 WON = N_(
@@ -168,6 +166,13 @@ async def _tell(session: AsyncSession, entries: list[_Entry], seed: str) -> None
     by_course: dict[int, list[_Entry]] = {}
     for entry in entries:
         by_course.setdefault(entry.course.id, []).append(entry)
+    students = {e.enrolment.student_id for e in entries}
+    names = dict(
+        (
+            await session.execute(select(Student.id, Student.name).where(Student.id.in_(students)))
+        ).all()
+    )
+    guardians = await enrolment.guardian_chats(session, students)
     messages: dict[int, list[NewMessage]] = {}
     for course_entries in by_course.values():
         ordered = sorted(course_entries, key=lambda e: (e.enrolment.draw_rank or 9, e.key))
@@ -177,9 +182,8 @@ async def _tell(session: AsyncSession, entries: list[_Entry], seed: str) -> None
                 EnrolmentStatus.ENROLLED: WON,
                 EnrolmentStatus.WAITLISTED: WAITING,
             }.get(row.status, ENDED)
-            name = await session.scalar(select(Student.name).where(Student.id == row.student_id))
             params: dict[str, Any] = {
-                "child": name,
+                "child": names[row.student_id],
                 "course": entry.course.name,
                 "rank": row.draw_rank,
                 "position": position,
@@ -188,24 +192,18 @@ async def _tell(session: AsyncSession, entries: list[_Entry], seed: str) -> None
                 "waitlist": row.waitlist_position,
                 "seed": seed,
             }
-            guardians = await session.execute(
-                select(User.id, User.chat_id)
-                .join(Guardianship, Guardianship.user_id == User.id)
-                .where(Guardianship.student_id == row.student_id, User.chat_id.is_not(None))
-            )
-            for user_id, chat_id in guardians.all():
-                assert chat_id is not None
-                messages.setdefault(row.school_id, []).append(
-                    NewMessage(
-                        chat_id=chat_id,
-                        user_id=user_id,
-                        kind="draw_result",
-                        priority=Priority.INTERACTIVE,
-                        template=template,
-                        params=params,
-                        dedupe_key=f"draw:{row.id}:{user_id}",
-                    )
+            messages.setdefault(row.school_id, []).extend(
+                NewMessage(
+                    chat_id=chat_id,
+                    user_id=user_id,
+                    kind="draw_result",
+                    priority=Priority.INTERACTIVE,
+                    template=template,
+                    params=params,
+                    dedupe_key=f"draw:{row.id}:{user_id}",
                 )
+                for user_id, chat_id in guardians.get(row.student_id, [])
+            )
     for school_id, batch in messages.items():
         await outbox.enqueue_many(session, school_id, batch)
 
