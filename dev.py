@@ -79,6 +79,8 @@ def update_catalogs() -> int:
                 "locales",
                 "-l",
                 locale,
+                "--width",
+                "99",
                 *(["--no-fuzzy-matching", "--ignore-obsolete"] if action == "update" else []),
             ],
             cwd=ROOT,
