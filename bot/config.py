@@ -209,9 +209,7 @@ def _check_api_base_url(value: str) -> None:
     if segments[-1:] == ["file"]:
         segments.pop()
     root = f"{parsed.scheme}://{parsed.netloc}{'/'.join(segments)}"
-    raise ConfigError(
-        f"{name} must not end in /bot (Kehou adds /bot<token> itself): write {root}"
-    )
+    raise ConfigError(f"{name} must not end in /bot (Kehou adds /bot<token> itself): write {root}")
 
 
 def _valid_webhook_secret(value: str) -> bool:

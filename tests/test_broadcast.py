@@ -56,6 +56,15 @@ async def audit_actions(db: Database) -> list[str]:
         return list((await session.scalars(select(AuditLog.action))).all())
 
 
+def draft_id(person: FakeUser) -> str:
+    """The draft id in the newest broadcast keyboard this person was shown."""
+    for call in reversed(person.request.sent_to(person.id)):
+        for button in call.buttons():
+            if button.get("callback_data", "").startswith("bc:"):
+                return str(button["callback_data"].split(":")[2])
+    raise AssertionError("no broadcast keyboard shown")
+
+
 async def test_admin_sends_a_notice_to_one_class_with_a_confirm_button(
     make_user, db: Database, school: SchoolData
 ) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +106,7 @@ async def test_people_who_are_not_admins_cannot_broadcast(
     await admin.send("通知")
     async with db.transaction() as session:
         await session.execute(delete(UserRole).where(UserRole.user_id == ids[ADMIN]))
-    await admin.press("bc:a:parents")
+    await admin.press(f"bc:a:{draft_id(admin)}:parents")
     assert await rows(db) == []
 
 
@@ -108,13 +117,13 @@ async def test_forged_audience_ids_are_refused_and_recorded(
     admin: FakeUser = make_user(ADMIN)
     await admin.send("/broadcast")
     await admin.send("通知")
-    replies = await admin.press("bc:v:class:99999")
+    replies = await admin.press(f"bc:v:{draft_id(admin)}:class:99999")
     assert "不再有效" in FakeUser.texts(replies) or any(
         c.method == "answerCallbackQuery" for c in replies
     )
     assert "broadcast.refused" in await audit_actions(db)
     # The draft survives: a valid choice still works.
-    preview = FakeUser.texts(await admin.press("bc:a:parents"))
+    preview = FakeUser.texts(await admin.press(f"bc:a:{draft_id(admin)}:parents"))
     assert "全体家长（3 人）" in preview
 
 
