@@ -30,7 +30,7 @@ from storage.models import (
     utcnow,
 )
 from tests.factories import SchoolData, add_member
-from tests.harness import FakeUser
+from tests.harness import Call, FakeUser
 
 ADMIN, MOM, DAD, OTHER, TEACHER = 700, 701, 702, 703, 704
 
@@ -125,6 +125,58 @@ async def test_forged_audience_ids_are_refused_and_recorded(
     # The draft survives: a valid choice still works.
     preview = FakeUser.texts(await admin.press(f"bc:a:{draft_id(admin)}:parents"))
     assert "全体家长（3 人）" in preview
+
+
+def button(calls: list[Call], label: str) -> tuple[str, Call]:
+    """The data of the button with this label among these calls, and the message it is on."""
+    for call in reversed(calls):
+        for found in call.buttons():
+            if found["text"] == label:
+                return str(found["callback_data"]), call
+    raise AssertionError(f"no button {label!r}")
+
+
+async def broadcast_rows(db: Database) -> list[tuple[str, int, bool]]:
+    async with db.transaction() as session:
+        found = await session.execute(
+            select(Broadcast.text, Broadcast.priority, Broadcast.ack_requested)
+        )
+        return [tuple(r) for r in found.all()]  # type: ignore[misc]
+
+
+async def test_an_old_preview_acts_on_nothing_but_its_own_draft(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN, language_code="en")
+    await admin.send("/broadcast")
+    await admin.send("Draft A")
+    preview_a = await admin.click("All parents")
+    send_a, on_a = button(preview_a, "Send now")
+    urgent_a, _ = button(preview_a, "⬜ Urgent (safety notice)")
+    cancel_a, _ = button(preview_a, "Cancel")
+
+    # Draft B replaces A; A's preview is still on screen. While B waits for its audience:
+    await admin.send("/broadcast")
+    await admin.send("Draft B")
+    replies = await admin.press(send_a, on_a)
+    assert "This preview is out of date" in json.dumps([c.params for c in replies])
+    assert await broadcast_rows(db) == [] and await rows(db) == []
+
+    # And once B's preview is up too: A's Send now, option and Cancel change nothing.
+    preview_b = await admin.click("All parents")
+    assert "Draft B" in FakeUser.texts(preview_b)
+    for data in (send_a, urgent_a, cancel_a):
+        replies = await admin.press(data, on_a)
+        assert [c.method for c in replies] == ["answerCallbackQuery"]
+        assert "This preview is out of date" in replies[0].params["text"]
+    assert await broadcast_rows(db) == [] and await rows(db) == []
+
+    # B is untouched: its own Send now sends B, with B's options.
+    status = FakeUser.texts(await admin.click("Send now"))
+    assert "Recipients 3" in status
+    assert await broadcast_rows(db) == [("Draft B", Priority.BULK, False)]  # not urgent
+    assert {r.text for r in await rows(db)} == {"Draft B"}
 
 
 async def test_every_audience_resolves_to_the_right_people(
