@@ -357,3 +357,19 @@ async def test_a_refusal_after_the_answer_replaces_a_gone_message_with_a_new_one
     sent = [c for c in replies if c.method == "sendMessage"]
     assert [c.text for c in sent] == ["This button is no longer active."]
     assert [a for a, _, _ in await audit_rows(db)] == ["test.refused"]
+
+
+async def test_a_press_that_crashes_a_handler_is_still_answered(
+    app: KehouApplication, make_user: Any, school: SchoolData
+) -> None:
+    async def broken(update: object, context: object) -> None:
+        raise RuntimeError("boom")
+
+    # First among the features, as a real one would be for its own pattern: it takes the press
+    # and nothing else in its group answers it.
+    app.handlers[0].insert(0, CallbackQueryHandler(broken, pattern=r"^boom$"))
+    app.errors_expected = True  # type: ignore[attr-defined]
+    person: FakeUser = make_user(OTHER, language_code="en")
+    replies = await person.press("boom")
+    assert [c.method for c in replies] == ["answerCallbackQuery", "sendMessage"]
+    assert "Sorry, something went wrong" in replies[1].text
