@@ -21,7 +21,8 @@ from tests.factories import SchoolData, add_member
 from tests.harness import FakeUser, RecordingRequest
 from tests.test_enrolment import make_course
 
-HUGE = str(2**64)  # what the forged presses carried: past every integer column
+HUGE = str(2**64)  # what forged presses were seen to carry: past every integer column
+BIG = str(MAX_ID + 1)  # the first id an `integer` column cannot hold
 EVERYONE, ADMIN, PARENT, TEACHER, OTHER = 900, 901, 902, 903, 904
 
 # Data shaped like the buttons Kehou really makes, with the id out of range, so a handler that
@@ -138,9 +139,11 @@ def overflowing_data(pattern: str) -> list[str]:
             data.append(start)
             continue
         glue = "" if start.endswith(":") or not start else ":"
-        data += [start + glue + ":".join([HUGE] * n) for n in range(1, 7)]
+        for number in (HUGE, BIG):
+            data += [start + glue + ":".join([number] * n) for n in range(1, 7)]
     if pattern:  # the catch-all gets only data no feature takes
         data += SHAPED
+    # Telegram delivers at most 64 bytes of callback data: longer presses cannot arrive.
     return [d for d in dict.fromkeys(data) if compiled.match(d) and len(d.encode()) <= 64]
 
 
