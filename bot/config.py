@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ class Settings:
 
         api_base_url = get("KEHOU_API_BASE_URL")
         if api_base_url is not None:
-            _check_http_url("KEHOU_API_BASE_URL", api_base_url)
+            _check_api_base_url(api_base_url)
 
         tz_name = get("KEHOU_TIMEZONE") or "Asia/Shanghai"
         try:
@@ -184,6 +185,31 @@ def _check_http_url(name: str, value: str) -> None:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, not {value!r}")
+
+
+# The last path segment PTB itself adds: `bot` or `bot<token>`, and `file/bot…` for files.
+_BOT_SEGMENT = re.compile(r"bot(\d+:[A-Za-z0-9_-]*)?", re.IGNORECASE)
+
+
+def _check_api_base_url(value: str) -> None:
+    """The Bot API server's root: PTB appends `/bot<token>/<method>`, so a `/bot` here breaks."""
+    name = "KEHOU_API_BASE_URL"
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        # Not echoed back: a pasted URL with a token in it must not reach a log.
+        raise ConfigError(
+            f"{name} must be the Bot API server's http(s) address, like http://127.0.0.1:8081"
+        )
+    if parsed.query or parsed.fragment:
+        raise ConfigError(f"{name} must be a plain address without ?query or #fragment")
+    segments = parsed.path.rstrip("/").split("/")
+    if not _BOT_SEGMENT.fullmatch(segments[-1]):
+        return
+    segments.pop()
+    if segments[-1:] == ["file"]:
+        segments.pop()
+    root = f"{parsed.scheme}://{parsed.netloc}{'/'.join(segments)}"
+    raise ConfigError(f"{name} must not end in /bot (Kehou adds /bot<token> itself): write {root}")
 
 
 def _valid_webhook_secret(value: str) -> bool:

@@ -26,6 +26,7 @@ class Call:
     params: dict[str, Any]
     files: dict[str, Any] = field(default_factory=dict)
     result: Any = None
+    error: str | None = None  # the Bot API error this call was answered with, if any
 
     @property
     def text(self) -> str:
@@ -51,6 +52,12 @@ class RecordingRequest(BaseRequest):
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._message_ids = itertools.count(1000)
+        self._failures: list[tuple[str, int, str]] = []
+
+    def fail_next(self, method: str, description: str, error_code: int = 400) -> None:
+        """Answer the next `method` call with a Bot API error, e.g. ("editMessageText",
+        "Bad Request: message to edit not found") for a message deleted meanwhile."""
+        self._failures.append((method, error_code, description))
 
     @property
     def read_timeout(self) -> float | None:
@@ -79,6 +86,13 @@ class RecordingRequest(BaseRequest):
             if request_data and request_data.contains_files
             else {}
         )
+        for failure in self._failures:
+            if failure[0] == api_method:
+                self._failures.remove(failure)
+                _, code, description = failure
+                self.calls.append(Call(api_method, params, files, error=description))
+                payload = {"ok": False, "error_code": code, "description": description}
+                return code, json.dumps(payload).encode()
         result = self._answer(api_method, params)
         self.calls.append(Call(api_method, params, files, result))
         return 200, json.dumps({"ok": True, "result": result}).encode()
@@ -115,11 +129,13 @@ class RecordingRequest(BaseRequest):
         return [c for c in self.calls if c.method == method]
 
     def sent_to(self, chat_id: int) -> list[Call]:
-        """Messages, documents and edits addressed to one chat, in order."""
+        """Messages, documents and edits addressed to one chat, in order (failed ones left out:
+        the person never saw them)."""
         return [
             c
             for c in self.calls
             if c.chat_id == chat_id
+            and c.error is None
             and (c.method.startswith("send") or c.method.startswith("edit"))
             and c.method != "sendChatAction"
         ]
@@ -202,7 +218,8 @@ class FakeUser:
         return [
             c
             for c in self.request.calls[before:]
-            if c.chat_id == self.chat["id"] or c.method == "answerCallbackQuery"
+            if c.error is None
+            and (c.chat_id == self.chat["id"] or c.method == "answerCallbackQuery")
         ]
 
     @staticmethod

@@ -30,7 +30,7 @@ from storage.models import (
     utcnow,
 )
 from tests.factories import SchoolData, add_member
-from tests.harness import FakeUser
+from tests.harness import Call, FakeUser
 
 ADMIN, MOM, DAD, OTHER, TEACHER = 700, 701, 702, 703, 704
 
@@ -54,6 +54,15 @@ async def rows(db: Database) -> list[Outbox]:
 async def audit_actions(db: Database) -> list[str]:
     async with db.transaction() as session:
         return list((await session.scalars(select(AuditLog.action))).all())
+
+
+def draft_id(person: FakeUser) -> str:
+    """The draft id in the newest broadcast keyboard this person was shown."""
+    for call in reversed(person.request.sent_to(person.id)):
+        for button in call.buttons():
+            if button.get("callback_data", "").startswith("bc:"):
+                return str(button["callback_data"].split(":")[2])
+    raise AssertionError("no broadcast keyboard shown")
 
 
 async def test_admin_sends_a_notice_to_one_class_with_a_confirm_button(
@@ -97,7 +106,7 @@ async def test_people_who_are_not_admins_cannot_broadcast(
     await admin.send("通知")
     async with db.transaction() as session:
         await session.execute(delete(UserRole).where(UserRole.user_id == ids[ADMIN]))
-    await admin.press("bc:a:parents")
+    await admin.press(f"bc:a:{draft_id(admin)}:parents")
     assert await rows(db) == []
 
 
@@ -108,14 +117,66 @@ async def test_forged_audience_ids_are_refused_and_recorded(
     admin: FakeUser = make_user(ADMIN)
     await admin.send("/broadcast")
     await admin.send("通知")
-    replies = await admin.press("bc:v:class:99999")
+    replies = await admin.press(f"bc:v:{draft_id(admin)}:class:99999")
     assert "不再有效" in FakeUser.texts(replies) or any(
         c.method == "answerCallbackQuery" for c in replies
     )
     assert "broadcast.refused" in await audit_actions(db)
     # The draft survives: a valid choice still works.
-    preview = FakeUser.texts(await admin.press("bc:a:parents"))
+    preview = FakeUser.texts(await admin.press(f"bc:a:{draft_id(admin)}:parents"))
     assert "全体家长（3 人）" in preview
+
+
+def button(calls: list[Call], label: str) -> tuple[str, Call]:
+    """The data of the button with this label among these calls, and the message it is on."""
+    for call in reversed(calls):
+        for found in call.buttons():
+            if found["text"] == label:
+                return str(found["callback_data"]), call
+    raise AssertionError(f"no button {label!r}")
+
+
+async def broadcast_rows(db: Database) -> list[tuple[str, int, bool]]:
+    async with db.transaction() as session:
+        found = await session.execute(
+            select(Broadcast.text, Broadcast.priority, Broadcast.ack_requested)
+        )
+        return [tuple(r) for r in found.all()]  # type: ignore[misc]
+
+
+async def test_an_old_preview_acts_on_nothing_but_its_own_draft(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await people(db, school)
+    admin: FakeUser = make_user(ADMIN, language_code="en")
+    await admin.send("/broadcast")
+    await admin.send("Draft A")
+    preview_a = await admin.click("All parents")
+    send_a, on_a = button(preview_a, "Send now")
+    urgent_a, _ = button(preview_a, "⬜ Urgent (safety notice)")
+    cancel_a, _ = button(preview_a, "Cancel")
+
+    # Draft B replaces A; A's preview is still on screen. While B waits for its audience:
+    await admin.send("/broadcast")
+    await admin.send("Draft B")
+    replies = await admin.press(send_a, on_a)
+    assert "This preview is out of date" in json.dumps([c.params for c in replies])
+    assert await broadcast_rows(db) == [] and await rows(db) == []
+
+    # And once B's preview is up too: A's Send now, option and Cancel change nothing.
+    preview_b = await admin.click("All parents")
+    assert "Draft B" in FakeUser.texts(preview_b)
+    for data in (send_a, urgent_a, cancel_a):
+        replies = await admin.press(data, on_a)
+        assert [c.method for c in replies] == ["answerCallbackQuery"]
+        assert "This preview is out of date" in replies[0].params["text"]
+    assert await broadcast_rows(db) == [] and await rows(db) == []
+
+    # B is untouched: its own Send now sends B, with B's options.
+    status = FakeUser.texts(await admin.click("Send now"))
+    assert "Recipients 3" in status
+    assert await broadcast_rows(db) == [("Draft B", Priority.BULK, False)]  # not urgent
+    assert {r.text for r in await rows(db)} == {"Draft B"}
 
 
 async def test_every_audience_resolves_to_the_right_people(

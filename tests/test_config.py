@@ -37,6 +37,38 @@ def test_api_base_url_becomes_ptb_base_urls() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "write"),
+    [
+        ("http://127.0.0.1:8081/bot", "http://127.0.0.1:8081"),
+        ("http://127.0.0.1:8081/bot/", "http://127.0.0.1:8081"),
+        (f"https://api.example.org/telegram/bot{TOKEN}", "https://api.example.org/telegram"),
+        ("http://127.0.0.1:8081/file/bot", "http://127.0.0.1:8081"),
+    ],
+)
+def test_an_api_base_url_ending_in_bot_says_what_to_write(value: str, write: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(KEHOU_API_BASE_URL=value)
+    message = str(caught.value)
+    assert message.startswith("KEHOU_API_BASE_URL") and "\n" not in message
+    assert message.endswith(f"write {write}")
+    assert TOKEN not in message  # a pasted token is never echoed
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:8081", "localhost", "ftp://host", "http://"])
+def test_an_api_base_url_that_is_not_http_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(KEHOU_API_BASE_URL=value)
+    message = str(caught.value)
+    assert message.startswith("KEHOU_API_BASE_URL") and "\n" not in message
+    assert "http://127.0.0.1:8081" in message
+
+
+def test_an_api_base_url_under_a_path_is_kept() -> None:
+    settings = parse(KEHOU_API_BASE_URL="https://proxy.example.org/botapi")
+    assert settings.bot_base_url == "https://proxy.example.org/botapi/bot"
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("KEHOU_TIMEZONE", "Mars/Olympus"),

@@ -2,7 +2,9 @@
 
 The draft lives in `user_data` (persisted), so a restart does not lose it. Every press is
 checked again on the server: the presser must be an admin of the school, and every id in the
-callback data must belong to that school.
+callback data must belong to that school. Each draft has its own random id, carried in every
+button of its keyboards (`bc:<step>:<draft id>:…`): a button of an earlier draft's preview is
+refused instead of acting on whatever draft is current.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import secrets
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -28,10 +32,11 @@ from telegram.warnings import PTBUserWarning
 from bot.broadcasting import audience_label, status_text
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, broadcasts
+from bot.services import broadcasts
 from bot.services.broadcasts import Audience, AudienceKind
 from bot.services.outbox import MessageTooLong, split_html, utf16_len, visible_text
 from handlers.common.cancel import cancel
+from handlers.common.presses import as_int, edit_markup, edit_or_send, fields, ints, refuse
 from storage.models import Broadcast as BroadcastRow
 from storage.models import BroadcastStatus, Course, Role, SchoolClass, utcnow
 
@@ -66,7 +71,8 @@ def _draft(context: BotContext) -> dict[str, Any] | None:
     if context.user_data is None:
         return None
     draft = context.user_data.get(DRAFT)
-    return draft if isinstance(draft, dict) else None
+    # A draft saved before drafts had ids cannot be told apart from another: it has expired.
+    return draft if isinstance(draft, dict) and "id" in draft else None
 
 
 async def _refuse(update: Update, context: BotContext) -> int:
@@ -76,10 +82,81 @@ async def _refuse(update: Update, context: BotContext) -> int:
         context.user_data.pop(DRAFT, None)
     text = t.gettext("Only the school's after-school admins can send broadcasts.")
     if update.callback_query is not None:
-        await update.callback_query.answer(text, show_alert=True)
+        await refuse(update, context, "broadcast.refused", text=text)
     elif update.effective_message is not None:
         await update.effective_message.reply_text(text)
     return ConversationHandler.END
+
+
+async def _outdated(update: Update, context: BotContext) -> None:
+    """A button of another draft than the current one: it changes nothing."""
+    assert update.callback_query is not None
+    await update.callback_query.answer(
+        context.t.gettext(
+            "This preview is out of date: you have started another broadcast since. "
+            "Use the buttons of the newest preview, or send /broadcast to start again."
+        ),
+        show_alert=True,
+    )
+
+
+# Each step's fields after `bc:<step>:<draft id>:`.
+STEPS = {"a": 1, "v": 2, "p": 2, "back": 0, "o": 1, "send": 0, "later": 0, "abort": 0}
+OPTION_NAMES = ("ack", "reping", "urgent")
+
+
+@dataclass(frozen=True)
+class Press:
+    """A broadcast button's data: the step, the draft it belongs to, and what it chooses."""
+
+    step: str
+    draft_id: str
+    kind: AudienceKind | None = None
+    number: int | None = None  # a grade, class, period or course id; a page of courses
+    option: str | None = None
+
+
+def parse_press(data: str | None) -> Press | None:
+    """The press, or None if no button Kehou makes has this shape (a forged press)."""
+    parts = (data or "").split(":")
+    step = parts[1] if len(parts) > 1 else ""
+    count = STEPS.get(step)
+    found = fields(data, f"bc:{step}:", count + 1) if count is not None else None
+    if found is None:
+        return None
+    draft_id, *rest = found
+    if step == "o":
+        return Press(step, draft_id, option=rest[0]) if rest[0] in OPTION_NAMES else None
+    if step not in ("a", "v", "p"):
+        return Press(step, draft_id)
+    kind = next((k for k in AudienceKind if k.value == rest[0]), None)
+    number = as_int(rest[1]) if len(rest) > 1 else None
+    if kind is None or (len(rest) > 1 and number is None):
+        return None
+    if step == "p" and kind is not AudienceKind.COURSE:
+        return None
+    return Press(step, draft_id, kind, number)
+
+
+async def _press(update: Update, context: BotContext) -> tuple[dict[str, Any], Press] | int | None:
+    """The current draft and the press on one of its buttons; else the refusal's next state.
+
+    None keeps the conversation in its step: a forged press, or a button of an earlier draft.
+    """
+    if not _is_admin(context):
+        return await _refuse(update, context)
+    assert update.callback_query is not None
+    press = parse_press(update.callback_query.data)
+    if press is None:
+        await refuse(update, context, "broadcast.refused")
+        return None
+    draft = _draft(context)
+    if draft is None:
+        return await _expired(update, context)
+    if press.draft_id != draft["id"]:
+        await _outdated(update, context)
+        return None
+    return draft, press
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,7 +167,12 @@ async def begin(update: Update, context: BotContext) -> int:
     if not _is_admin(context):
         return await _refuse(update, context)
     assert context.user_data is not None
-    context.user_data[DRAFT] = {"ack": False, "reping": False, "urgent": False}
+    context.user_data[DRAFT] = {
+        "id": secrets.token_hex(4),
+        "ack": False,
+        "reping": False,
+        "urgent": False,
+    }
     await update.effective_message.reply_text(  # type: ignore[union-attr]
         context.t.gettext(
             "Send me the notice: a text, or a photo or a file with a caption. Formatting "
@@ -123,20 +205,23 @@ async def receive_notice(update: Update, context: BotContext) -> int:
         )
         return COMPOSE
     await message.reply_text(
-        context.t.gettext("Who should receive it?"), reply_markup=_audience_markup(context.t)
+        context.t.gettext("Who should receive it?"),
+        reply_markup=_audience_markup(context.t, draft["id"]),
     )
     return AUDIENCE
 
 
-def _audience_markup(t: Translator) -> InlineKeyboardMarkup:
+def _audience_markup(t: Translator, draft_id: str) -> InlineKeyboardMarkup:
     rows = [
         [
-            InlineKeyboardButton(t.gettext(AUDIENCE_CHOICES[kind]), callback_data=f"bc:a:{kind}")
+            InlineKeyboardButton(
+                t.gettext(AUDIENCE_CHOICES[kind]), callback_data=f"bc:a:{draft_id}:{kind}"
+            )
             for kind in pair
         ]
         for pair in AUDIENCE_BUTTONS
     ]
-    rows.append([InlineKeyboardButton(t.gettext("Cancel"), callback_data="bc:abort")])
+    rows.append([InlineKeyboardButton(t.gettext("Cancel"), callback_data=f"bc:abort:{draft_id}")])
     return InlineKeyboardMarkup(rows)
 
 
@@ -144,52 +229,47 @@ def _audience_markup(t: Translator) -> InlineKeyboardMarkup:
 # Audience
 
 
-async def choose_audience(update: Update, context: BotContext) -> int:
+async def choose_audience(update: Update, context: BotContext) -> int | None:
+    """An audience button: a kind, a value of that kind, a page of courses, or back."""
     query = update.callback_query
-    assert query is not None and query.data is not None
-    if not _is_admin(context):
-        return await _refuse(update, context)
-    draft = _draft(context)
-    if draft is None:
-        return await _expired(update, context)
+    assert query is not None
     t = context.t
-    await query.answer()
-    parts = query.data.split(":")
-    if parts[1] == "back":
-        await query.edit_message_text(
-            t.gettext("Who should receive it?"), reply_markup=_audience_markup(t)
+    pressed = await _press(update, context)
+    if not isinstance(pressed, tuple):
+        return pressed
+    draft, press = pressed
+    if press.kind is None:  # back to the kinds
+        await query.answer()
+        await edit_or_send(
+            query,
+            t.gettext("Who should receive it?"),
+            reply_markup=_audience_markup(t, draft["id"]),
         )
         return AUDIENCE
-    try:
-        kind = AudienceKind(parts[2])
-    except (IndexError, ValueError):
-        return await _stale(update, context)
-    if parts[1] == "a" and kind in broadcasts.NEEDS_VALUE:
-        markup = await _values_markup(context, kind, page=0)
-        await query.edit_message_text(t.gettext("Which one?"), reply_markup=markup)
+    if press.step == "a" and press.kind in broadcasts.NEEDS_VALUE:
+        await query.answer()
+        markup = await _values_markup(context, draft["id"], press.kind, page=0)
+        await edit_or_send(query, t.gettext("Which one?"), reply_markup=markup)
         return AUDIENCE
-    if parts[1] == "p" and kind is AudienceKind.COURSE:
-        page = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
-        markup = await _values_markup(context, kind, page=page)
-        await query.edit_message_reply_markup(markup)
+    if press.step == "p":
+        await query.answer()
+        markup = await _values_markup(context, draft["id"], press.kind, page=press.number or 0)
+        await edit_markup(query, markup)
         return AUDIENCE
-    value = None
-    if parts[1] == "v":
-        if len(parts) < 4 or not parts[3].isdigit():
-            return await _stale(update, context)
-        value = int(parts[3])
-    audience = Audience(kind, value)
+    audience = Audience(press.kind, press.number)
     assert context.member is not None
     async with context.db.transaction() as session:
         valid = await broadcasts.audience_is_valid(session, context.member.school_id, audience)
     if not valid:
-        return await _forged(update, context, query.data)
+        await refuse(update, context, "broadcast.refused")
+        return None
+    await query.answer()
     draft["audience"] = audience.to_json()
     return await _show_preview(update, context)
 
 
 async def _values_markup(
-    context: BotContext, kind: AudienceKind, page: int
+    context: BotContext, draft_id: str, kind: AudienceKind, page: int
 ) -> InlineKeyboardMarkup:
     t = context.t
     assert context.member is not None
@@ -207,7 +287,8 @@ async def _values_markup(
             )
             buttons = [
                 InlineKeyboardButton(
-                    t.gettext("Grade {grade}").format(grade=g), callback_data=f"bc:v:grade:{g}"
+                    t.gettext("Grade {grade}").format(grade=g),
+                    callback_data=f"bc:v:{draft_id}:grade:{g}",
                 )
                 for g in grades.all()
             ]
@@ -218,16 +299,16 @@ async def _values_markup(
                 .order_by(SchoolClass.grade, SchoolClass.code)
             )
             buttons = [
-                InlineKeyboardButton(name, callback_data=f"bc:v:class:{cid}")
+                InlineKeyboardButton(name, callback_data=f"bc:v:{draft_id}:class:{cid}")
                 for cid, name in classes.all()
             ]
         elif kind is AudienceKind.PERIOD:
             buttons = [
                 InlineKeyboardButton(
-                    t.gettext("Period 1: homework help"), callback_data="bc:v:period:1"
+                    t.gettext("Period 1: homework help"), callback_data=f"bc:v:{draft_id}:period:1"
                 ),
                 InlineKeyboardButton(
-                    t.gettext("Period 2: enrichment"), callback_data="bc:v:period:2"
+                    t.gettext("Period 2: enrichment"), callback_data=f"bc:v:{draft_id}:period:2"
                 ),
             ]
             per_row = 1
@@ -243,21 +324,27 @@ async def _values_markup(
             page = min(max(page, 0), pages - 1)
             shown = courses[page * COURSES_PER_PAGE : (page + 1) * COURSES_PER_PAGE]
             buttons = [
-                InlineKeyboardButton(name, callback_data=f"bc:v:course:{cid}")
+                InlineKeyboardButton(name, callback_data=f"bc:v:{draft_id}:course:{cid}")
                 for cid, name in shown
             ]
             per_row = 2
             if page > 0:
-                extra.append(InlineKeyboardButton("‹", callback_data=f"bc:p:course:{page - 1}"))
+                extra.append(
+                    InlineKeyboardButton("‹", callback_data=f"bc:p:{draft_id}:course:{page - 1}")
+                )
             extra.append(
-                InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"bc:p:course:{page}")
+                InlineKeyboardButton(
+                    f"{page + 1}/{pages}", callback_data=f"bc:p:{draft_id}:course:{page}"
+                )
             )
             if page < pages - 1:
-                extra.append(InlineKeyboardButton("›", callback_data=f"bc:p:course:{page + 1}"))
+                extra.append(
+                    InlineKeyboardButton("›", callback_data=f"bc:p:{draft_id}:course:{page + 1}")
+                )
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
     if extra:
         rows.append(extra)
-    rows.append([InlineKeyboardButton(t.gettext("‹ Back"), callback_data="bc:back")])
+    rows.append([InlineKeyboardButton(t.gettext("‹ Back"), callback_data=f"bc:back:{draft_id}")])
     return InlineKeyboardMarkup(rows)
 
 
@@ -271,6 +358,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
     draft = _draft(context)
     assert draft is not None and context.member is not None
     t = context.t
+    draft_id = draft["id"]
     audience = Audience.from_json(draft["audience"])
     async with context.db.transaction() as session:
         people = await broadcasts.recipients(session, context.member.school_id, audience)
@@ -307,7 +395,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
         [
             InlineKeyboardButton(
                 ("☑️ " if draft["ack"] else "⬜ ") + t.gettext("Ask recipients to confirm"),
-                callback_data="bc:o:ack",
+                callback_data=f"bc:o:{draft_id}:ack",
             )
         ]
     ]
@@ -319,7 +407,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
                     + t.gettext("Remind the unconfirmed after {hours} h").format(
                         hours=REPING_HOURS
                     ),
-                    callback_data="bc:o:reping",
+                    callback_data=f"bc:o:{draft_id}:reping",
                 )
             ]
         )
@@ -327,24 +415,29 @@ async def _show_preview(update: Update, context: BotContext) -> int:
         [
             InlineKeyboardButton(
                 ("☑️ " if draft["urgent"] else "⬜ ") + t.gettext("Urgent (safety notice)"),
-                callback_data="bc:o:urgent",
+                callback_data=f"bc:o:{draft_id}:urgent",
             )
         ]
     )
     if people:
         rows.append(
             [
-                InlineKeyboardButton(t.gettext("Send now"), callback_data="bc:send"),
-                InlineKeyboardButton(t.gettext("Send later"), callback_data="bc:later"),
+                InlineKeyboardButton(t.gettext("Send now"), callback_data=f"bc:send:{draft_id}"),
+                InlineKeyboardButton(
+                    t.gettext("Send later"), callback_data=f"bc:later:{draft_id}"
+                ),
             ]
         )
     rows.append(
         [
-            InlineKeyboardButton(t.gettext("Change audience"), callback_data="bc:back"),
-            InlineKeyboardButton(t.gettext("Cancel"), callback_data="bc:abort"),
+            InlineKeyboardButton(
+                t.gettext("Change audience"), callback_data=f"bc:back:{draft_id}"
+            ),
+            InlineKeyboardButton(t.gettext("Cancel"), callback_data=f"bc:abort:{draft_id}"),
         ]
     )
-    await query.edit_message_text(
+    await edit_or_send(
+        query,
         "\n".join(lines),
         parse_mode=ParseMode.HTML,
         reply_markup=InlineKeyboardMarkup(rows),
@@ -353,19 +446,18 @@ async def _show_preview(update: Update, context: BotContext) -> int:
     return OPTIONS
 
 
-async def toggle_option(update: Update, context: BotContext) -> int:
+async def toggle_option(update: Update, context: BotContext) -> int | None:
+    """Turn one option of the draft this preview shows on or off."""
     query = update.callback_query
-    assert query is not None and query.data is not None
-    if not _is_admin(context):
-        return await _refuse(update, context)
-    draft = _draft(context)
-    if draft is None or "audience" not in draft:
+    assert query is not None
+    pressed = await _press(update, context)
+    if not isinstance(pressed, tuple):
+        return pressed
+    draft, press = pressed
+    if "audience" not in draft or press.option is None:
         return await _expired(update, context)
     await query.answer()
-    option = query.data.removeprefix("bc:o:")
-    if option not in ("ack", "reping", "urgent"):
-        return await _stale(update, context)
-    draft[option] = not draft[option]
+    draft[press.option] = not draft[press.option]
     if not draft["ack"]:
         draft["reping"] = False
     return await _show_preview(update, context)
@@ -375,33 +467,42 @@ async def toggle_option(update: Update, context: BotContext) -> int:
 # Sending
 
 
-async def send_now(update: Update, context: BotContext) -> int:
+async def send_now(update: Update, context: BotContext) -> int | None:
+    """Send the draft this preview shows."""
     query = update.callback_query
     assert query is not None
-    if not _is_admin(context):
-        return await _refuse(update, context)
-    draft = _draft(context)
-    if draft is None or "audience" not in draft:
+    pressed = await _press(update, context)
+    if not isinstance(pressed, tuple):
+        return pressed
+    draft, _ = pressed
+    if "audience" not in draft:
         return await _expired(update, context)
     await query.answer()
+    # The preview becomes the status message; its buttons go at once, so a second tap on
+    # Send now finds nothing to act on.
+    status = await edit_or_send(query, context.t.gettext("Sending…"))
+    return await _create(update, context, draft, status, scheduled_for=None)
+
+
+async def ask_when(update: Update, context: BotContext) -> int | None:
+    """Ask for the time to send the draft this preview shows."""
+    query = update.callback_query
+    assert query is not None
+    pressed = await _press(update, context)
+    if not isinstance(pressed, tuple):
+        return pressed
+    draft, _ = pressed
+    if "audience" not in draft:
+        return await _expired(update, context)
+    await query.answer()
+    await edit_markup(query, None)
     assert query.message is not None
-    return await _create(update, context, draft, query.message, scheduled_for=None)  # type: ignore[arg-type]
-
-
-async def ask_when(update: Update, context: BotContext) -> int:
-    query = update.callback_query
-    assert query is not None
-    if not _is_admin(context):
-        return await _refuse(update, context)
-    if _draft(context) is None:
-        return await _expired(update, context)
-    await query.answer()
-    await query.edit_message_reply_markup(None)
-    await query.message.reply_text(  # type: ignore[union-attr]
+    await context.bot.send_message(
+        query.message.chat.id,
         context.t.gettext(
             "When should it go out? Send a date and time like 2026-12-02 07:30, or only a time "
             "like 07:30 (today, or tomorrow if that time has passed)."
-        )
+        ),
     )
     return WHEN
 
@@ -485,66 +586,66 @@ async def _create(
             figures = await broadcasts.progress(session, broadcast.id)
             label = await audience_label(session, t, audience)
     except MessageTooLong:
-        await status_message.reply_text(
+        await edit_or_send(
+            status_message,
             t.gettext(
                 "This notice is too long for one message and cannot be split. Please shorten it."
-            )
+            ),
         )
         return COMPOSE
     context.user_data.pop(DRAFT, None)
     context.runtime.wake_delivery()
-    await context.bot.edit_message_text(
-        status_text(t, broadcast, label, figures),
-        chat_id=status_message.chat_id,
-        message_id=status_message.message_id,
-        parse_mode=ParseMode.HTML,
+    await edit_or_send(
+        status_message, status_text(t, broadcast, label, figures), parse_mode=ParseMode.HTML
     )
     return ConversationHandler.END
 
 
-async def abort(update: Update, context: BotContext) -> int:
+async def abort(update: Update, context: BotContext) -> int | None:
+    """Drop the draft these buttons belong to."""
     query = update.callback_query
     assert query is not None
-    if context.user_data is not None:
-        context.user_data.pop(DRAFT, None)
+    pressed = await _press(update, context)
+    if not isinstance(pressed, tuple):
+        return pressed
+    assert context.user_data is not None
+    context.user_data.pop(DRAFT, None)
     await query.answer()
-    await query.edit_message_text(context.t.gettext("Broadcast cancelled. Nothing was sent."))
+    await edit_or_send(query, context.t.gettext("Broadcast cancelled. Nothing was sent."))
     return ConversationHandler.END
+
+
+async def stray_press(update: Update, context: BotContext) -> None:
+    """A broadcast button the conversation did not take: an earlier draft's, or a forged one."""
+    query = update.callback_query
+    assert query is not None
+    if not _is_admin(context):
+        await _refuse(update, context)
+        return
+    press = parse_press(query.data)
+    if press is None:
+        await refuse(update, context, "broadcast.refused")
+        return
+    draft = _draft(context)
+    if draft is not None and press.draft_id != draft["id"]:
+        await _outdated(update, context)
+        return
+    await query.answer(
+        context.t.gettext("This step has expired. Send /broadcast to start again.")
+        if draft is None
+        else context.t.gettext("This button is no longer active."),
+        show_alert=True,
+    )
 
 
 async def _expired(update: Update, context: BotContext) -> int:
     text = context.t.gettext("This step has expired. Send /broadcast to start again.")
     if update.callback_query is not None:
         await update.callback_query.answer()
-        await update.callback_query.edit_message_text(text)
+        await edit_or_send(update.callback_query, text)
     elif update.effective_message is not None:
         await update.effective_message.reply_text(text)
     return ConversationHandler.END
-
-
-async def _stale(update: Update, context: BotContext) -> int:
-    assert update.callback_query is not None
-    await update.callback_query.answer(
-        context.t.gettext("This button is no longer active."), show_alert=True
-    )
-    return AUDIENCE
-
-
-async def _forged(update: Update, context: BotContext, data: str) -> int:
-    """Callback data naming something outside the admin's school: refuse and record it."""
-    assert update.callback_query is not None and context.member is not None
-    async with context.db.transaction() as session:
-        audit.record(
-            session,
-            context.member.school_id,
-            "broadcast.refused",
-            actor_user_id=context.member.user_id,
-            details={"callback_data": data[:64]},
-        )
-    await update.callback_query.answer(
-        context.t.gettext("This button is no longer active."), show_alert=True
-    )
-    return AUDIENCE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,32 +709,24 @@ async def manage(update: Update, context: BotContext) -> None:
         await _refuse(update, context)
         return
     assert context.member is not None
-    _, action, id_text = [*query.data.split(":"), "", ""][:3]
-    if not id_text.isdigit() or action not in ("cancel", "unack"):
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+    parts = fields(query.data, "bl:", 2)
+    broadcast_id = as_int(parts[1]) if parts else None
+    if parts is None or broadcast_id is None or parts[0] not in ("cancel", "unack"):
+        await refuse(update, context, "broadcast.refused")
         return
-    broadcast_id = int(id_text)
+    action = parts[0]
     school_id = context.member.school_id
+    chat_id = query.from_user.id  # /broadcasts is private: the admin's own chat
     async with context.db.transaction() as session:
-        if await broadcasts.get(session, school_id, broadcast_id) is None:
-            audit.record(
-                session,
-                school_id,
-                "broadcast.refused",
-                actor_user_id=context.member.user_id,
-                details={"callback_data": query.data[:64]},
+        found = await broadcasts.get(session, school_id, broadcast_id) is not None
+        if found and action == "cancel":
+            cancelled = await broadcasts.cancel(
+                session, school_id, broadcast_id, context.member.user_id
             )
-            found = False
-        else:
-            found = True
-            if action == "cancel":
-                cancelled = await broadcasts.cancel(
-                    session, school_id, broadcast_id, context.member.user_id
-                )
-            else:
-                missing = await broadcasts.unacknowledged(session, school_id, broadcast_id)
+        elif found:
+            missing = await broadcasts.unacknowledged(session, school_id, broadcast_id)
     if not found:
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "broadcast.refused")
         return
     if action == "cancel":
         if cancelled is None:
@@ -643,11 +736,12 @@ async def manage(update: Update, context: BotContext) -> None:
             )
         else:
             await query.answer(t.gettext("Broadcast #{id} cancelled.").format(id=broadcast_id))
-            await query.message.reply_text(  # type: ignore[union-attr]
+            await context.bot.send_message(
+                chat_id,
                 t.gettext(
                     "Broadcast #{id} cancelled. Messages already delivered stay delivered; "
                     "the rest will not be sent."
-                ).format(id=broadcast_id)
+                ).format(id=broadcast_id),
             )
         return
     await query.answer()
@@ -668,7 +762,7 @@ async def manage(update: Update, context: BotContext) -> None:
         ]
         text = "\n".join(lines)
     for part in _chunks(text):
-        await query.message.reply_text(part)  # type: ignore[union-attr]
+        await context.bot.send_message(chat_id, part)
 
 
 def _chunks(text: str, limit: int = 4000) -> list[str]:
@@ -686,35 +780,31 @@ def _chunks(text: str, limit: int = 4000) -> list[str]:
 
 
 async def acknowledge(update: Update, context: BotContext) -> None:
+    """A recipient's "Got it" under a broadcast."""
     query = update.callback_query
-    assert query is not None and query.data is not None
+    assert query is not None
     t = context.t
-    id_text = query.data.removeprefix("ack:")
-    if not id_text.isdigit():
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+    ids = ints(query.data, "ack:", 1)
+    if ids is None:
+        await refuse(update, context, "broadcast.ack_refused")
         return
     async with context.db.transaction() as session:
-        result = await broadcasts.acknowledge(session, int(id_text), query.from_user.id)
-        if result is broadcasts.Ack.NOT_YOURS and context.member is not None:
-            audit.record(
-                session,
-                context.member.school_id,
-                "broadcast.ack_refused",
-                actor_user_id=context.member.user_id,
-                details={"callback_data": query.data[:64]},
-            )
+        result = await broadcasts.acknowledge(session, ids[0], query.from_user.id)
     if result is broadcasts.Ack.NOT_YOURS:
-        await query.answer(t.gettext("This button is not for you."), show_alert=True)
+        await refuse(
+            update, context, "broadcast.ack_refused", text=t.gettext("This button is not for you.")
+        )
         return
     await query.answer(
         t.gettext("Thank you, confirmed.")
         if result is broadcasts.Ack.RECORDED
         else t.gettext("You have already confirmed.")
     )
-    await query.edit_message_reply_markup(
+    await edit_markup(
+        query,
         InlineKeyboardMarkup(
             [[InlineKeyboardButton(t.gettext("✅ Confirmed"), callback_data="ack:done")]]
-        )
+        ),
     )
 
 
@@ -739,17 +829,17 @@ def handlers() -> list[Any]:
                         receive_notice,
                     )
                 ],
-                AUDIENCE: [CallbackQueryHandler(choose_audience, pattern=r"^bc:(a|v|p|back)")],
+                AUDIENCE: [CallbackQueryHandler(choose_audience, pattern=r"^bc:(a|v|p|back):")],
                 OPTIONS: [
                     CallbackQueryHandler(toggle_option, pattern=r"^bc:o:"),
-                    CallbackQueryHandler(send_now, pattern=r"^bc:send$"),
-                    CallbackQueryHandler(ask_when, pattern=r"^bc:later$"),
-                    CallbackQueryHandler(choose_audience, pattern=r"^bc:back$"),
+                    CallbackQueryHandler(send_now, pattern=r"^bc:send:"),
+                    CallbackQueryHandler(ask_when, pattern=r"^bc:later:"),
+                    CallbackQueryHandler(choose_audience, pattern=r"^bc:back:"),
                 ],
                 WHEN: [MessageHandler(private & filters.TEXT & ~filters.COMMAND, receive_when)],
             },
             fallbacks=[
-                CallbackQueryHandler(abort, pattern=r"^bc:abort$"),
+                CallbackQueryHandler(abort, pattern=r"^bc:abort:"),
                 CommandHandler("cancel", cancel),
                 CommandHandler("broadcast", begin, filters=private),
             ],
@@ -759,6 +849,8 @@ def handlers() -> list[Any]:
         )
     return [
         conversation,
+        # After the conversation: the bc: presses it did not take in the admin's current step.
+        CallbackQueryHandler(stray_press, pattern=r"^bc:"),
         CommandHandler("broadcasts", list_recent, filters=private),
         CallbackQueryHandler(manage, pattern=r"^bl:"),
         CallbackQueryHandler(acknowledged_already, pattern=r"^ack:done$"),

@@ -29,6 +29,12 @@ async def report_error(update: object, context: BotContext) -> None:
             await load_member(update, context)
         except Exception:
             log.warning("could not load the user for the apology %s", reference, exc_info=True)
+    if update.callback_query is not None:
+        # Stop the button's spinner; the handler may have answered already, which is fine.
+        try:
+            await update.callback_query.answer()
+        except TelegramError:
+            pass
     text = context.t.gettext(
         "Sorry, something went wrong on our side. Please try again in a moment. "
         "If it keeps happening, tell the school this reference: {reference}"

@@ -10,6 +10,7 @@ from bot.context import BotContext
 from bot.i18n import SUPPORTED_LOCALES
 from bot.services import members
 from handlers.common.loader import LOCALE_KEY
+from handlers.common.presses import edit_or_send, fields, refuse
 
 # Each language is named in itself, so anyone can find their own.
 LANGUAGE_NAMES = {"zh_CN": "简体中文", "en": "English"}
@@ -31,10 +32,11 @@ async def choose_language(update: Update, context: BotContext) -> None:
 async def set_language(update: Update, context: BotContext) -> None:
     """Save the chosen language and answer in it."""
     query = update.callback_query
-    assert query is not None and query.data is not None
-    locale = query.data.removeprefix("lang:")
+    assert query is not None
+    parts = fields(query.data, "lang:", 1)
+    locale = parts[0] if parts else ""
     if locale not in SUPPORTED_LOCALES:
-        await query.answer(context.t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "language.refused")
         return
     telegram_id = query.from_user.id
     async with context.db.transaction() as session:
@@ -43,8 +45,9 @@ async def set_language(update: Update, context: BotContext) -> None:
         context.user_data[LOCALE_KEY] = locale
     context.t = context.runtime.i18n.get(locale)
     await query.answer()
-    await query.edit_message_text(
-        context.t.gettext("Language set to {language}.").format(language=LANGUAGE_NAMES[locale])
+    await edit_or_send(
+        query,
+        context.t.gettext("Language set to {language}.").format(language=LANGUAGE_NAMES[locale]),
     )
     if context.member is not None and update.effective_chat is not None:
         await menus.set_user_menu(context.bot, update.effective_chat.id, context.roles, context.t)

@@ -22,6 +22,7 @@ from bot.services.invites import InvitePreview, Redeemed, Refusal
 from handlers.common.cancel import cancel
 from handlers.common.help import show_help
 from handlers.common.loader import LOCALE_KEY
+from handlers.common.presses import edit_or_send
 from handlers.common.text import role_names
 from storage.models import Role
 
@@ -148,17 +149,16 @@ async def answer_consent(update: Update, context: BotContext) -> int:
     await query.answer()
     t = context.t
     if context.user_data.get(PENDING) is None:  # type: ignore[union-attr]
-        await query.edit_message_text(
-            t.gettext("This step has expired. Send /start to begin again.")
-        )
+        await edit_or_send(query, t.gettext("This step has expired. Send /start to begin again."))
         return ConversationHandler.END
     if query.data != "consent:yes":
         context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
-        await query.edit_message_text(
+        await edit_or_send(
+            query,
             t.gettext(
                 "Nothing was linked and nothing was stored. If you change your mind, send "
                 "/start and your code again."
-            )
+            ),
         )
         return ConversationHandler.END
     keyboard = InlineKeyboardMarkup(
@@ -167,7 +167,8 @@ async def answer_consent(update: Update, context: BotContext) -> int:
             [InlineKeyboardButton(t.gettext("No photos of my child"), callback_data="photos:no")],
         ]
     )
-    await query.edit_message_text(
+    await edit_or_send(
+        query,
         t.gettext(
             "Thank you. One more question: may teachers share photos in which your child "
             "appears in the daily updates to parents? You can change this later with /photos."
@@ -185,13 +186,11 @@ async def answer_photos(update: Update, context: BotContext) -> int:
     t = context.t
     invite_id = context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
     if invite_id is None:
-        await query.edit_message_text(
-            t.gettext("This step has expired. Send /start to begin again.")
-        )
+        await edit_or_send(query, t.gettext("This step has expired. Send /start to begin again."))
         return ConversationHandler.END
     redeemed = await _redeem(update, context, invite_id, photo_consent=query.data == "photos:yes")
     if isinstance(redeemed, Refusal):
-        await query.edit_message_text(t.gettext(REFUSALS[redeemed]))
+        await edit_or_send(query, t.gettext(REFUSALS[redeemed]))
         return ConversationHandler.END
     text = t.gettext(
         "Done! Your account is now linked to {child}. Send /help to see what you can do."
@@ -200,7 +199,7 @@ async def answer_photos(update: Update, context: BotContext) -> int:
         text += "\n" + t.gettext("Photos: allowed.")
     else:
         text += "\n" + t.gettext("Photos: not allowed. Teachers will leave your child out.")
-    await query.edit_message_text(text)
+    await edit_or_send(query, text)
     return ConversationHandler.END
 
 

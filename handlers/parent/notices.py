@@ -8,6 +8,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.services import members
+from handlers.common.presses import edit_or_send, fields, refuse
 from storage.models import NoticeMode, Role
 
 
@@ -61,20 +62,19 @@ async def show(update: Update, context: BotContext) -> None:
 
 
 async def choose(update: Update, context: BotContext) -> None:
+    """Save the parent's choice (re-checking that they are a guardian) and show it."""
     query = update.callback_query
-    assert query is not None and query.data is not None
+    assert query is not None
     t = context.t
-    try:
-        mode = NoticeMode(query.data.removeprefix("nt:"))
-    except ValueError:
-        mode = None
+    parts = fields(query.data, "nt:", 1)
+    mode = next((m for m in NoticeMode if parts == [m.value]), None)
     if mode is None or context.member is None or not context.member.has(Role.PARENT):
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "notices.refused")
         return
     async with context.db.transaction() as session:
         await members.set_notice_mode(session, context.member.user_id, mode)
     await query.answer(t.gettext("Saved."))
-    await query.edit_message_text(_text(t, mode), reply_markup=_markup(t, mode))
+    await edit_or_send(query, _text(t, mode), reply_markup=_markup(t, mode))
 
 
 def handlers() -> list[CommandHandler | CallbackQueryHandler]:  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.services import privacy
+from handlers.common.presses import as_int, edit_or_send, fields, refuse
 from storage.models import Role
 
 
@@ -34,39 +35,43 @@ async def show_photo_choices(update: Update, context: BotContext) -> None:
         return
     async with context.db.transaction() as session:
         choices = await privacy.photo_choices(session, context.member.user_id)
-    await message.reply_text(
-        t.gettext(
-            "May teachers share photos in which your child appears in daily updates? "
-            "Tap a child to change the choice."
-        ),
-        reply_markup=_choices_markup(t, choices),
+    await message.reply_text(_question(t), reply_markup=_choices_markup(t, choices))
+
+
+def _question(t: Translator) -> str:
+    return t.gettext(
+        "May teachers share photos in which your child appears in daily updates? "
+        "Tap a child to change the choice."
     )
 
 
 async def toggle_photos(update: Update, context: BotContext) -> None:
     """Apply a tap, after checking on the server that this user is the child's guardian."""
     query = update.callback_query
-    assert query is not None and query.data is not None
+    assert query is not None
     t = context.t
-    try:
-        _, student_text, allowed_text = query.data.split(":")
-        student_id, allowed = int(student_text), allowed_text == "1"
-    except ValueError:
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
-        return
+    parts = fields(query.data, "photo:", 2)
+    student_id = as_int(parts[0]) if parts else None
     member = context.member  # loaded afresh for this press: the button proves nothing
-    changed = False
-    choices: list[tuple[int, str, bool]] = []
-    if member is not None:
-        async with context.db.transaction() as session:
-            changed = await privacy.set_photo_consent(session, member.user_id, student_id, allowed)
-            if changed:
-                choices = await privacy.photo_choices(session, member.user_id)
-    if not changed:
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+    if (
+        parts is None
+        or student_id is None
+        or parts[1] not in ("0", "1")
+        or member is None
+        or not member.has(Role.PARENT)
+    ):
+        await refuse(update, context, "photo.refused")
+        return
+    async with context.db.transaction() as session:
+        changed = await privacy.set_photo_consent(
+            session, member.user_id, student_id, parts[1] == "1"
+        )
+        choices = await privacy.photo_choices(session, member.user_id) if changed else []
+    if not changed:  # not this guardian's child
+        await refuse(update, context, "photo.refused")
         return
     await query.answer(t.gettext("Saved."))
-    await query.edit_message_reply_markup(reply_markup=_choices_markup(t, choices))
+    await edit_or_send(query, _question(t), reply_markup=_choices_markup(t, choices))
 
 
 def handlers() -> list[CommandHandler | CallbackQueryHandler]:  # type: ignore[type-arg]
