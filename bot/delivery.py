@@ -503,6 +503,8 @@ class DeliveryWorker:
             # We were silent long enough to be taken for dead: what we hold may be another
             # worker's now. Give it all back; the claim loop takes what is still free.
             self._epoch += 1
+            if self._queue:
+                log.warning("delivery heartbeat lapsed; giving back %d rows", len(self._queue))
             self._give_back(self._queue)
             self._queue = []
         self._heartbeat_ok = stamped
@@ -513,8 +515,6 @@ class DeliveryWorker:
         self._outcomes.extend(
             Outcome(q.row.id, OutboxStatus.PENDING, count_attempt=False) for q in items
         )
-        if items:
-            log.warning("delivery heartbeat lapsed; giving back %d claimed rows", len(items))
 
     def _fenced(self) -> bool:
         """True when our heartbeat is old enough that others may soon take our rows."""
