@@ -6,8 +6,9 @@
 
 The sandbox runs in a child process (so its work does not eat the worker's CPU); Kehou's
 delivery worker runs here exactly as in production, over a fresh database. While the broadcast
-drains, a person keeps getting direct replies (one a second, Telegram's per-chat pace) through
-the same bot and rate limiter; their delay is the "reply p95". Results print as a Markdown table.
+drains, a person keeps writing to the bot and getting a direct reply (one a second, Telegram's
+per-chat pace) through the same bot and rate limiter, as a handler's answer would; its delay is
+the "reply p95". Results print as a Markdown table.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select  # noqa: E402
+from telegram import Update  # noqa: E402
 
 from bot.config import Secret, Settings  # noqa: E402
-from bot.delivery import DeliveryWorker, SendBudget, make_bot  # noqa: E402
+from bot.delivery import DeliveryWorker, SendBudget, answering, make_bot  # noqa: E402
 from bot.i18n import I18n  # noqa: E402
 from bot.services import outbox  # noqa: E402
 from bot.services.outbox import NewMessage  # noqa: E402
@@ -143,11 +145,19 @@ async def run(args: argparse.Namespace, limits: bool) -> dict[str, Any]:
         done = asyncio.Event()
 
         async def replies() -> None:
-            while not done.is_set():
-                started = time.perf_counter()
-                await bot.send_message(ASKER, "收到")
-                delays.append(time.perf_counter() - started)
-                await asyncio.sleep(1.0)  # Telegram allows about one message a second per chat
+            async with aiohttp.ClientSession() as http:
+                while not done.is_set():
+                    async with http.post(
+                        f"{url}/sandbox/api/chats/{ASKER}/send",
+                        json={"user_id": ASKER, "text": "在吗？"},
+                    ) as answer:
+                        message = (await answer.json())["message"]
+                    update = Update.de_json({"update_id": 1, "message": message}, bot)
+                    started = time.perf_counter()
+                    with answering(update):  # as a handler answering that message
+                        await bot.send_message(ASKER, "收到")
+                    delays.append(time.perf_counter() - started)
+                    await asyncio.sleep(1.0)  # about one message a second per chat
 
         started = time.perf_counter()
         await worker.start()

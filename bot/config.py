@@ -56,8 +56,8 @@ class Settings:
     invite_ttl_days: int = 30
     bot_username: str | None = None
     log_level: str = "INFO"
-    # Messages per second this bot may send in all (Telegram allows about 30; a little under
-    # leaves room for network jitter). Shared by every delivery worker and the direct replies.
+    # Bulk messages per second (Telegram asks for about 30; a little under leaves room for
+    # network jitter), shared by every delivery worker. Replies are limited per chat only.
     send_rate: float = 29.0
     delivery: bool = True  # run an outbox delivery worker in this process
 

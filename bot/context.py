@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Settings
+from bot.delivery import answering
 from bot.i18n import I18n, Translator
 from bot.services.members import Member
 from storage.db import Database
@@ -40,6 +41,11 @@ class KehouApplication(Application):  # type: ignore[type-arg]
     def __init__(self, *, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
+
+    async def process_update(self, update: object) -> None:
+        # What the handlers send into the update's own chat are replies: per-chat limits only.
+        with answering(update):
+            await super().process_update(update)
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):

@@ -1,26 +1,41 @@
 """Delivery: the outbox worker that sends due rows to Telegram under its limits.
 
-- **Budget.** `SendBudget` holds Telegram's limits as leaky buckets (aiolimiter): the bot's
-  overall rate, one bucket per private chat (a small burst, then one a second) and per group
-  (20 a minute). The worker and the bot's direct replies (through `ReplyRateLimiter`, PTB's
-  rate-limiter hook) draw from the same buckets, so together they stay within the limits.
-- **Priorities.** Claimed rows wait in a local heap, urgent first. The dispatcher takes one
-  token at a time from the overall bucket, so a direct reply never waits behind more than one
-  outbox message: a broadcast cannot starve the person who just pressed a button.
+- **Two kinds of sending.** Telegram limits a bot per chat (about one message a second with
+  short bursts; 20 a minute in a group) and asks that bulk notifications — what a bot sends
+  on its own — stay within about 30 a second; there is no bot-wide limit on answers to a
+  person's own action, and `answerCallbackQuery` is not limited at all (the Bot API
+  maintainers in tdlib/td issue 3034 and tdlib/telegram-bot-api issue 648). So a send into
+  the chat of the update being handled (see `answering`) draws from that chat's bucket only;
+  everything else — the outbox worker, a job editing a status message, a handler writing to
+  another chat — draws from the bulk bucket as well.
+- **Budget.** `SendBudget` holds the limits as leaky buckets (aiolimiter): the bulk rate, one
+  bucket per private chat (a small burst, then one a second) and per group (20 a minute).
+  The worker and the direct replies (through `ReplyRateLimiter`, PTB's rate-limiter hook)
+  share the per-chat buckets, so together they stay within each chat's limit.
+- **429.** Telegram answers 429 for the bot, without saying which limit was hit; whichever call
+  gets one pauses every send, replies and bulk alike, for the time Telegram asks (only
+  `answerCallbackQuery`, which Telegram does not limit, goes on during a pause).
+- **Priorities.** Claimed rows wait in a local heap, urgent first.
 - **Crash safety.** A row is claimed in the database (status ``sending`` with a lease) before it
-  is sent and its outcome is written right after (in small batches). A process killed between
-  Telegram's answer and that write sends the row again after the lease: at most once more per
-  in-flight message. Several workers share the table on PostgreSQL (``SKIP LOCKED``) and divide
-  the bot's rate by the number of live workers (heartbeats in ``delivery_workers``).
-- **Errors.** 429 pauses every send for the time Telegram asks; network errors and 5xx retry
-  with backoff up to `MAX_ATTEMPTS`; 403 marks the person as having blocked the bot and stops
-  writing to them; a group upgraded to a supergroup is followed to its new id.
+  is sent and its outcome is written right after (in small batches). Each worker writes a
+  heartbeat every `HEARTBEAT_SECONDS` (``delivery_workers``); the rows of a worker silent for
+  `outbox.WORKER_ALIVE` are taken over by the next claim of any live worker, and a restarted
+  process gives back its dead predecessors' rows at once (same host, process gone). A
+  worker that cannot write its heartbeat for `FENCE_SECONDS` stops sending and, once it can
+  again, gives back what it held, so two live workers never send the same queued row. A
+  process killed between Telegram's answer and the outcome write sends that row again: at
+  most once more per in-flight message. Several workers share the table on PostgreSQL
+  (``SKIP LOCKED``) and divide the bulk rate by the number of live workers.
+- **Errors.** Network errors and 5xx retry with backoff up to `MAX_ATTEMPTS`; 403 marks the
+  person as having blocked the bot and stops writing to them; a group upgraded to a supergroup
+  is followed to its new id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import heapq
@@ -31,12 +46,12 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy import delete, func, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
+from sqlalchemy import func, select
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter, ExtBot
@@ -47,7 +62,6 @@ from bot.services import outbox
 from bot.services.outbox import Claimed, MessageTooLong, Outcome
 from bot.transport import AiohttpRequest
 from storage.db import Database
-from storage.models import DeliveryWorker as WorkerRow
 from storage.models import Outbox, OutboxStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -68,8 +82,29 @@ SENDING_METHODS = frozenset(
     )
 )
 OUTBOX_CALL = {"outbox": True}  # rate_limit_args of the worker's own calls: already counted
-HEARTBEAT_SECONDS = 5.0
-WORKER_ALIVE = dt.timedelta(seconds=20)
+NOT_LIMITED = frozenset({"answercallbackquery"})  # Telegram sets no limit on these
+HEARTBEAT_SECONDS = 2.0
+# Stop sending when the heartbeat could not be written for this long: well before other workers
+# take the rows over (`outbox.WORKER_ALIVE`, 10 s), leaving room for clocks a little apart.
+FENCE_SECONDS = 6.0
+
+# The chat whose update the current task is handling (None outside a handler).
+_answering: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "kehou_answering_chat", default=None
+)
+# Worker ids started in this process: a restarted process may have its predecessor's pid.
+_local_workers: set[str] = set()
+
+
+@contextlib.contextmanager
+def answering(update: object) -> Iterator[None]:
+    """Sends into this update's chat, in the tasks run inside, are replies to a person."""
+    chat = update.effective_chat if isinstance(update, Update) else None
+    token = _answering.set(chat.id if chat is not None else None)
+    try:
+        yield
+    finally:
+        _answering.reset(token)
 
 
 def _seconds(value: float | dt.timedelta) -> float:
@@ -77,7 +112,7 @@ def _seconds(value: float | dt.timedelta) -> float:
 
 
 class SendBudget:
-    """Telegram's send limits as leaky buckets, shared by the worker and direct replies."""
+    """Telegram's send limits as leaky buckets: bulk (overall) and per chat."""
 
     def __init__(
         self,
@@ -89,7 +124,7 @@ class SendBudget:
     ) -> None:
         self.rate = rate
         self.share = 1  # live workers dividing the rate
-        self.overall = AsyncLimiter(rate, 1)
+        self.overall = AsyncLimiter(rate, 1)  # bulk only: replies never draw from it
         self.chat_burst = chat_burst
         self.chat_per_second = chat_per_second
         self.group_interval = 60 / group_per_minute * 1.03  # a little margin on the window
@@ -121,7 +156,11 @@ class SendBudget:
             del self._chats[chat_id]
 
     def pause(self, seconds: float) -> None:
-        """Telegram said 429: nobody sends until it allows again."""
+        """Telegram said 429: nobody sends until it allows again.
+
+        Global even when the call was a reply to one chat: the 429 is the bot's, and does not
+        say which limit was hit, so the safe reading is that the whole bot must wait.
+        """
         until = time.monotonic() + seconds
         if until > self._paused_until:
             self._paused_until = until
@@ -133,16 +172,24 @@ class SendBudget:
             await asyncio.sleep(wait)
 
     async def acquire(self, chat_id: int | None) -> None:
+        """A bulk send: the overall bucket, then the chat's."""
         await self.wait_unpaused()
         await self.overall.acquire()
         if chat_id is not None:
             await self.chat(chat_id).acquire()
 
+    async def acquire_reply(self, chat_id: int) -> None:
+        """A reply into the chat of the person's own update: that chat's bucket only."""
+        await self.wait_unpaused()
+        await self.chat(chat_id).acquire()
+
 
 class ReplyRateLimiter(BaseRateLimiter[dict[str, Any]]):
-    """PTB's rate-limiter hook: direct replies draw from the shared budget, without a queue.
+    """PTB's rate-limiter hook for every call not made by the outbox worker, without a queue.
 
-    The worker's own calls pass `OUTBOX_CALL` and are not counted twice. On 429 the whole bot
+    A send into the chat whose update is being handled is a reply (per-chat bucket only);
+    any other send is bulk (overall and per-chat); `answerCallbackQuery` is not limited. The
+    worker's own calls pass `OUTBOX_CALL` and are not counted twice. On 429 the whole bot
     pauses and the call is retried once.
     """
 
@@ -166,10 +213,17 @@ class ReplyRateLimiter(BaseRateLimiter[dict[str, Any]]):
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         if rate_limit_args and rate_limit_args.get("outbox"):
             return await callback(*args, **kwargs)
-        counted = endpoint.lower() in SENDING_METHODS
+        method = endpoint.lower()
+        counted = method in SENDING_METHODS
         chat_id = _int_or_none(data.get("chat_id")) if counted else None
+        reply = chat_id is not None and chat_id == _answering.get()
         for attempt in (1, 2):
-            if counted:
+            if method in NOT_LIMITED and attempt == 1:
+                pass  # not even a pause holds the button's answer back
+            elif reply:
+                assert chat_id is not None
+                await self.budget.acquire_reply(chat_id)
+            elif counted:
                 await self.budget.acquire(chat_id)
             else:
                 await self.budget.wait_unpaused()
@@ -195,6 +249,7 @@ class _Queued:
     seq: int
     row: Claimed = dataclasses.field(compare=False)
     queued_at: float = dataclasses.field(compare=False, default=0.0)
+    epoch: int = dataclasses.field(compare=False, default=0)  # see DeliveryWorker._epoch
 
 
 class DeliveryWorker:
@@ -211,6 +266,7 @@ class DeliveryWorker:
         lease: dt.timedelta = dt.timedelta(seconds=120),
         poll_seconds: float = 0.5,
         max_in_flight: int = 100,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.db = db
         self.bot = bot
@@ -220,6 +276,7 @@ class DeliveryWorker:
         self.lease = lease
         self.poll_seconds = poll_seconds
         self.max_in_flight = max_in_flight
+        self.heartbeat_seconds = heartbeat_seconds
         self._queue: list[_Queued] = []
         self._seq = itertools.count()
         self._outcomes: list[Outcome] = []
@@ -229,6 +286,11 @@ class DeliveryWorker:
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
+        # When the last heartbeat written was stamped (monotonic), and a count that goes up
+        # each time the worker gives back its queue after a heartbeat gap: rows queued in an
+        # older epoch may belong to another worker by now and are never sent from here.
+        self._heartbeat_ok = time.monotonic()
+        self._epoch = 0
         self.sent = 0  # counters for logs and benchmarks
         self.failed = 0
 
@@ -239,6 +301,8 @@ class DeliveryWorker:
         if self._running:
             return
         self._running = True
+        _local_workers.add(self.worker_id)
+        await self._forget_predecessors()
         await self._heartbeat()
         loops = (self._claim_loop, self._dispatch_loop, self._flush_loop, self._heartbeat_loop)
         self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
@@ -263,8 +327,18 @@ class DeliveryWorker:
         self._queue.clear()
         async with self.db.transaction() as session:
             await outbox.release(session, self.worker_id, unsent)
-            await session.execute(delete(WorkerRow).where(WorkerRow.id == self.worker_id))
+            await outbox.forget_workers(session, [self.worker_id])
+        _local_workers.discard(self.worker_id)
         log.info("delivery worker %s stopped", self.worker_id)
+
+    async def _forget_predecessors(self) -> None:
+        """Workers of this host whose process is gone (we are their restart): their rows are
+        due at once rather than when their heartbeat has aged."""
+        async with self.db.transaction() as session:
+            dead = [w for w in await outbox.claimers(session) if _dead_on_this_host(w)]
+            await outbox.forget_workers(session, dead)
+        if dead:
+            log.info("giving back the rows of stopped workers %s", ", ".join(sorted(dead)))
 
     def wake(self) -> None:
         """New rows were committed: look for them now rather than at the next poll."""
@@ -303,7 +377,8 @@ class DeliveryWorker:
 
     async def _claim_loop(self) -> None:
         while self._running:
-            room = self._buffer_size() - len(self._queue)
+            # While our heartbeat is late, claim nothing: others may be taking our rows.
+            room = 0 if self._fenced() else self._buffer_size() - len(self._queue)
             claimed: list[Claimed] = []
             if room > 0:
                 try:
@@ -317,7 +392,8 @@ class DeliveryWorker:
                     continue
                 now = time.monotonic()
                 for row in claimed:
-                    heapq.heappush(self._queue, _Queued(row.priority, next(self._seq), row, now))
+                    queued = _Queued(row.priority, next(self._seq), row, now, self._epoch)
+                    heapq.heappush(self._queue, queued)
                 if claimed:
                     self._queued.set()
             if room > 0 and len(claimed) == room:
@@ -336,6 +412,9 @@ class DeliveryWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._queued.wait(), 0.05)
                 continue
+            if self._fenced():
+                self._give_back([item])
+                continue
             try:
                 await in_flight.acquire()
                 await self.budget.wait_unpaused()
@@ -344,6 +423,12 @@ class DeliveryWorker:
             except asyncio.CancelledError:  # stopping: the row goes back with the others
                 heapq.heappush(self._queue, item)
                 raise
+            if item.epoch != self._epoch or self._fenced():
+                # Our heartbeat lapsed while we waited: another worker may hold the row now.
+                # Give it back (nothing happens if it was taken) rather than send it twice.
+                in_flight.release()
+                self._give_back([item])
+                continue
             task = asyncio.create_task(self._send(item.row))
             self._in_flight.add(task)
 
@@ -404,30 +489,36 @@ class DeliveryWorker:
 
     async def _heartbeat_loop(self) -> None:
         while self._running:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat_seconds)
             try:
                 await self._heartbeat()
             except Exception:
                 log.exception("delivery heartbeat failed")
 
     async def _heartbeat(self) -> None:
-        now = utcnow()
+        stamped = time.monotonic()
         async with self.db.transaction() as session:
-            row = await session.get(WorkerRow, self.worker_id)
-            if row is None:
-                session.add(WorkerRow(id=self.worker_id, started_at=now, heartbeat_at=now))
-            else:
-                row.heartbeat_at = now
-            await session.flush()
-            await session.execute(
-                delete(WorkerRow).where(WorkerRow.heartbeat_at < now - 3 * WORKER_ALIVE)
-            )
-            live = await session.scalar(
-                select(func.count())
-                .select_from(WorkerRow)
-                .where(WorkerRow.heartbeat_at >= now - WORKER_ALIVE)
-            )
-        self.budget.set_share(int(live or 1))
+            live = await outbox.heartbeat(session, self.worker_id, utcnow())
+        if stamped - self._heartbeat_ok > FENCE_SECONDS:
+            # We were silent long enough to be taken for dead: what we hold may be another
+            # worker's now. Give it all back; the claim loop takes what is still free.
+            self._epoch += 1
+            if self._queue:
+                log.warning("delivery heartbeat lapsed; giving back %d rows", len(self._queue))
+            self._give_back(self._queue)
+            self._queue = []
+        self._heartbeat_ok = stamped
+        self.budget.set_share(live)
+
+    def _give_back(self, items: list[_Queued]) -> None:
+        """Unsent rows go back to the table (only those still ours: `outbox.record`)."""
+        self._outcomes.extend(
+            Outcome(q.row.id, OutboxStatus.PENDING, count_attempt=False) for q in items
+        )
+
+    def _fenced(self) -> bool:
+        """True when our heartbeat is old enough that others may soon take our rows."""
+        return time.monotonic() - self._heartbeat_ok > FENCE_SECONDS
 
     # -----------------------------------------------------------------------------------
     # Sending one row
@@ -527,6 +618,24 @@ class DeliveryWorker:
                 )
         assert message is not None
         return message
+
+
+def _dead_on_this_host(worker_id: str) -> bool:
+    """Whether a worker id (host:pid:suffix) names a worker of this host that is gone."""
+    host, _, rest = worker_id.partition(":")
+    pid_text, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():  # a container restarted with the same pid: not one of ours
+        return worker_id not in _local_workers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def _markup(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:

@@ -246,6 +246,7 @@ class Sandbox:
             chat.reply_keyboard, chat.one_time_keyboard = None, False
         stored = self.add_message(chat, content, sender=self.users[user_id], reply_to=reply)
         if self._bot_sees(chat, stored.data):
+            self.rate.user_acted(self.limits, chat.id)
             self.updates.push("message", stored.data)
         return self.render(chat, stored)
 
@@ -271,6 +272,7 @@ class Sandbox:
             "data": data,
         }
         self.counters.events["callback_queries"] += 1
+        self.rate.user_acted(self.limits, chat.id)
         self.updates.push("callback_query", query)
         return query_id
 

@@ -2,11 +2,17 @@
 
 The flood model (when `Limits.enabled`), checked for every call that sends or edits a message:
 
-- per bot: a token bucket of `bot_burst` messages refilled at `bot_per_second` (30/s);
 - per chat: a token bucket of `chat_burst` (3) refilled at `chat_per_second` (1/s), so a few
   replies may go out at once, as on Telegram, but a steady stream is held to one a second;
 - per group or supergroup, in addition: at most `group_per_minute` (20) messages in any
-  sliding 60 seconds.
+  sliding 60 seconds;
+- per bot, for bulk messages only: a token bucket of `bot_burst` messages refilled at
+  `bot_per_second` (30/s). A message is a reply, and not bulk, when the person in that chat
+  wrote to the bot or pressed one of its buttons within the last `reply_window` seconds:
+  each such action lets the bot answer `reply_credit` times there. Telegram's Bot API
+  maintainers say there is no bot-wide limit on answers to users, only the per-chat one and
+  the guidance for bulk notifications (tdlib/td issue 3034, tdlib/telegram-bot-api issue
+  648); `answerCallbackQuery` is not limited at all.
 
 A call over any limit is refused with 429 and `retry_after`, the whole seconds until every
 limit it hit would allow it again, and consumes nothing. Telegram does not publish its exact
@@ -31,6 +37,9 @@ class Limits:
     chat_per_second: float = 1.0
     chat_burst: int = 3
     group_per_minute: int = 20
+    # Answers to a person's own message or press, charged to their chat only (0: none).
+    reply_credit: int = 3
+    reply_window: float = 60.0
     # A callback query must be answered this soon (only enforced while enabled).
     callback_query_seconds: float = 15.0
 
@@ -134,11 +143,20 @@ class RateLimiter:
         self._bot: _Bucket | None = None
         self._chats: dict[int, _Bucket] = {}
         self._groups: dict[int, deque[float]] = {}
+        self._replies: dict[int, tuple[int, float]] = {}  # chat → (answers left, until)
 
     def reset(self) -> None:
         self._bot = None
         self._chats.clear()
         self._groups.clear()
+        self._replies.clear()
+
+    def user_acted(self, limits: Limits, chat_id: int) -> None:
+        """A person wrote or pressed a button in the chat: the bot may answer there."""
+        now = self._clock()
+        if len(self._replies) > 100_000:
+            self._replies = {c: r for c, r in self._replies.items() if r[1] >= now}
+        self._replies[chat_id] = (limits.reply_credit, now + limits.reply_window)
 
     def admit(self, limits: Limits, chat_id: int, is_group: bool) -> int | None:
         """Count one message to the chat; or return retry_after (seconds) and count nothing."""
@@ -147,10 +165,11 @@ class RateLimiter:
         now = self._clock()
         bot = self._bot = self._bot or _Bucket(limits.bot_burst, now)
         chat = self._chats.setdefault(chat_id, _Bucket(limits.chat_burst, now))
-        waits = [
-            bot.wait(now, limits.bot_burst, limits.bot_per_second),
-            chat.wait(now, limits.chat_burst, limits.chat_per_second),
-        ]
+        left, until = self._replies.get(chat_id, (0, 0.0))
+        reply = left > 0 and until >= now
+        waits = [chat.wait(now, limits.chat_burst, limits.chat_per_second)]
+        if not reply:
+            waits.append(bot.wait(now, limits.bot_burst, limits.bot_per_second))
         window = None
         if is_group:
             window = self._groups.setdefault(chat_id, deque())
@@ -164,7 +183,10 @@ class RateLimiter:
         longest = max(waits)
         if longest > 0:
             return max(1, math.ceil(longest)) if math.isfinite(longest) else 3600
-        bot.level -= 1
+        if reply:
+            self._replies[chat_id] = (left - 1, until)
+        else:
+            bot.level -= 1
         chat.level -= 1
         if window is not None:
             window.append(now)

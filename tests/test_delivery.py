@@ -23,16 +23,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
+from aiolimiter import AsyncLimiter
 from sqlalchemy import func, insert, select
+from telegram import Update
 
 from bot.config import Secret, Settings
-from bot.delivery import DeliveryWorker, SendBudget, make_bot
+from bot.delivery import FENCE_SECONDS, DeliveryWorker, SendBudget, answering, make_bot
 from bot.i18n import I18n
 from bot.services import outbox
 from bot.services.outbox import NewMessage
 from sandbox.core import Sandbox
 from sandbox.server import run_sandbox
 from storage.db import Database
+from storage.models import DeliveryWorker as WorkerRow
 from storage.models import Outbox, OutboxStatus, Priority, SchoolClass, User
 from tests.e2e import free_port
 from tests.factories import SchoolData
@@ -137,6 +140,12 @@ def broadcast(people: list[tuple[int, int]], **kwargs: Any) -> list[NewMessage]:
         )
         for user, chat in people
     ]
+
+
+def incoming(message: dict[str, Any]) -> dict[str, Any]:
+    """A message the sandbox stored, as the update the bot gets for it."""
+    fields = {k: v for k, v in message.items() if k in ("message_id", "from", "chat", "date")}
+    return {"update_id": 1, "message": {**fields, "text": message.get("text", "")}}
 
 
 def scaled_limits(sandbox: Sandbox, factor: float) -> None:
@@ -245,10 +254,12 @@ async def test_replies_are_not_starved_by_a_broadcast(
     worker = await world.worker(rate=25)
     await asyncio.sleep(1.5)  # the broadcast is under way
     delays = []
-    for _ in range(8):
+    for n in range(8):
+        update = await world.sandbox.user_sends(asker[1], asker[1], f"第{n}个问题")
         started = time.monotonic()
-        # A handler's reply goes through the application's bot and its rate limiter.
-        await worker.bot.send_message(asker[1], "收到")
+        # A handler's reply: the application's bot and rate limiter, in answer to the update.
+        with answering(Update.de_json(incoming(update), worker.bot)):
+            await worker.bot.send_message(asker[1], "收到")
         delays.append(time.monotonic() - started)
         await asyncio.sleep(1.0)  # one a second, as a person would get them
     still = await world.statuses()
@@ -314,16 +325,16 @@ async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> No
         in_flight = await session.scalar(
             select(func.count()).where(Outbox.status == OutboxStatus.SENDING)
         )
-        # The lease of the dead worker's rows runs out now rather than in two minutes.
-        await session.execute(
-            Outbox.__table__.update()
-            .where(Outbox.status == OutboxStatus.SENDING)
-            .values(locked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-        )
-    assert 150 <= await delivered() < 400  # it really died mid-way
+        (dead,) = (await session.scalars(select(WorkerRow.id))).all()
+    assert in_flight and 150 <= await delivered() < 400  # it really died mid-way, holding rows
 
+    # The next worker on this host sees that the dead one's process is gone and takes its rows
+    # at once, not when their two-minute lease runs out.
     worker = await world.worker(rate=75)
-    await worker.idle(timeout=60)
+    async with world.db.transaction() as session:
+        assert (await session.scalars(select(WorkerRow.id))).all() == [worker.worker_id]
+        assert dead != worker.worker_id
+    await worker.idle(timeout=30)
     received = world.received(chats)
     assert min(received.values()) == 1  # nothing lost
     twice = sum(1 for n in received.values() if n == 2)
@@ -378,4 +389,34 @@ async def test_a_stopping_worker_gives_back_what_it_did_not_send(world: World) -
         assert set(attempts.all()) == {0}  # giving back is not an attempt
     # Another worker finishes the job.
     await (await world.worker(rate=100)).idle()
+    assert set(world.received([chat for _, chat in people]).values()) == {1}
+
+
+async def test_a_worker_whose_heartbeat_lapsed_sends_nothing_it_held(world: World) -> None:
+    """Its rows may be another worker's by then: it gives them back and claims afresh."""
+    people = await world.people(30)
+    await world.enqueue(broadcast(people))
+    # It beats only when told to here, and sends two a second: most rows wait in its queue.
+    worker = await world.worker(rate=2, heartbeat_seconds=3600)
+    deadline = time.monotonic() + 10
+    while worker.sent < 1:
+        assert time.monotonic() < deadline, "nothing was sent"
+        await asyncio.sleep(0.01)
+    # Its heartbeat could not be written for longer than FENCE_SECONDS.
+    worker._heartbeat_ok -= FENCE_SECONDS + 1
+    deadline = time.monotonic() + 10
+    while (await world.statuses())["sending"]:  # everything unsent went back to the table
+        assert time.monotonic() < deadline, "the rows were not given back"
+        await asyncio.sleep(0.05)
+    sent = (await world.statuses())["sent"]
+    assert 0 < sent < 30 and worker.sent == sent
+    async with world.db.transaction() as session:
+        attempts = await session.scalars(
+            select(Outbox.attempts).where(Outbox.status == OutboxStatus.PENDING)
+        )
+        assert set(attempts.all()) == {0}  # giving back is not an attempt
+
+    await worker._heartbeat()  # it can write again: it claims and sends the rest, once each
+    worker.budget.overall = AsyncLimiter(100, 1)
+    await worker.idle()
     assert set(world.received([chat for _, chat in people]).values()) == {1}

@@ -62,18 +62,91 @@ async def test_claim_takes_the_most_urgent_first_and_never_twice(
                 NewMessage(13, "normal", text="n"),
             ],
         )
+    now += dt.timedelta(seconds=1)  # the rows were written after `now` was taken
     async with db.transaction() as session:
-        first = await outbox.claim(session, "w1", limit=2, lease=LEASE)
+        for worker in ("w1", "w2"):
+            await outbox.heartbeat(session, worker, now)
     async with db.transaction() as session:
-        second = await outbox.claim(session, "w2", limit=10, lease=LEASE)
+        first = await outbox.claim(session, "w1", limit=2, lease=LEASE, now=now)
+    async with db.transaction() as session:
+        second = await outbox.claim(session, "w2", limit=10, lease=LEASE, now=now)
     assert [r.chat_id for r in first] == [12, 13]
     assert [r.chat_id for r in second] == [10]  # the future one is not due
 
-    # A worker that dies loses its rows to another after the lease.
+    # Rows whose lease ran out go to another worker, even while their claimer's heartbeat
+    # goes on (it is stuck).
+    later = now + 2 * LEASE
     async with db.transaction() as session:
-        again = await outbox.claim(session, "w3", limit=10, lease=LEASE, now=now + 2 * LEASE)
+        for worker in ("w1", "w2", "w3"):
+            await outbox.heartbeat(session, worker, later)
+        again = await outbox.claim(session, "w3", limit=10, lease=LEASE, now=later)
     assert sorted(r.chat_id for r in again) == [10, 12, 13]
     assert all(r.attempts == 2 for r in again)
+
+
+async def test_a_dead_workers_rows_come_back_within_seconds_not_after_the_lease(
+    db: Database, school: SchoolData
+) -> None:
+    lease = dt.timedelta(minutes=2)
+    now = utcnow()
+    async with db.transaction() as session:
+        await outbox.enqueue_many(
+            session,
+            school.school_id,
+            [NewMessage(20 + n, "bulk", text="b") for n in range(3)],
+            now=now,
+        )
+        for worker in ("dies", "lives"):
+            await outbox.heartbeat(session, worker, now)
+    async with db.transaction() as session:
+        taken = await outbox.claim(session, "dies", limit=10, lease=lease, now=now)
+    assert len(taken) == 3
+
+    def at(seconds: float) -> dt.datetime:
+        return now + dt.timedelta(seconds=seconds)
+
+    # "dies" stops beating at once; "lives" beats every two seconds and claims each time.
+    reclaimed: list[tuple[float, list[int]]] = []
+    for seconds in range(2, 16, 2):
+        async with db.transaction() as session:
+            await outbox.heartbeat(session, "lives", at(seconds))
+            rows = await outbox.claim(session, "lives", limit=10, lease=lease, now=at(seconds))
+        if rows:
+            reclaimed.append((seconds, sorted(r.chat_id for r in rows)))
+    # Alive until its heartbeat is WORKER_ALIVE (10 s) old, then its rows are taken over.
+    assert reclaimed == [(12, [20, 21, 22])]
+
+    # A worker that keeps beating keeps its rows for the whole lease.
+    async with db.transaction() as session:
+        await outbox.enqueue_many(
+            session, school.school_id, [NewMessage(30, "bulk", text="b")], now=now
+        )
+        assert len(await outbox.claim(session, "lives", limit=10, lease=lease, now=at(14))) == 1
+        await outbox.heartbeat(session, "other", at(60))
+        await outbox.heartbeat(session, "lives", at(60))
+        assert await outbox.claim(session, "other", limit=10, lease=lease, now=at(60)) == []
+    # And the worker that gave up a dead one's rows never takes its own back by mistake.
+    async with db.transaction() as session:
+        assert await outbox.claim(session, "lives", limit=10, lease=lease, now=at(100)) == []
+
+
+async def test_a_restarted_process_forgets_its_dead_predecessors_at_once(
+    db: Database, school: SchoolData
+) -> None:
+    now = utcnow()
+    async with db.transaction() as session:
+        await outbox.enqueue_many(
+            session, school.school_id, [NewMessage(40, "bulk", text="b")], now=now
+        )
+        await outbox.heartbeat(session, "host:1:old", now)
+        await outbox.claim(session, "host:1:old", limit=10, lease=LEASE, now=now)
+    async with db.transaction() as session:
+        await outbox.heartbeat(session, "host:2:new", now)
+        assert await outbox.claimers(session) == {"host:1:old", "host:2:new"}
+        assert await outbox.claim(session, "host:2:new", limit=10, lease=LEASE, now=now) == []
+        await outbox.forget_workers(session, ["host:1:old"])
+        (row,) = await outbox.claim(session, "host:2:new", limit=10, lease=LEASE, now=now)
+    assert row.chat_id == 40
 
 
 async def test_outcomes_are_recorded_only_by_the_worker_holding_the_row(

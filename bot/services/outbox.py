@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     or_,
@@ -39,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translator
+from storage.models import DeliveryWorker as WorkerRow
 from storage.models import (
     NoticeMode,
     Outbox,
@@ -63,6 +65,9 @@ FINAL = (
 )
 # Kinds never held for the digest: the digest itself, and answers the person is waiting for.
 NEVER_HELD = frozenset({"digest"})
+# A delivery worker whose heartbeat is older than this is dead: its claimed rows are taken
+# over at once rather than when their lease runs out (see `claim`).
+WORKER_ALIVE = dt.timedelta(seconds=10)
 
 
 class MessageTooLong(ValueError):
@@ -255,20 +260,33 @@ async def claim(
     limit: int,
     lease: dt.timedelta,
     now: dt.datetime | None = None,
+    alive: dt.timedelta = WORKER_ALIVE,
 ) -> list[Claimed]:
     """Claim up to `limit` due rows, most urgent first, for `lease`.
 
-    Due: pending rows whose time has come, and rows another worker claimed but did not finish
-    before its lease ran out (it crashed). On PostgreSQL, rows other workers are claiming at the
-    same moment are skipped (``FOR UPDATE SKIP LOCKED``), so no row is claimed twice.
+    Due: pending rows whose time has come, and rows another worker claimed and did not finish
+    when that worker is dead — no heartbeat within `alive` (see `heartbeat`) — or its lease ran
+    out. The heartbeat gives a crashed worker's rows back within seconds; the lease stays as
+    the backstop. On PostgreSQL, rows other workers are claiming at the same moment are
+    skipped (``FOR UPDATE SKIP LOCKED``), so no row is claimed twice.
     """
     now = now or utcnow()
+    live_workers = select(WorkerRow.id).where(WorkerRow.heartbeat_at >= now - alive)
     due = (
         select(Outbox.id)
         .where(
             or_(
                 and_(Outbox.status == OutboxStatus.PENDING, Outbox.not_before <= now),
-                and_(Outbox.status == OutboxStatus.SENDING, Outbox.locked_until < now),
+                and_(
+                    Outbox.status == OutboxStatus.SENDING,
+                    or_(
+                        Outbox.locked_until < now,
+                        and_(
+                            Outbox.claimed_by != worker_id,
+                            Outbox.claimed_by.not_in(live_workers),
+                        ),
+                    ),
+                ),
             )
         )
         .order_by(Outbox.priority, Outbox.not_before, Outbox.id)
@@ -394,6 +412,50 @@ async def release(session: AsyncSession, worker_id: str, ids: Sequence[int]) -> 
                 attempts=Outbox.attempts - 1,
             )
         )
+
+
+async def heartbeat(
+    session: AsyncSession,
+    worker_id: str,
+    now: dt.datetime,
+    *,
+    alive: dt.timedelta = WORKER_ALIVE,
+) -> int:
+    """Note that the worker is alive; returns how many workers are (they share the rate).
+
+    Rows of workers silent for three times `alive` are deleted, so the table holds only
+    recent workers.
+    """
+    row = await session.get(WorkerRow, worker_id)
+    if row is None:
+        session.add(WorkerRow(id=worker_id, started_at=now, heartbeat_at=now))
+    else:
+        row.heartbeat_at = now
+    await session.flush()
+    await session.execute(delete(WorkerRow).where(WorkerRow.heartbeat_at < now - 3 * alive))
+    live = await session.scalar(
+        select(func.count()).select_from(WorkerRow).where(WorkerRow.heartbeat_at >= now - alive)
+    )
+    return int(live or 0)
+
+
+async def claimers(session: AsyncSession) -> set[str]:
+    """Every worker id that has a heartbeat row or holds a claimed row."""
+    known = set((await session.scalars(select(WorkerRow.id))).all())
+    holding = await session.scalars(
+        select(Outbox.claimed_by)
+        .where(Outbox.status == OutboxStatus.SENDING, Outbox.claimed_by.is_not(None))
+        .distinct()
+    )
+    return known | {c for c in holding.all() if c is not None}
+
+
+async def forget_workers(session: AsyncSession, worker_ids: Iterable[str]) -> None:
+    """These workers are known to be dead (a restarted process's predecessors): their claimed
+    rows are due for the next claim at once, without waiting for their heartbeat to age."""
+    ids = list(worker_ids)
+    if ids:
+        await session.execute(delete(WorkerRow).where(WorkerRow.id.in_(ids)))
 
 
 async def mark_blocked(session: AsyncSession, chat_id: int, now: dt.datetime) -> None:
