@@ -9,10 +9,18 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, configure_logging
 
+if TYPE_CHECKING:
+    from telegram.ext import Application
+
 log = logging.getLogger("kehou")
+
+
+class TokenRejected(Exception):
+    """Telegram (or the configured Bot API server) does not accept the bot token."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,8 +33,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"kehou: configuration error: {error}", file=sys.stderr)
         return 2
+    except TokenRejected as error:
+        print(f"kehou: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
+
+
+def _rejected_message(settings: Settings) -> str:
+    where = (
+        f"the Bot API server at {settings.api_base_url} (KEHOU_API_BASE_URL)"
+        if settings.api_base_url
+        else "Telegram"
+    )
+    return f"{where} rejected the bot token: check TELEGRAM_BOT_TOKEN with @BotFather" + (
+        " and the server address" if settings.api_base_url else ""
+    )
+
+
+def check_token(settings: Settings) -> None:
+    """Ask the Bot API who the bot is before anything starts: a rejected token is one line."""
+    from telegram import Bot
+    from telegram.error import InvalidToken
+
+    bot = Bot(
+        settings.require_token(),
+        base_url=settings.bot_base_url or "https://api.telegram.org/bot",
+        base_file_url=settings.bot_base_file_url or "https://api.telegram.org/file/bot",
+    )
+
+    async def ask() -> None:
+        async with bot:  # initialize() calls getMe, and shuts the connection down after
+            pass
+
+    try:
+        asyncio.run(ask())
+    except InvalidToken:
+        # PTB's message quotes the token; ours never does.
+        raise TokenRejected(_rejected_message(settings)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,15 +121,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from telegram import Update
+    from telegram.error import InvalidToken
 
     from bot.app import build_application
     from storage.migrate import upgrade
 
-    settings.require_token()
+    check_token(settings)
     if not args.no_migrate:
         upgrade(settings.database_url)
     application = build_application(settings)
+    try:
+        _serve(application, settings)
+    except InvalidToken:  # revoked since the check: PTB has logged it, redacted
+        raise TokenRejected(_rejected_message(settings)) from None
+    return 0
+
+
+def _serve(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    from telegram import Update
+
     if settings.webhook_url and settings.webhook_secret:
         application.run_webhook(
             listen=settings.listen_host,
@@ -96,7 +150,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         application.run_polling(allowed_updates=Update.ALL_TYPES)
-    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,7 +162,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     from bot import delivery
 
-    settings.require_token()
+    check_token(settings)
     asyncio.run(delivery.serve(settings))
     return 0
 

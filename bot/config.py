@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -13,7 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from bot import logs
 from bot.i18n import SUPPORTED_LOCALES
+from bot.logs import RedactingFilter
+
+__all__ = ["ConfigError", "RedactingFilter", "Secret", "Settings", "configure_logging"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///kehou.sqlite3"
 
@@ -216,34 +219,7 @@ def _valid_webhook_secret(value: str) -> bool:
     return 1 <= len(value) <= 256 and all(c.isalnum() or c in "_-" for c in value)
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces secrets in every log record, whatever library wrote it."""
-
-    def __init__(self, *secrets: str) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
-        return True
-
-
 def configure_logging(settings: Settings) -> None:
-    """Log to stderr with secrets redacted; called by the CLI, never at import time."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    """Log to stderr with the token and webhook secret redacted (see bot.logs)."""
     secrets = [s.get() for s in (settings.token, settings.webhook_secret) if s]
-    handler.addFilter(RedactingFilter(*secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    # httpx logs every request URL at INFO, and the Bot API URL contains the token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logs.configure_logging(settings.log_level, secrets)

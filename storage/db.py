@@ -33,6 +33,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine with the per-backend settings Kehou relies on."""
     parsed = make_url(url)
+    # SQL parameters are people's names, chat ids and invite codes: keep them out of the
+    # error messages SQLAlchemy builds (and so out of logs and tracebacks).
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
