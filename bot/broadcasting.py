@@ -213,7 +213,7 @@ async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> i
             assert row.user_id is not None
             held.setdefault(row.user_id, []).append((row, locale))
         for user_id, items in held.items():
-            t = runtime.i18n.get(items[0][1] or school.default_locale)
+            t = runtime.i18n.get(items[0][1] or school.default_locale, school.timezone)
             texts, buttons = [], []
             for row, _ in items:
                 # The digest is text; the held messages' buttons go on the digest as a whole.

@@ -537,7 +537,7 @@ class DeliveryWorker:
             self._outcomes.append(outcome)
 
     async def _attempt(self, row: Claimed) -> Outcome | None:
-        t = self.i18n.get(row.locale)
+        t = self.i18n.get(row.locale, row.timezone)
         try:
             rendered = outbox.render(row, t)
         except (MessageTooLong, KeyError, ValueError, IndexError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -123,9 +123,25 @@ class I18n:
             locale: Translator(locale, translations, timezone)
             for locale, translations in self.catalogs.items()
         }
+        self._zoned: dict[tuple[str, str], Translator] = {}
 
-    def get(self, locale: str | None) -> Translator:
-        return self._translators.get(locale or "", self._translators[self.default_locale])
+    def get(self, locale: str | None, zone: str | None = None) -> Translator:
+        """The locale's translator, showing times in `zone` (a school's) when given."""
+        translator = self._translators.get(locale or "", self._translators[self.default_locale])
+        return self._in_zone(translator, zone)
 
-    def choose(self, saved: str | None, telegram_code: str | None) -> Translator:
-        return self._translators[negotiate(saved, telegram_code, self.default_locale)]
+    def choose(
+        self, saved: str | None, telegram_code: str | None, zone: str | None = None
+    ) -> Translator:
+        translator = self._translators[negotiate(saved, telegram_code, self.default_locale)]
+        return self._in_zone(translator, zone)
+
+    def _in_zone(self, translator: Translator, zone: str | None) -> Translator:
+        # The school's zone decides "today", cut-offs and typed times; KEHOU_TIMEZONE only
+        # serves people who belong to no school yet.
+        if zone is None or zone == translator.timezone.key:
+            return translator
+        key = (translator.locale, zone)
+        if key not in self._zoned:
+            self._zoned[key] = replace(translator, timezone=ZoneInfo(zone))
+        return self._zoned[key]

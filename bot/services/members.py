@@ -27,6 +27,7 @@ class Member:
     locale: str | None
     roles: frozenset[Role]
     last_seen_at: dt.datetime | None = None
+    school_timezone: str | None = None  # the zone "today" and typed times are read in
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -36,7 +37,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     """The account's most recently used school membership, or None for a stranger."""
     row = (
         await session.execute(
-            select(User, School.name)
+            select(User, School.name, School.timezone)
             .join(School, School.id == User.school_id)
             .where(User.telegram_id == telegram_id)
             .order_by(User.last_seen_at.desc(), User.id.desc())
@@ -45,7 +46,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     ).first()
     if row is None:
         return None
-    user, school_name = row
+    user, school_name, school_timezone = row
     if user.blocked_at is not None:
         # Whoever writes to the bot has not blocked it (any more): they can be reached again.
         await session.execute(
@@ -60,6 +61,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
         locale=user.locale,
         roles=user.role_set,
         last_seen_at=user.last_seen_at,
+        school_timezone=school_timezone,
     )
 
 

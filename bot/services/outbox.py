@@ -232,9 +232,10 @@ class Claimed:
     attempts: int
     broadcast_id: int | None
     locale: str | None
+    timezone: str | None = None  # the school's: `$datetime` values are shown in it
 
     @classmethod
-    def of(cls, row: Outbox, locale: str | None) -> Claimed:
+    def of(cls, row: Outbox, locale: str | None, timezone: str | None = None) -> Claimed:
         return cls(
             id=row.id,
             school_id=row.school_id,
@@ -250,6 +251,7 @@ class Claimed:
             attempts=row.attempts,
             broadcast_id=row.broadcast_id,
             locale=locale,
+            timezone=timezone,
         )
 
 
@@ -311,7 +313,7 @@ async def claim(
     if not ids:
         return []
     rows = await session.execute(
-        select(Outbox, User.locale, User.blocked_at, School.default_locale)
+        select(Outbox, User.locale, User.blocked_at, School.default_locale, School.timezone)
         .join(School, School.id == Outbox.school_id)
         .outerjoin(User, User.id == Outbox.user_id)
         .where(Outbox.id.in_(ids))
@@ -319,11 +321,11 @@ async def claim(
     )
     claimed = []
     blocked = []
-    for row, locale, blocked_at, default_locale in rows.all():
+    for row, locale, blocked_at, default_locale, timezone in rows.all():
         if blocked_at is not None:
             blocked.append(row.id)
             continue
-        claimed.append(Claimed.of(row, locale or default_locale))
+        claimed.append(Claimed.of(row, locale or default_locale, timezone))
     if blocked:  # the recipient blocked the bot since the row was written: do not try
         await session.execute(
             update(Outbox)

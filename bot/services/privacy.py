@@ -127,37 +127,91 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
     )
 
 
-async def forget(session: AsyncSession, user_id: int) -> bool:
-    """Unlink the guardian from every child and delete their own data.
+# A message not yet sent: waiting, held for the evening digest, retrying, or in a worker's hands.
+# Cancelling a claimed row wins: the worker records its outcome only while the row is sending.
+UNSENT = (OutboxStatus.PENDING, OutboxStatus.HELD, OutboxStatus.SENDING)
+SCRUBBED_CHAT_ID = 0  # outbox.chat_id is required; 0 is no Telegram chat
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What /forget did, for the reply."""
+
+    schools: list[str]
+    cancelled: int  # messages that will not be sent
+    scrubbed: int  # messages kept for the counts, their content and chat id removed
+    account_deleted: bool  # no staff role remains anywhere: every account row is gone
+
+
+async def forget(session: AsyncSession, telegram_id: int) -> Forgotten:
+    """Unlink the guardian from every child, at every school, and delete their own data.
 
     Children's school records (roster, attendance) belong to the school and stay. Ratings stay
-    as anonymous feedback (their user link is cleared). A user who is also a teacher or admin
-    keeps that account and role; only the guardian side is removed. Returns True when the whole
-    account was deleted.
+    as anonymous feedback (their user link is cleared). Messages not yet sent are cancelled;
+    every message row keeps only its kind, status and times. A user who is also a teacher or
+    admin keeps that account and role; only the guardian side is removed.
     """
-    user = await session.get(User, user_id)
-    if user is None:
-        return False
-    school_id = user.school_id
-    await session.execute(delete(Guardianship).where(Guardianship.user_id == user_id))
-    await session.execute(
-        delete(UserRole).where(UserRole.user_id == user_id, UserRole.role == Role.PARENT)
+    users = list(
+        await session.scalars(
+            select(User).where(User.telegram_id == telegram_id).order_by(User.school_id)
+        )
     )
-    await session.execute(update(Rating).where(Rating.user_id == user_id).values(user_id=None))
-    # Nothing more should reach a guardian who asked to be forgotten.
+    if not users:
+        return Forgotten([], 0, 0, account_deleted=False)
+    user_ids = [u.id for u in users]
+    school_names = list(
+        await session.scalars(
+            select(School.name)
+            .where(School.id.in_({u.school_id for u in users}))
+            .order_by(School.name)
+        )
+    )
+    await session.execute(delete(Guardianship).where(Guardianship.user_id.in_(user_ids)))
     await session.execute(
+        delete(UserRole).where(UserRole.user_id.in_(user_ids), UserRole.role == Role.PARENT)
+    )
+    await session.execute(update(Rating).where(Rating.user_id.in_(user_ids)).values(user_id=None))
+    cancelled = await session.execute(
         update(Outbox)
-        .where(Outbox.user_id == user_id, Outbox.status == OutboxStatus.PENDING)
-        .values(status=OutboxStatus.CANCELLED)
+        .where(Outbox.user_id.in_(user_ids), Outbox.status.in_(UNSENT))
+        .values(status=OutboxStatus.CANCELLED, claimed_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
     )
-    await session.refresh(user, ["roles"])
-    whole_account = not user.roles
-    if whole_account:
+    # Before the accounts go: deleting them clears outbox.user_id, and with it the way back.
+    scrubbed = await session.execute(
+        update(Outbox)
+        .where(Outbox.user_id.in_(user_ids))
+        .values(
+            chat_id=SCRUBBED_CHAT_ID,
+            params=None,
+            text=None,
+            buttons=None,
+            attachment=None,
+            last_error=None,
+            user_id=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    whole_account = True
+    for user in users:
+        await session.refresh(user, ["roles"])
+        if user.roles:
+            whole_account = False
+            continue
         await session.delete(user)
-    # The audit row keeps no personal data: only that a guardian used their right.
-    audit.record(session, school_id, "guardian.forget", details={"account_deleted": whole_account})
+    # The audit rows keep no personal data: only that a guardian used their right.
+    for school_id in sorted({u.school_id for u in users}):
+        audit.record(
+            session, school_id, "guardian.forget", details={"account_deleted": whole_account}
+        )
     await session.flush()
-    return whole_account
+    cancelled_count = cancelled.rowcount  # type: ignore[attr-defined]
+    return Forgotten(
+        schools=school_names,
+        cancelled=cancelled_count,
+        scrubbed=scrubbed.rowcount - cancelled_count,  # type: ignore[attr-defined]
+        account_deleted=whole_account,
+    )
 
 
 async def photo_choices(session: AsyncSession, user_id: int) -> list[tuple[int, str, bool]]:

@@ -23,4 +23,5 @@ async def load_member(update: Update, context: BotContext) -> None:
     saved = context.member.locale if context.member else None
     if saved is None and context.user_data is not None:
         saved = context.user_data.get(LOCALE_KEY)
-    context.t = context.runtime.i18n.choose(saved, user.language_code)
+    zone = context.member.school_timezone if context.member else None
+    context.t = context.runtime.i18n.choose(saved, user.language_code, zone)

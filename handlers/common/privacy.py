@@ -12,6 +12,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 from bot import menus
 from bot.context import BotContext
 from bot.services import privacy
+from handlers.common import presses
 from storage.models import Role
 
 
@@ -109,35 +110,37 @@ async def confirm_forget(update: Update, context: BotContext) -> None:
     t = context.t
     await query.answer()
     if query.data != "forget:yes":
-        await query.edit_message_text(t.gettext("Nothing was deleted."))
+        await presses.edit_or_send(query, t.gettext("Nothing was deleted."))
         return
     member = context.member  # loaded afresh for this press: the button proves nothing
     if member is None:
-        await query.edit_message_text(
-            t.gettext("Kehou holds no account for you, so there is nothing to delete.")
+        await presses.edit_or_send(
+            query, t.gettext("Kehou holds no account for you, so there is nothing to delete.")
         )
         return
     async with context.db.transaction() as session:
-        whole_account = await privacy.forget(session, member.user_id)
+        done = await privacy.forget(session, member.telegram_id)
     context.application.drop_user_data(query.from_user.id)
     remaining = member.roles - {Role.PARENT}
     chat_id = update.effective_chat.id  # type: ignore[union-attr]
-    if whole_account:
+    summary = t.ngettext(
+        "Schools: {schools}. {count} message not yet sent is cancelled.",
+        "Schools: {schools}. {count} messages not yet sent are cancelled.",
+        done.cancelled,
+    ).format(schools=", ".join(done.schools), count=done.cancelled)
+    if done.account_deleted:
         try:
             await context.bot.delete_my_commands(scope=BotCommandScopeChat(chat_id))
         except TelegramError:
             pass  # the default menu shows anyway once the chat's own is gone or stale
-        await query.edit_message_text(
-            t.gettext("Your data has been deleted and your account unlinked. Goodbye.")
-        )
+        text = t.gettext("Your data has been deleted and your account unlinked. Goodbye.")
     else:
         await menus.set_user_menu(context.bot, chat_id, frozenset(remaining), t)
-        await query.edit_message_text(
-            t.gettext(
-                "You are unlinked from your children and your guardian data is deleted. "
-                "Your staff account stays."
-            )
+        text = t.gettext(
+            "You are unlinked from your children and your guardian data is deleted. "
+            "Your staff account stays."
         )
+    await presses.edit_or_send(query, f"{text}\n{summary}")
 
 
 def handlers() -> list[CommandHandler | CallbackQueryHandler]:  # type: ignore[type-arg]
