@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from telegram.ext import Application, JobQueue
 
 from bot.context import BotContext, Runtime
-from bot.services import enrolment, invites, lottery, members
+from bot.services import enrolment, invites, lottery, members, outbox
 from storage.models import Invite, School, utcnow
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ async def housekeeping(context: BotContext) -> None:
     school_id = context.job.data
     async with context.db.transaction() as session:
         await invites.forget_failures(session, older_than=invites.FAILURE_WINDOW)
+        await outbox.clear_old_content(session, utcnow(), school_id)  # type: ignore[arg-type]
         # Codes that were used or expired long ago protect nothing and name children.
         await session.execute(
             delete(Invite).where(

@@ -243,6 +243,10 @@ class School(Base):
     leave_cutoff_minutes: Mapped[int] = mapped_column(SmallInteger, default=60)
     # A freed seat offered to the next waitlisted child is held this long for an answer.
     offer_hours: Mapped[int] = mapped_column(SmallInteger, default=24)
+    # The personal content of messages sent is cleared after this many days; counts stay.
+    outbox_retention_days: Mapped[int] = mapped_column(
+        SmallInteger, default=180, server_default="180"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property

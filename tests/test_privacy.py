@@ -134,3 +134,24 @@ async def test_times_are_the_schools_zone_not_the_deployments(  # type: ignore[n
     i18n = I18n(ZoneInfo("Asia/Shanghai"), "en")
     rendered = outbox.render(claimed, i18n.get(claimed.locale, claimed.timezone))
     assert "18:30" in rendered.parts[0] and "10:30" not in rendered.parts[0]
+
+
+async def test_retention_clears_old_content_and_keeps_counts(
+    db: Database, school: SchoolData
+) -> None:
+    user_id = await add_member(db, school, PARENT, {Role.PARENT}, children=("李小明",))
+    rows = await _messages(db, school.school_id, user_id)
+    now = utcnow() + dt.timedelta(days=31)
+    async with db.transaction() as session:
+        await session.execute(
+            update(School).where(School.id == school.school_id).values(outbox_retention_days=30)
+        )
+        cleared = await outbox.clear_old_content(session, now)
+        assert await outbox.clear_old_content(session, now) == 0  # once is enough
+    assert cleared == 4  # sent, failed, blocked, cancelled; the unsent are left to be sent
+    async with db.transaction() as session:
+        kept = {r.kind: r for r in await session.scalars(select(Outbox))}
+    assert len(kept) == len(rows)
+    for kind, row in kept.items():
+        unsent = kind.removeprefix("notice-") in ("pending", "sending", "held")
+        assert (row.params is None and row.chat_id == 0) is not unsent, kind

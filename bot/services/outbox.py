@@ -32,6 +32,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -628,3 +629,42 @@ def split_html(text: str, limit: int = MAX_TEXT) -> list[str]:
     if tail:
         parts.append(tail)
     return parts
+
+
+# Rows no worker will send any more: their content is only history.
+DONE = (
+    OutboxStatus.SENT,
+    OutboxStatus.DIGESTED,
+    OutboxStatus.FAILED,
+    OutboxStatus.BLOCKED,
+    OutboxStatus.CANCELLED,
+)
+
+
+async def clear_old_content(
+    session: AsyncSession, now: dt.datetime, school_id: int | None = None
+) -> int:
+    """Clear what finished messages said and to whom, after the school's retention period.
+
+    The rows stay, with kind, status and times, so counts and delivery statistics hold.
+    Returns the rows cleared.
+    """
+    query = select(School.id, School.outbox_retention_days)
+    if school_id is not None:
+        query = query.where(School.id == school_id)
+    cleared = 0
+    for school, days in (await session.execute(query)).all():
+        result = await session.execute(
+            update(Outbox)
+            .where(
+                Outbox.school_id == school,
+                Outbox.status.in_(DONE),
+                Outbox.created_at < now - dt.timedelta(days=days),
+                Outbox.chat_id != 0,  # not cleared yet
+            )
+            # SQL NULL, not JSON null: nothing of the content is left.
+            .values(chat_id=0, params=null(), text=None, buttons=null(), attachment=null())
+            .execution_options(synchronize_session=False)
+        )
+        cleared += result.rowcount  # type: ignore[attr-defined]
+    return cleared

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
@@ -183,10 +183,10 @@ async def forget(session: AsyncSession, telegram_id: int) -> Forgotten:
         .where(Outbox.user_id.in_(user_ids))
         .values(
             chat_id=SCRUBBED_CHAT_ID,
-            params=None,
+            params=null(),
             text=None,
-            buttons=None,
-            attachment=None,
+            buttons=null(),
+            attachment=null(),
             last_error=None,
             user_id=None,
         )
