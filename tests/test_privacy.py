@@ -155,3 +155,24 @@ async def test_retention_clears_old_content_and_keeps_counts(
     for kind, row in kept.items():
         unsent = kind.removeprefix("notice-") in ("pending", "sending", "held")
         assert (row.params is None and row.chat_id == 0) is not unsent, kind
+
+
+async def test_mydata_is_complete_in_both_languages(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    user_id = await add_member(db, school, PARENT, {Role.PARENT}, children=("李小明",))
+    await _messages(db, school.school_id, user_id)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Guardianship).values(consent_version="2026-09", consented_at=utcnow())
+        )
+        seen = dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.UTC)  # 10:30 in the school's zone
+        await session.execute(update(User).where(User.id == user_id).values(last_seen_at=seen))
+    english = FakeUser.texts(await make_user(PARENT, language_code="en").send("/mydata"))
+    assert "version 2026-09" in english and f"Telegram chat: {PARENT}" in english
+    assert "Notices: as they come" in english and "10:30" in english
+    assert "messages from Kehou to you" in english and "notice-sent" in english
+    async with db.transaction() as session:
+        await session.execute(update(User).where(User.id == user_id).values(locale="zh_CN"))
+    chinese = FakeUser.texts(await make_user(PARENT, language_code="zh-hans").send("/mydata"))
+    assert "版本 2026-09" in chinese and "通知方式：即时推送" in chinese and "10:30" in chinese

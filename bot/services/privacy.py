@@ -6,13 +6,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, null, select, update
+from sqlalchemy import delete, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import audit
 from storage.models import (
     Attendance,
+    Course,
     Enrolment,
+    EnrolmentEvent,
     Guardianship,
     Leave,
     Outbox,
@@ -34,6 +36,7 @@ class ChildRecord:
     class_name: str
     photo_consent: bool
     consented_at: dt.datetime
+    consent_version: str = ""
     enrolments: list[dict[str, Any]] = field(default_factory=list)
     leaves: list[dict[str, Any]] = field(default_factory=list)
     attendance: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +54,12 @@ class GuardianRecord:
     created_at: dt.datetime
     children: list[ChildRecord]
     ratings: list[dict[str, Any]]
+    timezone: str = "Asia/Shanghai"  # the school's: every time is shown in it
+    chat_id: int | None = None
+    notice_mode: str = "instant"
+    blocked_at: dt.datetime | None = None
+    last_seen_at: dt.datetime | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)  # time, kind, status
 
     def as_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -72,7 +81,8 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
     user = await session.get(User, user_id)
     if user is None:
         raise LookupError(user_id)
-    school_name = await session.scalar(select(School.name).where(School.id == user.school_id))
+    school = await session.get(School, user.school_id)
+    assert school is not None
     rows = await session.execute(
         select(Guardianship, Student, SchoolClass.name)
         .join(Student, Student.id == Guardianship.student_id)
@@ -88,19 +98,34 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
             class_name=class_name,
             photo_consent=link.photo_consent,
             consented_at=link.consented_at,
+            consent_version=link.consent_version,
         )
-        for enrolment in await session.scalars(
-            select(Enrolment).where(Enrolment.student_id == student.id)
-        ):
+        history = await session.execute(
+            select(
+                Course.name, EnrolmentEvent.status, EnrolmentEvent.note, EnrolmentEvent.created_at
+            )
+            .join(Enrolment, Enrolment.id == EnrolmentEvent.enrolment_id)
+            .join(Course, Course.id == Enrolment.course_id)
+            .where(Enrolment.student_id == student.id)
+            .order_by(EnrolmentEvent.created_at, EnrolmentEvent.id)
+        )
+        for course, status, note, at in history:
             child.enrolments.append(
+                {"course": course, "status": status.value, "note": note, "at": at}
+            )
+        for leave in await session.scalars(
+            select(Leave).where(Leave.student_id == student.id).order_by(Leave.date, Leave.id)
+        ):
+            child.leaves.append(
                 {
-                    "course_id": enrolment.course_id,
-                    "status": enrolment.status.value,
-                    "since": enrolment.created_at,
+                    "date": leave.date,
+                    "period": leave.period,
+                    "pickup_at": leave.pickup_at,
+                    "reason": leave.reason,
+                    "cancelled_at": leave.cancelled_at,
+                    "created_at": leave.created_at,
                 }
             )
-        for leave in await session.scalars(select(Leave).where(Leave.student_id == student.id)):
-            child.leaves.append({"date": leave.date, "reason": leave.reason})
         for mark in await session.scalars(
             select(Attendance).where(Attendance.student_id == student.id)
         ):
@@ -115,8 +140,16 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
         }
         for r in await session.scalars(select(Rating).where(Rating.user_id == user_id))
     ]
+    messages = [
+        {"at": at, "kind": kind, "status": status.value}
+        for at, kind, status in await session.execute(
+            select(func.coalesce(Outbox.sent_at, Outbox.created_at), Outbox.kind, Outbox.status)
+            .where(Outbox.user_id == user_id)
+            .order_by(Outbox.created_at, Outbox.id)
+        )
+    ]
     return GuardianRecord(
-        school_name=school_name or "",
+        school_name=school.name,
         telegram_id=user.telegram_id,
         display_name=user.display_name,
         locale=user.locale,
@@ -124,6 +157,12 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
         created_at=user.created_at,
         children=children,
         ratings=ratings,
+        timezone=school.timezone,
+        chat_id=user.chat_id,
+        notice_mode=user.notice_mode.value,
+        blocked_at=user.blocked_at,
+        last_seen_at=user.last_seen_at,
+        messages=messages,
     )
 
 

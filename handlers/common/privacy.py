@@ -11,6 +11,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot import menus
 from bot.context import BotContext
+from bot.i18n import N_, Translator
 from bot.services import privacy
 from handlers.common import presses
 from storage.models import Role
@@ -37,6 +38,7 @@ async def show_my_data(update: Update, context: BotContext) -> None:
     lines.append(
         t.gettext("Joined: {date}").format(date=t.datetime(record.created_at, format="short"))
     )
+    lines.extend(_account_lines(record, t))
     for child in record.children:
         photos = t.gettext("allowed") if child.photo_consent else t.gettext("not allowed")
         lines.append("")
@@ -46,10 +48,15 @@ async def show_my_data(update: Update, context: BotContext) -> None:
             )
         )
         lines.append(
-            t.gettext("Consent given {date}; photos in daily updates: {photos}").format(
-                date=t.date(child.consented_at.astimezone(t.timezone).date()), photos=photos
+            t.gettext(
+                "Consent (version {version}) given {time}; photos in daily updates: {photos}"
+            ).format(
+                version=child.consent_version,
+                time=t.datetime(child.consented_at, format="short"),
+                photos=photos,
             )
         )
+        lines.extend(_child_lines(child, t))
         lines.append(
             t.ngettext(
                 "{count} course record", "{count} course records", len(child.enrolments)
@@ -63,6 +70,7 @@ async def show_my_data(update: Update, context: BotContext) -> None:
                 count=len(child.leaves)
             )
         )
+    lines.extend(_message_lines(record, t))
     lines.append("")
     lines.append(
         t.gettext("The attached file has every record in full. /forget deletes your data.")
@@ -74,6 +82,81 @@ async def show_my_data(update: Update, context: BotContext) -> None:
         filename="kehou-mydata.json",
         caption=t.gettext("Your data in Kehou"),
     )
+
+
+STATUSES = {
+    "enrolled": N_("enrolled"),
+    "waitlisted": N_("waitlisted"),
+    "withdrawn": N_("withdrawn"),
+    "cancelled": N_("course cancelled"),
+    "entered": N_("entered for the draw"),
+}
+SHOWN_MESSAGES = 10  # the newest; the file has them all
+
+
+def _account_lines(record: privacy.GuardianRecord, t: Translator) -> list[str]:
+    lines = [
+        t.gettext("Telegram chat: {chat_id}").format(chat_id=record.chat_id or "-"),
+        t.gettext("Notices: once a day, in the evening digest")
+        if record.notice_mode == "digest"
+        else t.gettext("Notices: as they come"),
+    ]
+    if record.last_seen_at is not None:
+        lines.append(
+            t.gettext("Last seen: {time}").format(
+                time=t.datetime(record.last_seen_at, format="short")
+            )
+        )
+    if record.blocked_at is not None:
+        lines.append(
+            t.gettext("You blocked the bot: {time}").format(
+                time=t.datetime(record.blocked_at, format="short")
+            )
+        )
+    return lines
+
+
+def _child_lines(child: privacy.ChildRecord, t: Translator) -> list[str]:
+    lines = []
+    for event in child.enrolments:
+        lines.append(
+            t.gettext("{time}: {course}, {status}").format(
+                time=t.datetime(event["at"], format="short"),
+                course=event["course"],
+                status=t.gettext(STATUSES.get(event["status"], event["status"])),
+            )
+        )
+    for leave in child.leaves:
+        text = (
+            t.gettext("Leave on {date}, cancelled")
+            if leave["cancelled_at"] is not None
+            else t.gettext("Leave on {date}")
+        ).format(date=t.date(leave["date"]))
+        if leave["pickup_at"] is not None:
+            pickup = t.time(leave["pickup_at"])
+            text += " · " + t.gettext("picked up at {time}").format(time=pickup)
+        if leave["reason"]:
+            text += " · " + leave["reason"]
+        lines.append(text)
+    return lines
+
+
+def _message_lines(record: privacy.GuardianRecord, t: Translator) -> list[str]:
+    if not record.messages:
+        return []
+    count = len(record.messages)
+    lines = [
+        "",
+        t.ngettext(
+            "{count} message from Kehou to you:", "{count} messages from Kehou to you:", count
+        ).format(count=count),
+    ]
+    for message in record.messages[-SHOWN_MESSAGES:]:
+        lines.append(
+            f"{t.datetime(message['at'], format='short')} · {message['kind']} · "
+            f"{message['status']}"
+        )
+    return lines
 
 
 async def ask_forget(update: Update, context: BotContext) -> None:
