@@ -4,6 +4,7 @@ that never fall at night and get back what an outage took. The clock is driven b
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -258,3 +259,28 @@ async def test_an_error_is_recorded_with_the_run(
     (run,) = await runs(db, f"broadcast:{broadcast_id}")
     assert run.finished_at is not None and run.outcome == "error"
     assert run.error is not None and "ValueError" in run.error
+
+
+def test_the_school_file_sets_quiet_hours_and_the_late_broadcast_limit(tmp_path: Path) -> None:
+    from bot.services.importer import load_and_validate
+    from tests.test_importer import SMALL, find, problems_of, write_small
+
+    line = "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}"
+    defaults = load_and_validate(write_small(tmp_path)).school
+    assert (defaults.quiet_from, defaults.quiet_until) == (dt.time(21), dt.time(7))
+    assert defaults.late_broadcast_hours == 2
+    text = SMALL.replace(
+        line,
+        "school: {code: small, name: 小河小学, quiet_from: '22:00', quiet_until: '06:30',"
+        " late_broadcast_hours: 5}",
+    )
+    school = load_and_validate(write_small(tmp_path, text)).school
+    assert (school.quiet_from, school.quiet_until) == (dt.time(22), dt.time(6, 30))
+    assert school.late_broadcast_hours == 5
+    broken = SMALL.replace(
+        line,
+        "school: {code: small, name: 小河小学, quiet_from: '22:00', late_broadcast_hours: -1}",
+    )
+    problems = problems_of(write_small(tmp_path, broken))
+    assert "go together" in find(problems, "school", "quiet_until").message
+    find(problems, "school", "late_broadcast_hours")
