@@ -26,6 +26,7 @@ from storage.models import (
     User,
 )
 from tests.factories import SchoolData, add_member
+from tests.harness import FakeUser
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 ADMIN, MOM = 800, 801
@@ -284,3 +285,20 @@ def test_the_school_file_sets_quiet_hours_and_the_late_broadcast_limit(tmp_path:
     problems = problems_of(write_small(tmp_path, broken))
     assert "go together" in find(problems, "school", "quiet_until").message
     find(problems, "school", "late_broadcast_hours")
+
+
+async def test_the_admins_go_ahead_on_a_late_broadcast_is_checked_and_truthful(
+    app: KehouApplication, make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    broadcast_id = await scheduled(db, school, local(2, 9))
+    await jobs.Scheduler(app.runtime).tick(local(2, 12))  # held, admins asked
+    parent = make_user(MOM)
+    await parent.press(f"lb:s:{broadcast_id}")  # a parent pressing it changes nothing
+    admin = make_user(ADMIN)
+    assert "已撤销" in FakeUser.texts(await admin.press(f"lb:c:{broadcast_id}"))
+    assert "已经发出或已撤销" in FakeUser.texts(await admin.press(f"lb:s:{broadcast_id}"))
+    async with db.transaction() as session:
+        found = await session.get(Broadcast, broadcast_id)
+        assert found is not None and found.status is BroadcastStatus.CANCELLED
+        kinds = (await session.scalars(select(Outbox.kind))).all()
+    assert "broadcast" not in kinds
