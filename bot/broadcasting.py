@@ -1,9 +1,9 @@
 """Broadcast progress, scheduled starts, re-pings and daily digests: the jobs around the outbox.
 
-`tick` runs every few seconds: it starts broadcasts whose time has come, sends the one re-ping
-of unacknowledged notices, marks finished broadcasts done and edits each sender's status
-message in place with the live figures. `send_digests` runs daily per school at its digest time
-and folds the messages held for each parent into one.
+`tick` runs every few seconds: it marks finished broadcasts done and edits each sender's status
+message in place with the live figures. Scheduled starts, the one re-ping of unacknowledged
+notices and the daily digest (`build_digests`) are runs of the scheduler ledger
+(`bot.jobs`, docs/SCHEDULER.md), so each happens exactly once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.context import BotContext, Runtime
-from bot.i18n import N_, Translator
+from bot.i18n import N_, I18n, Translator
 from bot.services import broadcasts, outbox
 from bot.services.broadcasts import Audience, AudienceKind, Progress
 from bot.services.outbox import Claimed, NewMessage
@@ -116,20 +116,14 @@ def status_text(t: Translator, broadcast: Broadcast, audience: str, figures: Pro
 
 
 async def tick(context: BotContext) -> None:
-    """The repeating broadcast job (see the module docstring)."""
+    """The repeating progress job (see the module docstring)."""
     runtime = context.runtime
     now = utcnow()
     edits: list[tuple[int, int, int, str]] = []
     async with runtime.db.transaction() as session:
-        for broadcast in await broadcasts.due_scheduled(session, now):
-            count = await broadcasts.start(session, broadcast, now)
-            log.info("broadcast %s started: %d recipients", broadcast.id, count)
-        for broadcast in await broadcasts.due_repings(session, now):
-            count = await broadcasts.reping(session, broadcast, now)
-            log.info("broadcast %s: re-pinged %d recipients", broadcast.id, count)
         for broadcast in await _followed(session, now):
             figures = await broadcasts.progress(session, broadcast.id)
-            broadcasts.finish(broadcast, figures, now)
+            await broadcasts.finish(session, broadcast, figures, now)
             if broadcast.status_chat_id is None or broadcast.status_message_id is None:
                 continue
             t = await _sender_translator(session, runtime, broadcast)
@@ -187,59 +181,50 @@ async def _sender_translator(
 # Digests
 
 
-async def send_digests(context: BotContext) -> None:
-    """Daily at the school's digest time: one message per parent with what was held."""
-    assert context.job is not None
-    school_id = int(context.job.data)  # type: ignore[call-overload]
-    count = await build_digests(context.runtime, school_id, utcnow())
-    if count:
-        log.info("school %s: %d digests queued", school_id, count)
-        context.runtime.wake_delivery()
-
-
 async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> int:
     """Fold every held message into one digest per recipient; returns the digests queued."""
     async with runtime.db.transaction() as session:
-        school = await session.get(School, school_id)
-        assert school is not None
-        rows = await session.execute(
-            select(Outbox, User.locale)
-            .join(User, User.id == Outbox.user_id)
-            .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
-            .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
+        return await fold_digests(session, runtime.i18n, school_id, now)
+
+
+async def fold_digests(session: AsyncSession, i18n: I18n, school_id: int, now: dt.datetime) -> int:
+    """`build_digests` inside the caller's transaction (the scheduler's digest run)."""
+    school = await session.get(School, school_id)
+    assert school is not None
+    rows = await session.execute(
+        select(Outbox, User.locale)
+        .join(User, User.id == Outbox.user_id)
+        .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
+        .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
+    )
+    held: dict[int, list[tuple[Outbox, str | None]]] = {}
+    for row, locale in rows.all():
+        assert row.user_id is not None
+        held.setdefault(row.user_id, []).append((row, locale))
+    for user_id, items in held.items():
+        t = i18n.get(items[0][1] or school.default_locale, school.timezone)
+        texts, buttons = [], []
+        for row, _ in items:
+            # The digest is text; the held messages' buttons go on the digest as a whole.
+            plain = dataclasses.replace(Claimed.of(row, t.locale), buttons=None, attachment=None)
+            rendered = outbox.render(plain, t)
+            texts.append("\n".join(p for p in rendered.parts if p))
+            buttons.extend(row.buttons or [])
+        header = t.gettext(DIGEST_HEADER).format(count=len(items), school=html.escape(school.name))
+        digest_id = await outbox.enqueue(
+            session,
+            school_id,
+            NewMessage(
+                chat_id=items[0][0].chat_id,
+                user_id=user_id,
+                kind="digest",
+                priority=Priority.NORMAL,
+                text="<b>" + header + "</b>\n\n" + "\n\n— — —\n\n".join(texts),
+                buttons=buttons or None,
+                dedupe_key=f"digest:{user_id}:{now.date().isoformat()}:{items[-1][0].id}",
+            ),
         )
-        held: dict[int, list[tuple[Outbox, str | None]]] = {}
-        for row, locale in rows.all():
-            assert row.user_id is not None
-            held.setdefault(row.user_id, []).append((row, locale))
-        for user_id, items in held.items():
-            t = runtime.i18n.get(items[0][1] or school.default_locale, school.timezone)
-            texts, buttons = [], []
-            for row, _ in items:
-                # The digest is text; the held messages' buttons go on the digest as a whole.
-                plain = dataclasses.replace(
-                    Claimed.of(row, t.locale), buttons=None, attachment=None
-                )
-                rendered = outbox.render(plain, t)
-                texts.append("\n".join(p for p in rendered.parts if p))
-                buttons.extend(row.buttons or [])
-            header = t.gettext(DIGEST_HEADER).format(
-                count=len(items), school=html.escape(school.name)
-            )
-            digest_id = await outbox.enqueue(
-                session,
-                school_id,
-                NewMessage(
-                    chat_id=items[0][0].chat_id,
-                    user_id=user_id,
-                    kind="digest",
-                    priority=Priority.NORMAL,
-                    text="<b>" + header + "</b>\n\n" + "\n\n— — —\n\n".join(texts),
-                    buttons=buttons or None,
-                    dedupe_key=f"digest:{user_id}:{now.date().isoformat()}:{items[-1][0].id}",
-                ),
-            )
-            for row, _ in items:
-                row.status = OutboxStatus.DIGESTED
-                row.digest_id = digest_id
-        return len(held)
+        for row, _ in items:
+            row.status = OutboxStatus.DIGESTED
+            row.digest_id = digest_id
+    return len(held)

@@ -1,26 +1,398 @@
-"""Scheduled work, derived from the database whenever the bot starts."""
+"""Scheduled work: every periodic job's due runs go through the scheduler ledger.
+
+PTB's JobQueue only wakes `tick` every few seconds (and flushes who was seen lately, and follows
+broadcast progress). Each tick asks every job which runs are due at `now` — the digest at the
+school's digest time, a scheduled broadcast at its time, a re-ping, offer expiry, the lottery
+draw and the minimum-size check when enrolment closes, the nightly housekeeping — and claims
+each in the ledger (`bot.services.ledger`), so a run happens exactly once however many
+processes tick one database and however long Kehou was down. A run missed while Kehou was
+down is run once at the next tick, unless it is past its job's staleness limit: then it is
+recorded as stale (a digest of a past evening) or held for an admin (a late broadcast).
+See docs/SCHEDULER.md.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import Application, JobQueue
 
+from bot import broadcasting
 from bot.context import BotContext, Runtime
-from bot.services import enrolment, invites, lottery, members, outbox
-from storage.models import Invite, School, utcnow
+from bot.services import (
+    broadcasts,
+    deadlines,
+    enrolment,
+    invites,
+    ledger,
+    lottery,
+    members,
+    outbox,
+)
+from storage.models import (
+    Broadcast,
+    Enrolment,
+    EnrolmentStatus,
+    Invite,
+    LotteryDraw,
+    School,
+    Term,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
-# APScheduler skips a run that starts more than misfire_grace_time late (default: 1 s), which
-# after a restart or a busy event loop silently drops a day's work. Allow an hour, and run a
-# job that missed several times only once.
+# The JobQueue only wakes the ticker; a late wake-up loses nothing (the ledger knows what is
+# due), so coalesce missed wake-ups into one.
 JOB_DEFAULTS = {"misfire_grace_time": 3600, "coalesce": True, "max_instances": 1}
+TICK_SECONDS = 5.0
 HOUSEKEEPING_AT = dt.time(3, 0)
 KEEP_DEAD_INVITES = dt.timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class Due:
+    """One run of a job: its ledger key and whether it is past the job's staleness limit."""
+
+    job: str  # the ledger's job name: "digest", or "broadcast:17" for one broadcast's start
+    school_id: int
+    due_at: dt.datetime
+    stale: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.job.split(":", 1)[0]
+
+
+Finder = Callable[[AsyncSession, dt.datetime], Awaitable[list[Due]]]
+Runner = Callable[["Scheduler", AsyncSession, Due, dt.datetime], Awaitable[str]]
+
+
+# --- when each job is due ---------------------------------------------------------------------
+
+
+def last_local(zone: ZoneInfo, at: dt.time, now: dt.datetime) -> dt.datetime:
+    """The latest local `at` not after `now`, in UTC."""
+    local = now.astimezone(zone)
+    when = dt.datetime.combine(local.date(), at, tzinfo=zone)
+    if when > local:
+        when = dt.datetime.combine(local.date() - dt.timedelta(days=1), at, tzinfo=zone)
+    return when.astimezone(dt.UTC)
+
+
+async def _schools(session: AsyncSession) -> list[School]:
+    return list((await session.scalars(select(School).order_by(School.id))).all())
+
+
+async def due_digests(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each school's digest, daily at its digest time; stale once that evening is over."""
+    found = []
+    for school in await _schools(session):
+        zone = ZoneInfo(school.timezone)
+        due_at = last_local(zone, school.digest_time, now)
+        same_evening = due_at.astimezone(zone).date() == now.astimezone(zone).date()
+        found.append(Due("digest", school.id, due_at, stale=not same_evening))
+    return found
+
+
+async def due_housekeeping(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Nightly at 03:00 in each school's zone; never stale (the latest missed night runs)."""
+    return [
+        Due("housekeeping", s.id, last_local(ZoneInfo(s.timezone), HOUSEKEEPING_AT, now))
+        for s in await _schools(session)
+    ]
+
+
+async def due_broadcasts(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Scheduled broadcasts whose time has come; stale past the school's late_broadcast_hours."""
+    found = []
+    for broadcast in await broadcasts.due_scheduled(session, now):
+        assert broadcast.scheduled_for is not None
+        limit = await session.scalar(
+            select(School.late_broadcast_hours).where(School.id == broadcast.school_id)
+        )
+        late = now - broadcast.scheduled_for > dt.timedelta(hours=limit or 0)
+        found.append(
+            Due(f"broadcast:{broadcast.id}", broadcast.school_id, broadcast.scheduled_for, late)
+        )
+    return found
+
+
+async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    found = []
+    for broadcast in await broadcasts.due_repings(session, now):
+        assert broadcast.started_at is not None and broadcast.reping_after_hours is not None
+        due_at = broadcast.started_at + dt.timedelta(hours=broadcast.reping_after_hours)
+        found.append(Due(f"reping:{broadcast.id}", broadcast.school_id, due_at))
+    return found
+
+
+async def due_offers(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Offer expiry, in one-minute slots, only when an open offer is past its deadline."""
+    expired = await session.scalar(
+        select(
+            exists().where(
+                Enrolment.status == EnrolmentStatus.WAITLISTED,
+                Enrolment.offer_expires_at.is_not(None),
+                Enrolment.offer_expires_at <= now,
+            )
+        )
+    )
+    if not expired:
+        return []
+    return [Due("offers", ledger.DEPLOYMENT, now.replace(second=0, microsecond=0))]
+
+
+async def _closed_terms(session: AsyncSession, now: dt.datetime) -> list[Term]:
+    rows = await session.scalars(
+        select(Term).where(
+            Term.enrolment_closes_at.is_not(None),
+            Term.enrolment_closes_at <= now,
+            Term.ends_on >= now.date(),
+        )
+    )
+    return list(rows.all())
+
+
+async def due_draws(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """A term's lottery, once its enrolment has closed and until it is drawn."""
+    found = []
+    for term in await _closed_terms(session, now):
+        drawn = await session.scalar(select(exists().where(LotteryDraw.term_id == term.id)))
+        if not drawn:
+            assert term.enrolment_closes_at is not None
+            found.append(Due(f"draw:{term.id}", term.school_id, term.enrolment_closes_at))
+    return found
+
+
+async def due_minimum_checks(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """The minimum-size question, once per term when its enrolment has closed (after the draw)."""
+    found = []
+    for term in await _closed_terms(session, now):
+        assert term.enrolment_closes_at is not None
+        found.append(Due(f"minimum:{term.id}", term.school_id, term.enrolment_closes_at))
+    return found
+
+
+# --- what each run does -----------------------------------------------------------------------
+
+
+async def run_digest(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    if due.stale:
+        # That evening is over; what was held waits for the next digest rather than at night.
+        return "stale: held messages wait for the next digest"
+    count = await broadcasting.fold_digests(session, sched.runtime.i18n, due.school_id, now)
+    return f"{count} digests"
+
+
+async def run_broadcast(
+    sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime
+) -> str:
+    broadcast = await session.get(Broadcast, int(due.job.split(":")[1]))
+    assert broadcast is not None
+    if due.stale:
+        if not await broadcasts.hold(session, broadcast, now):
+            return "not scheduled any more"
+        asked = await broadcasts.ask_about_late(session, broadcast, now)
+        return f"held: {asked} admins asked"
+    count = await broadcasts.start(session, broadcast, now)
+    return "not scheduled any more" if count is None else f"started: {count} recipients"
+
+
+async def run_reping(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    broadcast = await session.get(Broadcast, int(due.job.split(":")[1]))
+    assert broadcast is not None
+    return f"{await broadcasts.reping(session, broadcast, now)} re-pinged"
+
+
+async def run_offers(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    moved = await enrolment.expire_offers(session, now)
+    return f"offers expired in {len(moved)} courses"
+
+
+async def run_draw(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    return f"terms drawn: {await lottery.run_due_draws(session, now)}"
+
+
+async def run_minimum(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    return f"courses asked about: {await enrolment.ask_about_small_courses(session, now)}"
+
+
+async def run_housekeeping(
+    sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime
+) -> str:
+    await housekeeping(session, due.school_id, now)
+    return "done"
+
+
+async def housekeeping(session: AsyncSession, school_id: int, now: dt.datetime) -> None:
+    """Nightly, in the school's time zone: forget what no longer needs keeping."""
+    await invites.forget_failures(session, older_than=invites.FAILURE_WINDOW)
+    await outbox.clear_old_content(session, now, school_id)
+    # Codes that were used or expired long ago protect nothing and name children.
+    await session.execute(
+        delete(Invite).where(
+            Invite.school_id == school_id,
+            Invite.expires_at < now - KEEP_DEAD_INVITES,
+        )
+    )
+    await ledger.prune(session, now)
+
+
+# In this order each tick: a draw comes before the minimum-size check of the same term.
+JOBS: dict[str, tuple[Finder, Runner]] = {
+    "broadcast": (due_broadcasts, run_broadcast),
+    "reping": (due_repings, run_reping),
+    "offers": (due_offers, run_offers),
+    "draw": (due_draws, run_draw),
+    "minimum": (due_minimum_checks, run_minimum),
+    "digest": (due_digests, run_digest),
+    "housekeeping": (due_housekeeping, run_housekeeping),
+}
+
+
+# --- the ticker -------------------------------------------------------------------------------
+
+
+@dataclass
+class Scheduler:
+    """One process's ticker over the shared ledger."""
+
+    runtime: Runtime
+    worker: str = field(default_factory=lambda: f"jobs-{uuid.uuid4().hex[:12]}")
+    started: dt.datetime = field(default_factory=utcnow)
+    ticks: int = 0
+
+    async def tick(self, now: dt.datetime) -> list[str]:
+        """Run everything due at `now`; returns the ledger keys this process ran."""
+        db = self.runtime.db
+        if self.ticks == 0:
+            await self._after_downtime(now)
+        async with db.transaction() as session:
+            await ledger.beat(session, self.worker, self.started, now)
+        self.ticks += 1
+        ran = await self._orphans(now)
+        for find, _ in JOBS.values():
+            async with db.transaction() as session:
+                fresh = [
+                    d
+                    for d in await find(session, now)
+                    if not await ledger.claimed(session, d.job, d.school_id, d.due_at)
+                ]
+            for due in fresh:
+                if await self._claim(due, now):
+                    ran.append(await self._run(due, now))
+        if ran:
+            self.runtime.wake_delivery()
+        return ran
+
+    async def _after_downtime(self, now: dt.datetime) -> None:
+        """At start-up: if no process ticked for a while, give open offers the time back.
+
+        Claim and extension commit together, so a second process starting at the same time
+        waits on the claim and then sees the deadlines already extended.
+        """
+        async with self.runtime.db.transaction() as session:
+            last = await ledger.last_alive(session, self.worker)
+            if last is None or now - last < ledger.DOWN_AFTER:
+                return
+            if not await ledger.claim(session, "downtime", ledger.DEPLOYMENT, last, self.worker):
+                return
+            extended = await deadlines.extend_for_downtime(session, last, now)
+            await ledger.finish(
+                session,
+                "downtime",
+                ledger.DEPLOYMENT,
+                last,
+                self.worker,
+                outcome=f"down {now - last}; {extended} offers extended",
+                now=now,
+            )
+        log.warning("Kehou was down for %s; %d seat offers extended", now - last, extended)
+
+    async def _claim(self, due: Due, now: dt.datetime) -> bool:
+        async with self.runtime.db.transaction() as session:
+            return await ledger.claim(
+                session, due.job, due.school_id, due.due_at, self.worker, now
+            )
+
+    async def _run(self, due: Due, now: dt.datetime) -> str:
+        """The work and the run's `finish` commit together; an error is recorded on its own."""
+        _, run = JOBS[due.kind]
+        try:
+            async with self.runtime.db.transaction() as session:
+                outcome = await run(self, session, due, now)
+                if not await ledger.finish(
+                    session,
+                    due.job,
+                    due.school_id,
+                    due.due_at,
+                    self.worker,
+                    outcome=outcome,
+                    now=now,
+                ):
+                    raise LostRun(due.job)
+        except LostRun:
+            log.warning("run %s went to another process; its work here is undone", due.job)
+            return due.job
+        except Exception as error:
+            log.exception("run %s for school %s failed", due.job, due.school_id)
+            async with self.runtime.db.transaction() as session:
+                await ledger.finish(
+                    session,
+                    due.job,
+                    due.school_id,
+                    due.due_at,
+                    self.worker,
+                    outcome="error",
+                    error=f"{type(error).__name__}: {error}"[:2000],
+                    now=now,
+                )
+            return due.job
+        log.info("run %s for school %s: %s", due.job, due.school_id, outcome)
+        return due.job
+
+    async def _orphans(self, now: dt.datetime) -> list[str]:
+        """Runs claimed by a process that died before finishing them: run them here."""
+        ran = []
+        async with self.runtime.db.transaction() as session:
+            left = await ledger.orphans(session, now)
+        for run in left:
+            if run.job.split(":", 1)[0] not in JOBS:
+                continue
+            async with self.runtime.db.transaction() as session:
+                if not await ledger.take_over(session, run, self.worker, now):
+                    continue
+            log.warning("run %s of %s taken over after it stopped", run.job, run.claimed_by)
+            due = await self._recheck(run.job, run.school_id, run.due_at, now)
+            ran.append(await self._run(due, now))
+        return ran
+
+    async def _recheck(
+        self, job: str, school_id: int, due_at: dt.datetime, now: dt.datetime
+    ) -> Due:
+        """The taken-over run with its staleness as of now (a digest may be stale by now)."""
+        find, _ = JOBS[job.split(":", 1)[0]]
+        async with self.runtime.db.transaction() as session:
+            for due in await find(session, now):
+                if (due.job, due.school_id, due.due_at) == (job, school_id, due_at):
+                    return due
+        # No longer due (a broadcast cancelled meanwhile): the runner finds nothing to do.
+        return Due(job, school_id, due_at, stale=job.startswith("digest"))
+
+
+class LostRun(Exception):
+    """This process was taken for dead and its run given to another."""
+
+
+# --- the JobQueue -----------------------------------------------------------------------------
 
 
 def configure_scheduler(job_queue: JobQueue) -> None:  # type: ignore[type-arg]
@@ -29,15 +401,14 @@ def configure_scheduler(job_queue: JobQueue) -> None:  # type: ignore[type-arg]
 
 
 async def install_jobs(application: Application, runtime: Runtime) -> list[str]:  # type: ignore[type-arg]
-    """(Re)create every scheduled job from the database; returns the job names."""
+    """Start the ticker and the two in-memory jobs; returns the job names.
+
+    Nothing here depends on the schools: what is due comes from the database on every tick,
+    so installing again (a re-import) only replaces the wake-ups.
+    """
     job_queue = application.job_queue
     assert job_queue is not None
-    from bot import broadcasting
-
-    async with runtime.db.transaction() as session:
-        schools = list(
-            await session.execute(select(School.id, School.timezone, School.digest_time))
-        )
+    application.bot_data.setdefault("scheduler", Scheduler(runtime))
     names = []
 
     def replace(name: str) -> str:
@@ -46,26 +417,9 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
         names.append(name)
         return name
 
-    for school_id, timezone, digest_time in schools:
-        zone = ZoneInfo(timezone)
-        job_queue.run_daily(
-            housekeeping,
-            time=HOUSEKEEPING_AT.replace(tzinfo=zone),
-            name=replace(f"housekeeping:{school_id}"),
-            data=school_id,
-        )
-        job_queue.run_daily(
-            broadcasting.send_digests,  # type: ignore[arg-type]
-            time=digest_time.replace(tzinfo=zone),
-            name=replace(f"digest:{school_id}"),
-            data=school_id,
-        )
+    job_queue.run_repeating(tick, interval=TICK_SECONDS, first=0.5, name=replace("ledger"))
     job_queue.run_repeating(record_seen, interval=30, first=30, name=replace("seen"))
-    # Seat offers past their deadline move on to the next child on the waitlist.
-    job_queue.run_repeating(expire_offers, interval=60, first=5, name=replace("offers"))
-    # When enrolment closes, lottery courses are drawn and admins asked about small courses.
-    job_queue.run_repeating(run_draws, interval=60, first=10, name=replace("draws"))
-    # Scheduled broadcasts, re-pings and progress: one job for every school.
+    # Broadcast progress: finished broadcasts marked done, senders' status messages edited.
     job_queue.run_repeating(
         broadcasting.tick,  # type: ignore[arg-type]
         interval=broadcasting.TICK_SECONDS,
@@ -74,6 +428,11 @@ async def install_jobs(application: Application, runtime: Runtime) -> list[str]:
     )
     log.info("scheduled %d jobs", len(names))
     return names
+
+
+async def tick(context: BotContext) -> None:
+    scheduler: Scheduler = context.bot_data["scheduler"]
+    await scheduler.tick(utcnow())
 
 
 async def record_seen(context: BotContext) -> None:
@@ -86,37 +445,3 @@ async def flush_seen(runtime: Runtime) -> None:
     if users:
         async with runtime.db.transaction() as session:
             await members.mark_seen(session, users, utcnow())
-
-
-async def expire_offers(context: BotContext) -> None:
-    async with context.db.transaction() as session:
-        moved = await enrolment.expire_offers(session, utcnow())
-    if moved:
-        log.info("seat offers expired in %d courses", len(moved))
-        context.runtime.wake_delivery()
-
-
-async def run_draws(context: BotContext) -> None:
-    async with context.db.transaction() as session:
-        drawn = await lottery.run_due_draws(session, utcnow())
-        small = await enrolment.ask_about_small_courses(session, utcnow())
-    if drawn:
-        log.info("lottery drawn for terms %s", drawn)
-    if drawn or small:
-        context.runtime.wake_delivery()
-
-
-async def housekeeping(context: BotContext) -> None:
-    """Nightly, in the school's time zone: forget what no longer needs keeping."""
-    assert context.job is not None
-    school_id = context.job.data
-    async with context.db.transaction() as session:
-        await invites.forget_failures(session, older_than=invites.FAILURE_WINDOW)
-        await outbox.clear_old_content(session, utcnow(), school_id)  # type: ignore[arg-type]
-        # Codes that were used or expired long ago protect nothing and name children.
-        await session.execute(
-            delete(Invite).where(
-                Invite.school_id == school_id,
-                Invite.expires_at < utcnow() - KEEP_DEAD_INVITES,
-            )
-        )

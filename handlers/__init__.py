@@ -12,7 +12,7 @@ from telegram.ext import (
     filters,
 )
 
-from handlers.admin import broadcast
+from handlers.admin import broadcast, late
 from handlers.admin import courses as admin_courses
 from handlers.common import cancel, groups, help, language, loader, privacy, start
 from handlers.parent import courses, leave, notices, photos, schedule
@@ -53,6 +53,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(roster.handlers(), group=FEATURES)
     application.add_handlers(broadcast.handlers(), group=FEATURES)
     application.add_handlers(admin_courses.handlers(), group=FEATURES)
+    application.add_handlers(late.handlers(), group=FEATURES)
 
     application.add_handler(
         CommandHandler("cancel", cancel.nothing_to_cancel, filters=filters.ChatType.PRIVATE),

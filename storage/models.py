@@ -247,6 +247,11 @@ class School(Base):
     outbox_retention_days: Mapped[int] = mapped_column(
         SmallInteger, default=180, server_default="180"
     )
+    # No deadline given to a family falls in these local hours: it moves to quiet_until.
+    quiet_from: Mapped[dt.time] = mapped_column(Time, default=dt.time(21, 0))
+    quiet_until: Mapped[dt.time] = mapped_column(Time, default=dt.time(7, 0))
+    # A scheduled broadcast missed by more than this (Kehou was down) waits for an admin.
+    late_broadcast_hours: Mapped[int] = mapped_column(SmallInteger, default=2)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property
@@ -733,6 +738,8 @@ class Broadcast(Base):
     finished_at: Mapped[dt.datetime | None]
     reping_at: Mapped[dt.datetime | None]  # when the one re-ping went out
     cancelled_at: Mapped[dt.datetime | None]
+    # Due too long ago when Kehou came back: it waits for an admin's "send now" or "cancel".
+    held_at: Mapped[dt.datetime | None]
     # The sender's status message, edited in place as delivery runs.
     status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     status_message_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -793,6 +800,29 @@ class DeliveryWorker(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class JobRun(Base):
+    """One run of a periodic job, claimed once per (job, school, due time): the scheduler ledger.
+
+    ``school_id`` is 0 for a run that belongs to the whole deployment (offer expiry, the draw).
+    ``job = 'alive'`` rows are the running processes' heartbeats (``due_at``: when the process
+    started, ``finished_at``: its last tick); start-up reads them to know how long Kehou was
+    down. See ``docs/SCHEDULER.md``.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("job", "school_id", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(60))
+    school_id: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[dt.datetime]
+    claimed_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(200))
 
 
 # --- access -----------------------------------------------------------------------------------

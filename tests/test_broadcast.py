@@ -274,7 +274,7 @@ async def test_scheduled_broadcast_starts_on_time_and_can_be_cancelled(
     # Cancelled before delivery: nothing more goes out.
     async with db.transaction() as session:
         cancelled = await broadcasts.cancel(session, school.school_id, due[0].id, ids[ADMIN])
-        assert cancelled is not None and cancelled.status is BroadcastStatus.CANCELLED
+        assert cancelled == broadcasts.Cancelled(broadcasts.Stop.STOPPED, sent=0)
     assert [r.status for r in await rows(db)] == [OutboxStatus.CANCELLED]
     assert "broadcast.cancel" in await audit_actions(db)
 
@@ -380,7 +380,7 @@ async def test_a_broadcast_finishes_while_some_parents_wait_for_their_digest(
         )
         figures = await broadcasts.progress(session, broadcast.id)
         assert (figures.sent, figures.held, figures.queued) == (1, 1, 0)
-        assert broadcasts.finish(broadcast, figures, utcnow())
+        assert await broadcasts.finish(session, broadcast, figures, utcnow())
     t = I18n(ZoneInfo("Asia/Shanghai")).get("zh_CN")
     text = broadcasting.status_text(t, broadcast, "三年级1班家长", figures)
     assert "已完成" in text and "等待家长的每日汇总：1" in text
@@ -399,3 +399,56 @@ async def test_a_long_notice_is_previewed_shortened_and_sent_whole(
     await admin.click("立即发送")
     (row,) = await rows(db)
     assert row.text == notice
+
+
+async def _scheduled_now(db: Database, school: SchoolData) -> tuple[int, int]:
+    ids = await people(db, school)
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=ids[ADMIN],
+            text="周五演出",
+            audience=Audience(AudienceKind.PARENTS),
+            scheduled_for=utcnow() + dt.timedelta(hours=1),
+        )
+        await session.execute(
+            update(Broadcast).values(scheduled_for=utcnow() - dt.timedelta(seconds=1))
+        )
+    return broadcast.id, ids[ADMIN]
+
+
+async def test_a_cancel_just_before_the_tick_starts_it_sends_nothing(
+    db: Database, school: SchoolData
+) -> None:
+    broadcast_id, admin = await _scheduled_now(db, school)
+    async with db.transaction() as tick:
+        (due,) = await broadcasts.due_scheduled(tick, utcnow())  # the tick has read the row
+        async with db.transaction() as press:  # the admin's cancel commits in between
+            result = await broadcasts.cancel(press, school.school_id, broadcast_id, admin)
+        assert result == broadcasts.Cancelled(broadcasts.Stop.CANCELLED)
+        assert await broadcasts.start(tick, due, utcnow()) is None  # it lost: writes nothing
+    assert await rows(db) == []
+    async with db.transaction() as session:
+        found = await session.get(Broadcast, broadcast_id)
+        assert found is not None and found.status is BroadcastStatus.CANCELLED
+
+
+async def test_a_cancel_just_after_the_tick_started_it_says_what_went_out(
+    db: Database, school: SchoolData
+) -> None:
+    broadcast_id, admin = await _scheduled_now(db, school)
+    async with db.transaction() as press:
+        seen = await broadcasts.get(press, school.school_id, broadcast_id)  # read: scheduled
+        assert seen is not None and seen.status is BroadcastStatus.SCHEDULED
+        async with db.transaction() as tick:  # the tick starts it and commits in between
+            (due,) = await broadcasts.due_scheduled(tick, utcnow())
+            assert await broadcasts.start(tick, due, utcnow()) == 3
+        async with db.transaction() as worker:  # one message goes out meanwhile
+            await worker.execute(
+                update(Outbox).where(Outbox.chat_id == MOM).values(status=OutboxStatus.SENT)
+            )
+        result = await broadcasts.cancel(press, school.school_id, broadcast_id, admin)
+    assert result == broadcasts.Cancelled(broadcasts.Stop.STOPPED, sent=1)
+    statuses = sorted(str(r.status) for r in await rows(db))
+    assert statuses == ["cancelled", "cancelled", "sent"]

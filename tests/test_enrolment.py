@@ -198,8 +198,9 @@ async def test_a_freed_seat_is_offered_in_order_and_moves_on(
         # Declining passes the offer to the next child at once.
         third_row = await session.get(Enrolment, ids[third])
         assert third_row is not None and third_row.offer_expires_at is not None
+        deadline = third_row.offer_expires_at  # OFFER_HOURS on, out of the quiet hours
     # The third family lets it expire: it moves on to the fourth.
-    later = now + dt.timedelta(hours=enrolment.OFFER_HOURS, minutes=1)
+    later = deadline + dt.timedelta(minutes=1)
     async with db.transaction() as session:
         assert (
             await enrolment.answer_offer(session, ids[third], True, user_id=None, now=later)
@@ -327,7 +328,10 @@ async def test_the_school_sets_how_long_an_offer_is_held(db: Database, school: S
     signed = [await enrolment.sign_up(db, kid, course, user_id=None) for kid in (first, second)]
     now = utcnow()
     async with db.transaction() as session:
-        await session.execute(update(School).values(offer_hours=2))
+        # No quiet hours here: the deadline is exactly offer_hours on, whatever the hour.
+        await session.execute(
+            update(School).values(offer_hours=2, quiet_from=dt.time(0), quiet_until=dt.time(0))
+        )
         await enrolment.withdraw(
             session, signed[0].enrolment_id, from_date=now.date(), user_id=None
         )  # type: ignore[union-attr]

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
 from bot.services import audit, outbox
@@ -212,8 +213,20 @@ async def create(
     return broadcast
 
 
-async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:
-    """Resolve the audience and write one outbox row per recipient; returns their number."""
+async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int | None:
+    """Move a scheduled broadcast to sending, then resolve its audience and write one outbox
+    row per recipient; returns their number, or None when it was no longer scheduled (an
+    admin cancelled it meanwhile): then nothing is written."""
+    won = await _set_status(
+        session,
+        broadcast,
+        BroadcastStatus.SCHEDULED,
+        BroadcastStatus.SENDING,
+        started_at=now,
+        held_at=None,
+    )
+    if not won:
+        return None
     people = await recipients(session, broadcast.school_id, Audience.from_json(broadcast.audience))
     buttons = (
         [[{"label": ACK_LABEL, "data": f"ack:{broadcast.id}"}]]
@@ -239,10 +252,34 @@ async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -
         ],
         now=now,
     )
-    broadcast.recipients = len(people)
-    broadcast.status = BroadcastStatus.SENDING
-    broadcast.started_at = now
+    await session.execute(
+        update(Broadcast).where(Broadcast.id == broadcast.id).values(recipients=len(people))
+    )
+    set_committed_value(broadcast, "recipients", len(people))
     return len(people)
+
+
+async def _set_status(
+    session: AsyncSession,
+    broadcast: Broadcast,
+    expected: BroadcastStatus,
+    new: BroadcastStatus,
+    **values: Any,
+) -> bool:
+    """Compare-and-set: True if this transaction moved the broadcast from `expected`."""
+    result = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast.id, Broadcast.status == expected)
+        .values(status=new, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    # The row is ours now; keep the loaded copy in step without a second, blind UPDATE.
+    set_committed_value(broadcast, "status", new)
+    for name, value in values.items():
+        set_committed_value(broadcast, name, value)
+    return True
 
 
 @dataclass(frozen=True)
@@ -302,16 +339,45 @@ async def recent(session: AsyncSession, school_id: int) -> list[Broadcast]:
     return list(rows.all())
 
 
+class Stop(enum.Enum):
+    CANCELLED = "cancelled"  # it had not started: nothing went out
+    STOPPED = "stopped"  # it had started: what was sent stays sent, the rest is cancelled
+    FINISHED = "finished"  # nothing left to stop (done, or cancelled already)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    outcome: Stop
+    sent: int = 0  # what had gone out already (STOPPED)
+
+
 async def cancel(
     session: AsyncSession, school_id: int, broadcast_id: int, actor_user_id: int
-) -> Broadcast | None:
-    """Stop a scheduled or running broadcast: what has not gone out yet never will."""
-    broadcast = await get(session, school_id, broadcast_id)
-    if broadcast is None or broadcast.status not in (
-        BroadcastStatus.SCHEDULED,
-        BroadcastStatus.SENDING,
-    ):
-        return None
+) -> Cancelled | None:
+    """Stop a scheduled or running broadcast: what has not gone out yet never will.
+
+    Compare-and-set against the status read fresh from the database, so a cancel and the
+    tick that starts the broadcast at the same moment never both win: either the tick finds
+    it cancelled and sends nothing, or the cancel finds it sending and says how many went out.
+    None if the broadcast is not this school's.
+    """
+    for _ in range(3):
+        broadcast = await session.scalar(
+            select(Broadcast)
+            .where(Broadcast.id == broadcast_id)
+            .execution_options(populate_existing=True)
+        )
+        if broadcast is None or broadcast.school_id != school_id:
+            return None
+        status = broadcast.status
+        if status not in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
+            return Cancelled(Stop.FINISHED)
+        if await _set_status(
+            session, broadcast, status, BroadcastStatus.CANCELLED, cancelled_at=utcnow()
+        ):
+            break
+    else:
+        return Cancelled(Stop.FINISHED)
     await session.execute(
         update(Outbox)
         .where(
@@ -319,17 +385,19 @@ async def cancel(
             Outbox.status.in_((OutboxStatus.PENDING, OutboxStatus.HELD)),
         )
         .values(status=OutboxStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
     )
-    broadcast.status = BroadcastStatus.CANCELLED
-    broadcast.cancelled_at = utcnow()
     audit.record(
         session,
         school_id,
         "broadcast.cancel",
         actor_user_id=actor_user_id,
         target=("broadcast", broadcast.id),
+        details={"was": str(status)},
     )
-    return broadcast
+    if status is BroadcastStatus.SCHEDULED:
+        return Cancelled(Stop.CANCELLED)
+    return Cancelled(Stop.STOPPED, (await progress(session, broadcast.id)).sent)
 
 
 class Ack(enum.Enum):
@@ -387,7 +455,9 @@ async def unacknowledged(
 async def due_scheduled(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
     rows = await session.scalars(
         select(Broadcast).where(
-            Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.scheduled_for <= now
+            Broadcast.status == BroadcastStatus.SCHEDULED,
+            Broadcast.scheduled_for <= now,
+            Broadcast.held_at.is_(None),
         )
     )
     return list(rows.all())
@@ -451,13 +521,111 @@ async def reping(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) 
     return len(reminders)
 
 
-def finish(broadcast: Broadcast, figures: Progress, now: dt.datetime) -> bool:
+async def finish(
+    session: AsyncSession, broadcast: Broadcast, figures: Progress, now: dt.datetime
+) -> bool:
     """Mark a running broadcast done once nothing of it is queued; True if it just finished.
 
-    Messages held for a digest do not keep it running: they go out with the digest.
+    Messages held for a digest do not keep it running: they go out with the digest. Only a
+    broadcast still sending is marked (a cancel meanwhile stays a cancel).
     """
-    if broadcast.status is BroadcastStatus.SENDING and figures.finished:
-        broadcast.status = BroadcastStatus.DONE
-        broadcast.finished_at = now
-        return True
-    return False
+    if broadcast.status is not BroadcastStatus.SENDING or not figures.finished:
+        return False
+    return await _set_status(
+        session, broadcast, BroadcastStatus.SENDING, BroadcastStatus.DONE, finished_at=now
+    )
+
+
+async def hold(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> bool:
+    """A scheduled broadcast missed by too much waits for an admin; True if held just now."""
+    result = await session.execute(
+        update(Broadcast)
+        .where(
+            Broadcast.id == broadcast.id,
+            Broadcast.status == BroadcastStatus.SCHEDULED,
+            Broadcast.held_at.is_(None),
+        )
+        .values(held_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(broadcast, "held_at", now)
+    return True
+
+
+async def send_held(
+    session: AsyncSession, school_id: int, broadcast_id: int, actor_user_id: int, now: dt.datetime
+) -> int | None:
+    """An admin's go-ahead for a held broadcast: it starts now. None if it was not held (sent
+    or cancelled meanwhile, or not this school's); else the number of recipients."""
+    broadcast = await session.scalar(
+        select(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.school_id == school_id)
+        .execution_options(populate_existing=True)
+    )
+    if broadcast is None or broadcast.held_at is None:
+        return None
+    count = await start(session, broadcast, now)
+    if count is not None:
+        audit.record(
+            session,
+            school_id,
+            "broadcast.release",
+            actor_user_id=actor_user_id,
+            target=("broadcast", broadcast.id),
+            details={"scheduled_for": _iso(broadcast.scheduled_for), "recipients": count},
+        )
+    return count
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+LATE_TEXT = N_(
+    "⏸ Broadcast #{id} was scheduled for {when}, but Kehou was not running then, so it has "
+    "not gone out. Send it now, or cancel it?\n\n{snippet}"
+)
+SEND_NOW_LABEL = N_("Send now")
+CANCEL_LATE_LABEL = N_("Cancel it")
+
+
+async def ask_about_late(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:
+    """Ask the school's admins for a go-ahead on a held broadcast; returns how many were asked."""
+    admins = await session.execute(
+        select(User.id, User.chat_id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(
+            User.school_id == broadcast.school_id,
+            UserRole.role == Role.ADMIN,
+            User.chat_id.is_not(None),
+        )
+        .order_by(User.id)
+    )
+    plain = " ".join(outbox.visible_text(broadcast.text).split())
+    questions = [
+        NewMessage(
+            chat_id=chat_id,
+            user_id=user_id,
+            kind="broadcast_late",
+            priority=Priority.INTERACTIVE,
+            template=LATE_TEXT,
+            params={
+                "id": broadcast.id,
+                "when": {"$datetime": _iso(broadcast.scheduled_for)},
+                "snippet": plain if len(plain) <= 200 else plain[:199] + "…",
+            },
+            buttons=[
+                [
+                    {"label": SEND_NOW_LABEL, "data": f"lb:s:{broadcast.id}"},
+                    {"label": CANCEL_LATE_LABEL, "data": f"lb:c:{broadcast.id}"},
+                ]
+            ],
+            dedupe_key=f"broadcast-late:{broadcast.id}:{user_id}",
+        )
+        for user_id, chat_id in admins.all()
+        if chat_id is not None
+    ]
+    await outbox.enqueue_many(session, broadcast.school_id, questions, now=now)
+    return len(questions)

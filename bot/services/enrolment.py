@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
-from bot.services import audit, outbox
+from bot.services import audit, deadlines, outbox
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
@@ -505,7 +505,9 @@ async def make_offers(
     )
     offered = []
     for enrolment in rows.all():
-        enrolment.offer_expires_at = now + dt.timedelta(hours=hours)
+        enrolment.offer_expires_at = await deadlines.offer_deadline(
+            session, enrolment.school_id, now, hours
+        )
         await _tell_guardians(
             session,
             enrolment,

@@ -113,6 +113,9 @@ class SchoolInfo:
     digest_time: dt.time = dt.time(19, 0)
     leave_cutoff_minutes: int = 60
     offer_hours: int = 24
+    quiet_from: dt.time = dt.time(21, 0)
+    quiet_until: dt.time = dt.time(7, 0)
+    late_broadcast_hours: int = 2
 
 
 @dataclass(frozen=True)
@@ -753,6 +756,9 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "digest_time",
             "leave_cutoff_minutes",
             "offer_hours",
+            "quiet_from",
+            "quiet_until",
+            "late_broadcast_hours",
         ),
     )
     code = rec.get("code", _code(40))
@@ -763,6 +769,14 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     digest_time = rec.get("digest_time", _clock_value, required=False) or dt.time(19, 0)
     cutoff = rec.get("leave_cutoff_minutes", _integer(0, 24 * 60), required=False)
     offer_hours = rec.get("offer_hours", _integer(1, 14 * 24), required=False)
+    quiet_from = rec.get("quiet_from", _clock_value, required=False)
+    quiet_until = rec.get("quiet_until", _clock_value, required=False)
+    late_hours = rec.get("late_broadcast_hours", _integer(0, 7 * 24), required=False)
+    if (quiet_from is None) != (quiet_until is None):
+        rec.fail(
+            "quiet_from" if quiet_from is None else "quiet_until",
+            "quiet_from and quiet_until go together: give both, e.g. 21:00 and 07:00",
+        )
     if not rec.ok or code is None or name is None:
         return None
     return SchoolInfo(
@@ -774,6 +788,9 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         digest_time,
         60 if cutoff is None else cutoff,
         offer_hours or 24,
+        quiet_from or dt.time(21, 0),
+        quiet_until or dt.time(7, 0),
+        2 if late_hours is None else late_hours,
     )
 
 

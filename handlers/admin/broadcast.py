@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.ext import (
     CallbackQueryHandler,
@@ -695,6 +695,35 @@ async def list_recent(update: Update, context: BotContext) -> None:
     )
 
 
+async def _tell_cancelled(
+    query: CallbackQuery,
+    context: BotContext,
+    broadcast_id: int,
+    result: broadcasts.Cancelled | None,
+) -> None:
+    """Say what the cancel really did: nothing went out, it was stopped midway, or too late."""
+    t = context.t
+    if result is None or result.outcome is broadcasts.Stop.FINISHED:
+        await query.answer(
+            t.gettext("Broadcast #{id} has already finished.").format(id=broadcast_id),
+            show_alert=True,
+        )
+        return
+    await query.answer(t.gettext("Broadcast #{id} cancelled.").format(id=broadcast_id))
+    if result.outcome is broadcasts.Stop.CANCELLED:
+        text = t.gettext("Broadcast #{id} cancelled before it started. Nothing was sent.")
+    else:
+        text = t.ngettext(
+            "Broadcast #{id} had already started: {n} message was sent and stays delivered; "
+            "the rest will not be sent.",
+            "Broadcast #{id} had already started: {n} messages were sent and stay delivered; "
+            "the rest will not be sent.",
+            result.sent,
+        )
+    # /broadcasts is private: the admin's own chat
+    await context.bot.send_message(query.from_user.id, text.format(id=broadcast_id, n=result.sent))
+
+
 def _snippet(broadcast: BroadcastRow) -> str:
     plain = re.sub(r"<[^>]+>", "", broadcast.text)
     plain = html.unescape(" ".join(plain.split()))
@@ -729,20 +758,7 @@ async def manage(update: Update, context: BotContext) -> None:
         await refuse(update, context, "broadcast.refused")
         return
     if action == "cancel":
-        if cancelled is None:
-            await query.answer(
-                t.gettext("Broadcast #{id} has already finished.").format(id=broadcast_id),
-                show_alert=True,
-            )
-        else:
-            await query.answer(t.gettext("Broadcast #{id} cancelled.").format(id=broadcast_id))
-            await context.bot.send_message(
-                chat_id,
-                t.gettext(
-                    "Broadcast #{id} cancelled. Messages already delivered stay delivered; "
-                    "the rest will not be sent."
-                ).format(id=broadcast_id),
-            )
+        await _tell_cancelled(query, context, broadcast_id, cancelled)
         return
     await query.answer()
     if not missing:
