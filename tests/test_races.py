@@ -18,7 +18,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import enrolment, leaves, lottery
-from bot.services.enrolment import CancelOutcome, OfferAnswer, Refusal, SignedUp
+from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
 from storage.db import Database
 from storage.models import (
     Allocation,
@@ -350,20 +350,22 @@ async def test_a_course_is_cancelled_only_below_its_minimum_after_enrolment_clos
 
     await close_enrolment(db, school, T0 + dt.timedelta(days=1))
     assert (await cancel(small, school.school_id, T0)).outcome is (
-        CancelOutcome.ENROLMENT_STILL_OPEN
+        enrolment.CancelOutcome.ENROLMENT_STILL_OPEN
     )
     await close_enrolment(db, school, T0)
     later = T0 + dt.timedelta(hours=1)
     assert (await cancel(unlimited, school.school_id, later)).outcome is (
-        CancelOutcome.NOT_BELOW_MINIMUM
+        enrolment.CancelOutcome.NOT_BELOW_MINIMUM
     )
-    assert (await cancel(small, school.school_id + 1, later)).outcome is CancelOutcome.NOT_FOUND
+    assert (
+        await cancel(small, school.school_id + 1, later)
+    ).outcome is enrolment.CancelOutcome.NOT_FOUND
     async with db.transaction() as session:
         assert await session.scalar(select(Course.cancelled_at).where(Course.id == small)) is None
     done = await cancel(small, school.school_id, later)
-    assert (done.outcome, done.families) == (CancelOutcome.CANCELLED, 2)
+    assert (done.outcome, done.families) == (enrolment.CancelOutcome.CANCELLED, 2)
     assert (await cancel(small, school.school_id, later)).outcome is (
-        CancelOutcome.ALREADY_CANCELLED
+        enrolment.CancelOutcome.ALREADY_CANCELLED
     )
 
 
