@@ -572,10 +572,10 @@ async def renumber_choices(session: AsyncSession, student_id: int, course_id: in
         .execution_options(populate_existing=True)
     )
     pairs = [(e, c) for e, c in rows.all()]
+    ranks = choice_ranks(pairs)
     for entry, _ in pairs:
-        rank = choice_ranks(pairs)[entry.id]
-        if entry.draw_rank != rank:
-            entry.draw_rank = rank
+        if entry.draw_rank != ranks[entry.id]:
+            entry.draw_rank = ranks[entry.id]
     await session.flush()
 
 
@@ -693,7 +693,7 @@ async def answer_offer(
     if enrolment.offer_expires_at <= now:
         return OfferAnswer.EXPIRED
     if accept:
-        await move(
+        if not await move(
             session,
             enrolment,
             EnrolmentStatus.ENROLLED,
@@ -703,7 +703,8 @@ async def answer_offer(
             user_id=user_id,
             now=now,
             note="offer accepted",
-        )
+        ):
+            return await _ended_offer(session, enrolment)
         await compact_waitlist(session, course_id)
         return OfferAnswer.ACCEPTED
     await withdraw(
