@@ -108,7 +108,7 @@ async def test_buttons_naming_another_family_s_child_change_nothing(
     assert await statuses(db) == {}
     async with db.transaction() as session:
         refused = (await session.scalars(select(AuditLog.action))).all()
-    assert refused.count("enrolment.refused") == 4
+    assert refused.count("enrolment.refused") == 6  # every refused press, malformed ones too
 
 
 async def test_withdrawal_frees_a_seat_that_is_offered_and_accepted(
@@ -235,8 +235,11 @@ async def test_a_course_below_its_minimum_is_cancelled_on_the_admin_s_word(
     small = await make_course(db, school, "KITE", name="风筝", min_size=5)
     big = await make_course(db, school, "RUN", name="跑步", weekdays=0b10, min_size=1)
     mom: FakeUser = make_user(MOM)
+    admin: FakeUser = make_user(810)
     for course in (small, big):
         await mom.press(f"cs:y:{school.student_ids['李小明']}:{course}")
+    # While enrolment is open, no button cancels a course.
+    assert "仍在报名中" in FakeUser.texts(await admin.press(f"ms:y:{small}"))
     async with db.transaction() as session:
         assert await enrolment.ask_about_small_courses(session, utcnow()) == []  # still open
         await session.execute(
@@ -254,10 +257,15 @@ async def test_a_course_below_its_minimum_is_cancelled_on_the_admin_s_word(
     assert "不再有效" in alerts(await mom.press(f"ms:c:{small}"))  # parents cannot decide
     async with db.transaction() as session:
         assert "course.refused" in (await session.scalars(select(AuditLog.action))).all()
-    admin: FakeUser = make_user(810)
-    done = FakeUser.texts(await admin.press(f"ms:c:{small}"))
+    # Cancelling asks first, saying how many families lose their place; Back changes nothing.
+    asked = FakeUser.texts(await admin.press(f"ms:c:{small}"))
+    assert "确定取消风筝吗？1 个家庭将失去名额" in asked
+    assert "少于开班最低人数" in FakeUser.texts(await admin.press(f"ms:b:{small}"))
+    # A course at its minimum is not cancelled, whatever the button says.
+    assert "没有低于开班最低人数" in FakeUser.texts(await admin.press(f"ms:y:{big}"))
+    done = FakeUser.texts(await admin.press(f"ms:y:{small}"))
     assert "风筝已取消，正在通知 1 个家庭" in done
-    assert "已经取消过了" in FakeUser.texts(await admin.press(f"ms:c:{small}"))
+    assert "已经取消过了" in FakeUser.texts(await admin.press(f"ms:y:{small}"))
     async with db.transaction() as session:
         told = (
             await session.scalars(select(Outbox).where(Outbox.kind == "course_cancelled"))

@@ -34,6 +34,8 @@ SHAPED = [
     f"ack:{HUGE}",
     f"ms:c:{HUGE}",
     f"ms:k:{HUGE}",
+    f"ms:y:{HUGE}",
+    f"ms:b:{HUGE}",
     f"wd:a:{HUGE}",
     f"wd:y:{HUGE}",
     f"of:{HUGE}:1",
@@ -147,28 +149,6 @@ def overflowing_data(pattern: str) -> list[str]:
     return [d for d in dict.fromkeys(data) if compiled.match(d) and len(d.encode()) <= 64]
 
 
-# courses.py, leave.py and admin/courses.py parse their own data until their conversion to
-# handlers.common.presses lands: these presses still crash them. Remove a line once it passes.
-CONVERTED_ELSEWHERE = {
-    r"^cs:y:",
-    r"^cs:l:",
-    r"^cs:c:",
-    r"^cs:s:",
-    r"^of:",
-    r"^wd:",
-    r"^lv:x:",
-    r"^ms:[ck]:",
-}
-
-
-def _marks(pattern: str) -> Any:
-    if pattern in CONVERTED_ELSEWHERE:
-        return pytest.param(
-            pattern, marks=pytest.mark.xfail(reason="its handler is converted on its branch")
-        )
-    return pattern
-
-
 async def test_the_walk_finds_every_pattern_the_application_registers(
     app: KehouApplication,
 ) -> None:
@@ -176,7 +156,7 @@ async def test_the_walk_finds_every_pattern_the_application_registers(
     assert r"^photo:" in PATTERNS and r"^bl:" in PATTERNS and "" in PATTERNS
 
 
-@pytest.mark.parametrize("pattern", [_marks(p) for p in PATTERNS])
+@pytest.mark.parametrize("pattern", PATTERNS)
 async def test_an_id_past_the_integer_range_is_refused_by_every_button(
     pattern: str,
     app: KehouApplication,

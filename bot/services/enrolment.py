@@ -5,11 +5,16 @@ nothing is bundled; a child may join only courses of their grade, whose provider
 and whose fee was disclosed (or which are free), while the enrolment window is open, without
 two courses at the same time. Withdrawal is never refused.
 
-**No over-booking, however many press at once.** The seat count and the insert are one SQL
-statement (`INSERT … SELECT` with the count inside), run as the first statement of its own
-transaction: SQLite runs it under its single writer lock; on PostgreSQL the course row is
-locked first (``SELECT … FOR UPDATE``), so concurrent sign-ups for one course queue for that
-instant only. A child can never be enrolled twice: ``UNIQUE (student_id, course_id)``.
+**No over-booking, however many press at once.** Everything that changes a course's places
+(sign-up, withdrawal, seat offers and their answers, expiry, cancelling) first takes the
+course's lock (`lock_course`), then reads afresh: concurrent changes to one course queue for
+that instant only. A sign-up also locks the child's row, so the rules (time clash, three
+choices) are checked inside the transaction that writes. A child can never be enrolled twice:
+``UNIQUE (student_id, course_id)``.
+
+**Every status change is compare-and-set** (docs/STATE_CHANGES.md): `move` is one
+``UPDATE … WHERE id = :id AND status = :expected``; a caller that loses changes nothing and
+reports what really happened.
 
 Every status change writes an `EnrolmentEvent`: the history parents see with `/schedule`.
 """
@@ -25,6 +30,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
 from bot.services import audit, deadlines, outbox
@@ -168,35 +174,77 @@ async def sign_up(
     actor: EnrolmentActor = EnrolmentActor.PARENT,
     now: dt.datetime | None = None,
 ) -> SignedUp | Refusal:
-    """Check the rules, then take a seat or a waitlist place in one atomic step."""
+    """Lock the course and the child, check the rules, then take a seat, a waitlist place or
+    a draw entry: all in one transaction, so two presses at once cannot both pass the checks."""
     now = now or utcnow()
-    async with db.transaction() as session:
-        refusal = await check(session, student_id, course_id, now)
-        school_id = await session.scalar(select(Course.school_id).where(Course.id == course_id))
-        # A withdrawn child signing up again reuses the row (one per student and course).
-        previous = await session.scalar(
-            select(Enrolment.id).where(
-                Enrolment.student_id == student_id, Enrolment.course_id == course_id
-            )
-        )
-        lottery = await _open_lottery(session, course_id)
-        rank = await _next_rank(session, student_id, course_id) if lottery else None
-    if refusal is not None:
-        return refusal
-    assert school_id is not None
-    if rank is not None and rank > MAX_CHOICES:
-        return Refusal.TOO_MANY_CHOICES
     try:
         async with db.writing() as session:
-            if rank is not None:
+            course = await lock_course(session, course_id)
+            await lock_student(session, student_id)
+            refusal = await check(session, student_id, course_id, now)
+            if refusal is not None:
+                return refusal
+            assert course is not None
+            # A withdrawn child signing up again reuses the row (one per student and course).
+            previous = await session.scalar(
+                select(Enrolment.id).where(
+                    Enrolment.student_id == student_id, Enrolment.course_id == course_id
+                )
+            )
+            if await _open_lottery(session, course_id):
+                rank = await _next_rank(session, student_id, course_id)
+                if rank > MAX_CHOICES:
+                    return Refusal.TOO_MANY_CHOICES
                 return await _enter_draw(
-                    session, school_id, student_id, course_id, previous, rank, user_id, now
+                    session, course.school_id, student_id, course_id, previous, rank, user_id, now
                 )
             return await _take_place(
-                session, school_id, student_id, course_id, previous, user_id, actor, now
+                session, course.school_id, student_id, course_id, previous, user_id, actor, now
             )
     except IntegrityError:  # a second press, or the other guardian, got there first
         return Refusal.ALREADY
+
+
+async def lock_course(session: AsyncSession, course_id: int) -> Course | None:
+    """Take the course's lock and read it afresh; held until the transaction ends.
+
+    Every change to a course's places takes it first. PostgreSQL locks the row
+    (``SELECT … FOR UPDATE``). SQLite has no row locks: a write takes its single writer lock,
+    so a no-op UPDATE takes it here, and every read after it sees the newest data.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Course)
+            .where(Course.id == course_id)
+            .values(capacity=Course.capacity)
+            .execution_options(synchronize_session=False)
+        )
+    return await session.scalar(
+        select(Course)
+        .where(Course.id == course_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_student(session: AsyncSession, student_id: int) -> Student | None:
+    """Lock the child's row (after the course's): their sign-ups to other courses wait."""
+    return await session.scalar(
+        select(Student)
+        .where(Student.id == student_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def fresh(session: AsyncSession, enrolment_id: int) -> Enrolment | None:
+    """The enrolment as the database has it now, locked; never the identity map's copy."""
+    return await session.scalar(
+        select(Enrolment)
+        .where(Enrolment.id == enrolment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 async def _take_place(
@@ -209,13 +257,7 @@ async def _take_place(
     actor: EnrolmentActor,
     now: dt.datetime,
 ) -> SignedUp:
-    """The seat count and the write in one statement, the first of its transaction.
-
-    On SQLite a read before it would pin an old snapshot; the write statement itself takes the
-    writer lock and sees the newest data. PostgreSQL locks the course row first.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
+    """The seat count and the write in one statement, under the course's lock."""
     taken = (
         select(func.count())
         .where(Enrolment.course_id == course_id, _holds_seat())
@@ -338,7 +380,7 @@ async def _enter_draw(
         session.add(entry)
         await session.flush()
     else:
-        found = await session.get(Enrolment, previous)
+        found = await fresh(session, previous)
         assert found is not None
         entry = found
         entry.status, entry.draw_rank, entry.updated_at = EnrolmentStatus.ENTERED, rank, now
@@ -374,23 +416,49 @@ def record_event(
     )
 
 
-def move(
+async def move(
     session: AsyncSession,
     enrolment: Enrolment,
     status: EnrolmentStatus,
     *,
+    expected: EnrolmentStatus | Iterable[EnrolmentStatus],
     actor: EnrolmentActor,
     user_id: int | None,
     now: dt.datetime,
     position: int | None = None,
     note: str | None = None,
-) -> None:
-    """Change an enrolment's status (any open offer ends) and record it in the history."""
-    enrolment.status, enrolment.waitlist_position = status, position
-    enrolment.offer_expires_at, enrolment.updated_at = None, now
+    when: Iterable[ColumnElement[bool]] = (),
+    **values: Any,
+) -> bool:
+    """Change an enrolment's status if it is still `expected` (and every condition in `when`
+    holds): one conditional UPDATE. Any open offer ends; the change is recorded in the history.
+
+    Returns whether it won. A loser changes nothing, and `enrolment` is refreshed to what the
+    database has, so the caller can tell its user what really happened.
+    """
+    allowed = [expected] if isinstance(expected, EnrolmentStatus) else list(expected)
+    changes = {
+        "status": status,
+        "waitlist_position": position,
+        "offer_expires_at": None,
+        "updated_at": now,
+        **values,
+    }
+    result = await session.execute(
+        update(Enrolment)
+        .where(Enrolment.id == enrolment.id, Enrolment.status.in_(allowed), *when)
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        await session.refresh(enrolment)
+        return False
+    for name, value in changes.items():
+        set_committed_value(enrolment, name, value)
     record_event(
         session, enrolment.school_id, enrolment.id, status, position, actor, user_id, now, note
     )
+    return True
 
 
 async def waitlist(session: AsyncSession, course_id: int) -> list[tuple[int, int]]:
@@ -435,25 +503,80 @@ async def withdraw(
     actor: EnrolmentActor = EnrolmentActor.PARENT,
     now: dt.datetime | None = None,
     note: str | None = None,
+    expected: Iterable[EnrolmentStatus] = LISTED,
 ) -> Enrolment | None:
-    """Leave a course (or its waitlist) for good. Never refused; None if not active."""
+    """Leave a course (or its waitlist, or its draw) for good, under the course's lock.
+
+    Never refused; None if the enrolment is not (or no longer) in one of the `expected`
+    states. Dropping a draw entry moves the child's later choices up."""
     now = now or utcnow()
-    enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
-    if enrolment is None or enrolment.status not in LISTED:
+    course_id = await session.scalar(
+        select(Enrolment.course_id).where(Enrolment.id == enrolment_id)
+    )
+    if course_id is None:
         return None
-    move(
+    await lock_course(session, course_id)
+    enrolment = await fresh(session, enrolment_id)
+    allowed = list(expected)
+    if enrolment is None or enrolment.status not in allowed:
+        return None
+    was = enrolment.status
+    won = await move(
         session,
         enrolment,
         EnrolmentStatus.WITHDRAWN,
+        expected=was,
         actor=actor,
         user_id=user_id,
         now=now,
         note=note,
+        withdrawn_from=from_date,
     )
-    enrolment.withdrawn_from = from_date
-    await session.flush()
-    await compact_waitlist(session, enrolment.course_id)
+    if not won:
+        return None
+    if was is EnrolmentStatus.ENTERED:
+        await renumber_choices(session, enrolment.student_id, enrolment.course_id)
+    await compact_waitlist(session, course_id)
     return enrolment
+
+
+def choice_ranks(entries: Iterable[tuple[Enrolment, Course]]) -> dict[int, int]:
+    """Enrolment id → the family's preference (1 = first choice) among the child's live draw
+    entries: 1 + the entries of the same child, term and period sharing a weekday that come
+    before it, in the order they were chosen. A dropped choice moves the later ones up."""
+    listed = sorted(entries, key=lambda p: (p[0].draw_rank or 9, p[0].updated_at, p[0].id))
+    ranks = {}
+    for index, (entry, course) in enumerate(listed):
+        ranks[entry.id] = 1 + sum(
+            1
+            for other, other_course in listed[:index]
+            if other.student_id == entry.student_id
+            and other_course.term_id == course.term_id
+            and other_course.period == course.period
+            and other_course.weekdays & course.weekdays
+        )
+    return ranks
+
+
+async def renumber_choices(session: AsyncSession, student_id: int, course_id: int) -> None:
+    """After a draw entry ends, the child's remaining entries of that term keep ranks 1, 2, 3."""
+    term_id = select(Course.term_id).where(Course.id == course_id).scalar_subquery()
+    rows = await session.execute(
+        select(Enrolment, Course)
+        .join(Course, Course.id == Enrolment.course_id)
+        .where(
+            Enrolment.student_id == student_id,
+            Enrolment.status == EnrolmentStatus.ENTERED,
+            Course.term_id == term_id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    pairs = [(e, c) for e, c in rows.all()]
+    ranks = choice_ranks(pairs)
+    for entry, _ in pairs:
+        if entry.draw_rank != ranks[entry.id]:
+            entry.draw_rank = ranks[entry.id]
+    await session.flush()
 
 
 def _holds_seat() -> ColumnElement[bool]:
@@ -482,7 +605,9 @@ async def make_offers(
     session: AsyncSession, course_id: int, now: dt.datetime, hours: int | None = None
 ) -> list[int]:
     """Offer every free seat to the first waitlisted children, for the school's `offer_hours`
-    (or `hours`); returns their enrolment ids."""
+    (or `hours`); returns their enrolment ids. Runs under the course's lock, so two seats
+    freed at once are offered to two children, and a sign-up cannot take one meanwhile."""
+    await lock_course(session, course_id)
     free = await free_seats(session, course_id)
     if free is None or free == 0:
         return []
@@ -502,6 +627,7 @@ async def make_offers(
         )
         .order_by(Enrolment.waitlist_position)
         .limit(free)
+        .execution_options(populate_existing=True)
     )
     offered = []
     for enrolment in rows.all():
@@ -541,6 +667,7 @@ class OfferAnswer(enum.StrEnum):
     ACCEPTED = "accepted"
     DECLINED = "declined"
     EXPIRED = "expired"  # too late: the offer has moved on
+    ALREADY_ACCEPTED = "already_accepted"  # accepted before (the other guardian, a double tap)
     NONE = "none"  # no open offer for this enrolment
 
 
@@ -552,28 +679,34 @@ async def answer_offer(
     user_id: int | None,
     now: dt.datetime | None = None,
 ) -> OfferAnswer:
+    """Accept or decline a seat offer, under the course's lock; if the offer has ended
+    meanwhile (accepted, declined or expired), say which and change nothing."""
     now = now or utcnow()
-    enrolment = await session.get(Enrolment, enrolment_id, with_for_update=True)
-    if (
-        enrolment is None
-        or enrolment.status is not EnrolmentStatus.WAITLISTED
-        or enrolment.offer_expires_at is None
-    ):
+    course_id = await session.scalar(
+        select(Enrolment.course_id).where(Enrolment.id == enrolment_id)
+    )
+    if course_id is None:
         return OfferAnswer.NONE
+    await lock_course(session, course_id)
+    enrolment = await fresh(session, enrolment_id)
+    assert enrolment is not None
+    if enrolment.status is not EnrolmentStatus.WAITLISTED or enrolment.offer_expires_at is None:
+        return await _ended_offer(session, enrolment)
     if enrolment.offer_expires_at <= now:
         return OfferAnswer.EXPIRED
-    course_id = enrolment.course_id
     if accept:
-        move(
+        if not await move(
             session,
             enrolment,
             EnrolmentStatus.ENROLLED,
+            expected=EnrolmentStatus.WAITLISTED,
+            when=[Enrolment.offer_expires_at > now],
             actor=EnrolmentActor.OFFER,
             user_id=user_id,
             now=now,
             note="offer accepted",
-        )
-        await session.flush()
+        ):
+            return await _ended_offer(session, enrolment)
         await compact_waitlist(session, course_id)
         return OfferAnswer.ACCEPTED
     await withdraw(
@@ -584,9 +717,25 @@ async def answer_offer(
         actor=EnrolmentActor.OFFER,
         now=now,
         note="offer declined",
+        expected=[EnrolmentStatus.WAITLISTED],
     )
     await make_offers(session, course_id, now)
     return OfferAnswer.DECLINED
+
+
+async def _ended_offer(session: AsyncSession, enrolment: Enrolment) -> OfferAnswer:
+    """What became of an offer that is no longer open, from the enrolment's history."""
+    note = await session.scalar(
+        select(EnrolmentEvent.note)
+        .where(EnrolmentEvent.enrolment_id == enrolment.id)
+        .order_by(EnrolmentEvent.id.desc())
+        .limit(1)
+    )
+    if enrolment.status is EnrolmentStatus.ENROLLED and note == "offer accepted":
+        return OfferAnswer.ALREADY_ACCEPTED
+    if note == "offer expired":
+        return OfferAnswer.EXPIRED
+    return OfferAnswer.NONE
 
 
 async def _tell_guardians(
@@ -647,36 +796,62 @@ async def guardian_chats(
 
 
 async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
-    """Offers past their deadline leave the waitlist and move on; returns the courses touched."""
-    rows = await session.scalars(
-        select(Enrolment).where(
+    """Offers past their deadline leave the waitlist and move on; returns the courses touched.
+
+    Each course is locked and each offer read afresh first: an offer its family accepted or
+    declined meanwhile is left as they decided."""
+    due = await session.execute(
+        select(Enrolment.id, Enrolment.course_id)
+        .where(
             Enrolment.status == EnrolmentStatus.WAITLISTED,
             Enrolment.offer_expires_at.is_not(None),
             Enrolment.offer_expires_at <= now,
         )
+        .order_by(Enrolment.course_id, Enrolment.id)
     )
-    courses = set()
-    for enrolment in rows.all():
-        await _tell_guardians(
-            session,
-            enrolment,
-            OFFER_EXPIRED_TEXT,
-            kind="seat_offer_expired",
-            dedupe=f"offer-expired:{enrolment.id}:{now.isoformat()}",
-        )
-        await withdraw(
-            session,
-            enrolment.id,
-            from_date=now.date(),
-            user_id=None,
-            actor=EnrolmentActor.OFFER,
-            now=now,
-            note="offer expired",
-        )
-        courses.add(enrolment.course_id)
-    for course_id in courses:
-        await make_offers(session, course_id, now)
-    return sorted(courses)
+    by_course: dict[int, list[int]] = {}
+    for enrolment_id, course_id in due.all():
+        by_course.setdefault(course_id, []).append(enrolment_id)
+    courses = []
+    for course_id, enrolment_ids in by_course.items():
+        await lock_course(session, course_id)
+        expired = [e for e in [await _expire(session, i, now) for i in enrolment_ids] if e]
+        if expired:
+            courses.append(course_id)
+            await make_offers(session, course_id, now)
+    return courses
+
+
+async def _expire(session: AsyncSession, enrolment_id: int, now: dt.datetime) -> bool:
+    """End one offer if it is still open and due (the course is locked); tell the family."""
+    enrolment = await fresh(session, enrolment_id)
+    if (
+        enrolment is None
+        or enrolment.status is not EnrolmentStatus.WAITLISTED
+        or enrolment.offer_expires_at is None
+        or enrolment.offer_expires_at > now
+    ):
+        return False
+    ended = await withdraw(
+        session,
+        enrolment.id,
+        from_date=now.date(),
+        user_id=None,
+        actor=EnrolmentActor.OFFER,
+        now=now,
+        note="offer expired",
+        expected=[EnrolmentStatus.WAITLISTED],
+    )
+    if ended is None:
+        return False
+    await _tell_guardians(
+        session,
+        enrolment,
+        OFFER_EXPIRED_TEXT,
+        kind="seat_offer_expired",
+        dedupe=f"offer-expired:{enrolment.id}:{now.isoformat()}",
+    )
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,12 +869,13 @@ class CourseFacts:
     fee_unit: str | None
     enrolled: int
     waitlisted: int
+    held: int = 0  # seats taken or held for an open offer: the rule sign-up counts by
 
     @property
     def seats_left(self) -> int | None:
         if self.course.capacity is None:
             return None
-        return max(self.course.capacity - self.enrolled, 0)
+        return max(self.course.capacity - self.held, 0)
 
 
 async def current_term(session: AsyncSession, school_id: int, today: dt.date) -> Term | None:
@@ -763,6 +939,12 @@ async def facts(session: AsyncSession, course_ids: list[int]) -> list[CourseFact
     tally: dict[tuple[int, EnrolmentStatus], int] = {
         (course_id, status): n for course_id, status, n in counts.all()
     }
+    held = await session.execute(
+        select(Enrolment.course_id, func.count())
+        .where(Enrolment.course_id.in_(course_ids), _holds_seat())
+        .group_by(Enrolment.course_id)
+    )
+    holding: dict[int, int] = {course_id: n for course_id, n in held.all()}
     rows = await session.execute(
         select(Course, Teacher.name, Provider, FeeStandard)
         .outerjoin(Teacher, Teacher.id == Course.teacher_id)
@@ -781,6 +963,7 @@ async def facts(session: AsyncSession, course_ids: list[int]) -> list[CourseFact
             fee_unit=fee.unit.value if fee is not None else None,
             enrolled=tally.get((course.id, EnrolmentStatus.ENROLLED), 0),
             waitlisted=tally.get((course.id, EnrolmentStatus.WAITLISTED), 0),
+            held=holding.get(course.id, 0),
         )
         for course, teacher, provider, fee in rows.all()
     }
@@ -916,30 +1099,103 @@ async def ask_about_small_courses(session: AsyncSession, now: dt.datetime) -> li
     return asked
 
 
-async def cancel_course(
-    session: AsyncSession, course_id: int, *, admin_user_id: int, now: dt.datetime | None = None
-) -> int | None:
-    """Cancel a course: every place ends and every family is told; returns the places
-    cancelled, or None if the course was cancelled already."""
-    now = now or utcnow()
-    course = await session.get(Course, course_id, with_for_update=True)
-    if course is None or course.cancelled_at is not None:
-        return None
-    course.cancelled_at = now
-    rows = await session.scalars(
-        select(Enrolment).where(Enrolment.course_id == course_id, Enrolment.status.in_(LISTED))
+class CancelOutcome(enum.StrEnum):
+    POSSIBLE = "possible"  # only from `assess_cancel`: the course may be cancelled
+    CANCELLED = "cancelled"
+    NOT_BELOW_MINIMUM = "not_below_minimum"  # no minimum, or enough children signed up
+    ENROLMENT_STILL_OPEN = "enrolment_still_open"
+    ALREADY_CANCELLED = "already_cancelled"
+    NOT_FOUND = "not_found"  # no such course at this school
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    outcome: CancelOutcome
+    families: int = 0  # families that lose (or would lose) their place
+    course: str = ""  # the course's name
+
+
+async def assess_cancel(
+    session: AsyncSession, course_id: int, school_id: int, now: dt.datetime
+) -> Cancellation:
+    """May the course be cancelled for being too small, and how many families lose a place?
+
+    Only a course of `school_id`, not cancelled yet, whose enrolment has closed and which has
+    fewer children enrolled than its minimum."""
+    row = (
+        await session.execute(
+            select(Course, Term.enrolment_closes_at)
+            .join(Term, Term.id == Course.term_id)
+            .where(Course.id == course_id, Course.school_id == school_id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if row is None:
+        return Cancellation(CancelOutcome.NOT_FOUND)
+    course, closes = row
+    if course.cancelled_at is not None:
+        return Cancellation(CancelOutcome.ALREADY_CANCELLED, course=course.name)
+    if closes is None or closes > now:
+        return Cancellation(CancelOutcome.ENROLMENT_STILL_OPEN, course=course.name)
+    enrolled = await session.scalar(
+        select(func.count()).where(
+            Enrolment.course_id == course_id, Enrolment.status == EnrolmentStatus.ENROLLED
+        )
     )
-    places = list(rows.all())
-    for place in places:
-        move(
+    if course.min_size is None or int(enrolled or 0) >= course.min_size:
+        return Cancellation(CancelOutcome.NOT_BELOW_MINIMUM, course=course.name)
+    places = await session.scalar(
+        select(func.count(func.distinct(Enrolment.student_id))).where(
+            Enrolment.course_id == course_id, Enrolment.status.in_(LISTED)
+        )
+    )
+    return Cancellation(CancelOutcome.POSSIBLE, int(places or 0), course.name)
+
+
+async def cancel_course(
+    session: AsyncSession,
+    course_id: int,
+    school_id: int,
+    *,
+    admin_user_id: int,
+    now: dt.datetime | None = None,
+) -> Cancellation:
+    """Cancel a course below its minimum once enrolment has closed: every place ends and every
+    family is told. Under the course's lock, re-checking everything; a course that may not be
+    cancelled (or already is) is left as it is, with the reason."""
+    now = now or utcnow()
+    if await lock_course(session, course_id) is None:
+        return Cancellation(CancelOutcome.NOT_FOUND)
+    found = await assess_cancel(session, course_id, school_id, now)
+    if found.outcome is not CancelOutcome.POSSIBLE:
+        return found
+    marked = await session.execute(
+        update(Course)
+        .where(Course.id == course_id, Course.cancelled_at.is_(None))
+        .values(cancelled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(marked, "rowcount", 0) != 1:
+        return Cancellation(CancelOutcome.ALREADY_CANCELLED, course=found.course)
+    rows = await session.scalars(
+        select(Enrolment)
+        .where(Enrolment.course_id == course_id, Enrolment.status.in_(LISTED))
+        .execution_options(populate_existing=True)
+    )
+    families = set()
+    for place in list(rows.all()):
+        if not await move(
             session,
             place,
             EnrolmentStatus.CANCELLED,
+            expected=LISTED,
             actor=EnrolmentActor.ADMIN,
             user_id=admin_user_id,
             now=now,
             note="course cancelled",
-        )
+        ):
+            continue
+        families.add(place.student_id)
         await _tell_guardians(
             session,
             place,
@@ -949,10 +1205,10 @@ async def cancel_course(
         )
     audit.record(
         session,
-        course.school_id,
+        school_id,
         "course.cancel",
         actor_user_id=admin_user_id,
-        target=("course", course.id),
-        details={"places": len(places), "reason": "below minimum"},
+        target=("course", course_id),
+        details={"places": len(families), "reason": "below minimum"},
     )
-    return len(places)
+    return Cancellation(CancelOutcome.CANCELLED, len(families), found.course)

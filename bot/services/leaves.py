@@ -13,8 +13,9 @@ import enum
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.services import enrolment
 from storage.models import (
@@ -188,9 +189,12 @@ async def upcoming(session: AsyncSession, student_id: int, today: dt.date) -> li
 async def cancel(
     session: AsyncSession, leave_id: int, now: dt.datetime | None = None
 ) -> bool | LeaveRefusal:
-    """Take a leave back, until the same cut-off; True when cancelled, False when not found."""
+    """Take a leave back, until the same cut-off; True when cancelled, False when not found or
+    taken back already (compare-and-set: of two presses at once, one wins)."""
     now = now or utcnow()
-    leave = await session.get(Leave, leave_id)
+    leave = await session.scalar(
+        select(Leave).where(Leave.id == leave_id).execution_options(populate_existing=True)
+    )
     if leave is None or leave.cancelled_at is not None:
         return False
     rules = await rules_for(session, leave.student_id)
@@ -199,7 +203,15 @@ async def cancel(
         starts = min(c.starts_at for c in courses)
         if now >= dt.datetime.combine(leave.date, starts, rules.zone) - rules.cutoff:
             return LeaveRefusal.TOO_LATE
-    leave.cancelled_at = now
+    taken_back = await session.execute(
+        update(Leave)
+        .where(Leave.id == leave_id, Leave.cancelled_at.is_(None))
+        .values(cancelled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(taken_back, "rowcount", 0) != 1:
+        return False
+    set_committed_value(leave, "cancelled_at", now)
     return True
 
 

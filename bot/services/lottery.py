@@ -1,7 +1,9 @@
 """The draw (摇号) of a term's lottery courses: fair, seeded, published and reproducible.
 
 Instead of a seat race at a fixed hour, families enter lottery courses while enrolment is open,
-ranking up to three choices per period and weekday (the order they chose them in). When
+ranking up to three choices per period and weekday (the order they chose them in; a dropped
+choice moves the later ones up, and the ranks are derived again from the live entries when the
+draw runs). When
 enrolment closes, one draw decides every lottery course of the term:
 
 1. A random seed is drawn (128 bits from the operating system) and stored.
@@ -87,8 +89,14 @@ async def draw(session: AsyncSession, term_id: int, seed: str, now: dt.datetime)
             Course.allocation == Allocation.LOTTERY,
             Enrolment.status == EnrolmentStatus.ENTERED,
         )
+        .execution_options(populate_existing=True)
     )
-    entries = [_Entry(e, c, no, key(seed, c.code, no)) for e, c, no in rows.all()]
+    found = rows.all()
+    # The family's preference is the order of the child's live entries, whatever was dropped.
+    ranks = enrolment.choice_ranks((e, c) for e, c, _ in found)
+    for row, _, _ in found:
+        row.draw_rank = ranks[row.id]
+    entries = [_Entry(e, c, no, key(seed, c.code, no)) for e, c, no in found]
     seats = {}
     for course_id in {e.course.id for e in entries}:
         free = await enrolment.free_seats(session, course_id)
@@ -103,14 +111,15 @@ async def draw(session: AsyncSession, term_id: int, seed: str, now: dt.datetime)
         for entry in this_rank:
             student_id = entry.enrolment.student_id
             if any(_overlap(entry.course, c) for c in won.get(student_id, [])):
-                _finish(session, entry, EnrolmentStatus.WITHDRAWN, None, now, CLASHED)
+                await _finish(session, entry, EnrolmentStatus.WITHDRAWN, None, now, CLASHED)
                 continue
             free = seats[entry.course.id]
             if free is None or free > 0:
+                if not await _finish(session, entry, EnrolmentStatus.ENROLLED, None, now, "drawn"):
+                    continue  # withdrawn meanwhile: the seat stays free
                 if free is not None:
                     seats[entry.course.id] = free - 1
                 won.setdefault(student_id, []).append(entry.course)
-                _finish(session, entry, EnrolmentStatus.ENROLLED, None, now, "drawn")
             else:
                 waiting.append(entry)
     for course_id in {e.course.id for e in waiting}:
@@ -127,9 +136,9 @@ async def draw(session: AsyncSession, term_id: int, seed: str, now: dt.datetime)
         for offset, entry in enumerate(queue, 1):
             student_id = entry.enrolment.student_id
             if any(_overlap(entry.course, c) for c in won.get(student_id, [])):
-                _finish(session, entry, EnrolmentStatus.WITHDRAWN, None, now, CLASHED)
+                await _finish(session, entry, EnrolmentStatus.WITHDRAWN, None, now, CLASHED)
                 continue
-            _finish(
+            await _finish(
                 session, entry, EnrolmentStatus.WAITLISTED, int(last or 0) + offset, now, "drawn"
             )
         await session.flush()
@@ -141,18 +150,20 @@ async def draw(session: AsyncSession, term_id: int, seed: str, now: dt.datetime)
     return len(entries)
 
 
-def _finish(
+async def _finish(
     session: AsyncSession,
     entry: _Entry,
     status: EnrolmentStatus,
     position: int | None,
     now: dt.datetime,
     note: str,
-) -> None:
-    enrolment.move(
+) -> bool:
+    """The entry's result, if it is still an entry (compare-and-set)."""
+    return await enrolment.move(
         session,
         entry.enrolment,
         status,
+        expected=EnrolmentStatus.ENTERED,
         actor=EnrolmentActor.DRAW,
         user_id=None,
         now=now,

@@ -17,8 +17,9 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, enrolment, fees, members
+from bot.services import enrolment, fees, members
 from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
+from handlers.common.presses import as_int, edit_or_send, fields, ints, refuse
 from storage.models import (
     Allocation,
     Category,
@@ -67,10 +68,6 @@ REFUSALS = {
 }
 
 
-def _stale(t: Translator) -> str:
-    return t.gettext("This button is no longer active.")
-
-
 async def _children(context: BotContext) -> list[Student]:
     if context.member is None or not context.member.has(Role.PARENT):
         return []
@@ -81,32 +78,15 @@ async def _children(context: BotContext) -> list[Student]:
 async def _own_child(
     update: Update, context: BotContext, student_id: int, *, answered: bool = False
 ) -> bool:
-    """Is the presser a guardian of this child? If not: refuse politely and audit
-    (with an alert, unless the press was `answered` already)."""
+    """Is the presser a guardian of this child? If not: refuse (audited) and say so, as an
+    alert or, if the press was `answered` already, in place of the message."""
     member = context.member
     if member is not None and member.has(Role.PARENT):
         async with context.db.transaction() as session:
             if await enrolment.is_guardian(session, member.user_id, student_id):
                 return True
-            audit.record(
-                session,
-                member.school_id,
-                "enrolment.refused",
-                actor_user_id=member.user_id,
-                details={"callback_data": (update.callback_query.data or "")[:64]}
-                if update.callback_query
-                else None,
-            )
-    if update.callback_query is not None and not answered:
-        await update.callback_query.answer(_stale(context.t), show_alert=True)
+    await refuse(update, context, "enrolment.refused", answered=answered)
     return False
-
-
-def _ints(data: str, prefix: str, count: int) -> list[int] | None:
-    parts = data.removeprefix(prefix).split(":")
-    if len(parts) != count or not all(p.isdigit() for p in parts):
-        return None
-    return [int(p) for p in parts]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,19 +256,16 @@ def card_text(t: Translator, f: CourseFacts) -> str:
 async def on_list(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
-    values = _ints(query.data, "cs:l:", 5)
-    if values is None:
-        await query.answer(_stale(context.t), show_alert=True)
+    values = ints(query.data, "cs:l:", 5)
+    if values is None or values[1] > 2 or values[2] > len(CATEGORIES) or values[3] > 7:
+        await refuse(update, context, "enrolment.refused")
         return
     student_id, period, category, weekday, page = values
-    if period > 2 or category > len(CATEGORIES) or weekday > 7:
-        await query.answer(_stale(context.t), show_alert=True)
-        return
     if not await _own_child(update, context, student_id):
         return
     await query.answer()
     text, markup = await _list_view(context, student_id, period, category, weekday, page)
-    await query.edit_message_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
+    await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
 
 
 async def _course_for(context: BotContext, student_id: int, course_id: int) -> CourseFacts | None:
@@ -308,19 +285,21 @@ async def on_card(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    parts = query.data.removeprefix("cs:c:").split(":", 2)
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
-        await query.answer(_stale(t), show_alert=True)
+    values = ints(query.data, "cs:c:", 6)
+    if values is None:
+        await refuse(update, context, "enrolment.refused")
         return
-    student_id, course_id, state = int(parts[0]), int(parts[1]), parts[2]
+    student_id, course_id = values[:2]
+    state = ":".join(str(v) for v in values[2:])
     if not await _own_child(update, context, student_id):
         return
     found = await _course_for(context, student_id, course_id)
     if found is None:
-        await query.answer(_stale(t), show_alert=True)
+        await refuse(update, context, "enrolment.refused")
         return
     await query.answer()
-    await query.edit_message_text(
+    await edit_or_send(
+        query,
         card_text(t, found),
         parse_mode=ParseMode.HTML,
         reply_markup=InlineKeyboardMarkup(
@@ -344,16 +323,16 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    values = _ints(query.data, "cs:s:", 2)
+    values = ints(query.data, "cs:s:", 2)
     if values is None:
-        await query.answer(_stale(t), show_alert=True)
+        await refuse(update, context, "enrolment.refused")
         return
     student_id, course_id = values
     if not await _own_child(update, context, student_id):
         return
     found = await _course_for(context, student_id, course_id)
     if found is None:
-        await query.answer(_stale(t), show_alert=True)
+        await refuse(update, context, "enrolment.refused")
         return
     async with context.db.transaction() as session:
         child = await session.get(Student, student_id)
@@ -361,8 +340,10 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
     assert child is not None
     await query.answer()
     if refusal is not None:
-        await query.edit_message_text(
-            card_text(t, found) + "\n\n" + t.gettext(REFUSALS[refusal]), parse_mode=ParseMode.HTML
+        await edit_or_send(
+            query,
+            card_text(t, found) + "\n\n" + t.gettext(REFUSALS[refusal]),
+            parse_mode=ParseMode.HTML,
         )
         return
     text = "\n".join(
@@ -377,7 +358,8 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
             ),
         ]
     )
-    await query.edit_message_text(
+    await edit_or_send(
+        query,
         text,
         parse_mode=ParseMode.HTML,
         reply_markup=InlineKeyboardMarkup(
@@ -416,17 +398,15 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    values = _ints(query.data, "cs:y:", 2)
+    values = ints(query.data, "cs:y:", 2)
     if values is None:
-        await query.edit_message_text(_stale(t))
+        await refuse(update, context, "enrolment.refused", answered=True)
         return
     student_id, course_id = values
-    if (
-        context.member is None
-        or not await _own_child(update, context, student_id, answered=True)
-        or await _course_for(context, student_id, course_id) is None
-    ):
-        await query.edit_message_text(_stale(t))
+    if not await _own_child(update, context, student_id, answered=True):
+        return
+    if context.member is None or await _course_for(context, student_id, course_id) is None:
+        await refuse(update, context, "enrolment.refused", answered=True)
         return
     result = await enrolment.sign_up(
         context.db, student_id, course_id, user_id=context.member.user_id
@@ -438,7 +418,7 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
     assert child is not None and course is not None
     names = {"child": html.escape(child.name), "course": html.escape(course.name)}
     if isinstance(result, Refusal):
-        await query.edit_message_text(t.gettext(REFUSALS[result]))
+        await edit_or_send(query, t.gettext(REFUSALS[result]))
         return
     if result.status is EnrolmentStatus.ENROLLED:
         text = t.gettext("✅ {child} is enrolled in {course}.").format(**names)
@@ -453,7 +433,7 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
             "If a seat frees up, we will offer it to you here."
         ).format(position=result.waitlist_position, **names)
     text += "\n\n" + plan_advice(t, plan)
-    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+    await edit_or_send(query, text, parse_mode=ParseMode.HTML)
 
 
 def plan_advice(t: Translator, courses: list[Course]) -> str:
@@ -488,18 +468,19 @@ async def on_offer(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    values = _ints(query.data, "of:", 2)
+    values = ints(query.data, "of:", 2)
     if values is None or values[1] not in (0, 1):
-        await query.answer(_stale(t), show_alert=True)
+        await refuse(update, context, "enrolment.refused")
         return
     enrolment_id, accept = values
     async with context.db.transaction() as session:
         student_id = await session.scalar(
             select(Enrolment.student_id).where(Enrolment.id == enrolment_id)
         )
-    if student_id is None or not await _own_child(update, context, student_id):
-        if student_id is None:
-            await query.answer(_stale(t), show_alert=True)
+    if student_id is None:
+        await refuse(update, context, "enrolment.refused")
+        return
+    if not await _own_child(update, context, student_id):
         return
     assert context.member is not None
     async with context.db.transaction() as session:
@@ -511,10 +492,13 @@ async def on_offer(update: Update, context: BotContext) -> None:
         OfferAnswer.ACCEPTED: N_("✅ Seat accepted: your child is enrolled."),
         OfferAnswer.DECLINED: N_("Declined. The seat goes to the next child on the waitlist."),
         OfferAnswer.EXPIRED: N_("Sorry, this offer has expired and the seat has moved on."),
+        OfferAnswer.ALREADY_ACCEPTED: N_(
+            "This seat was already accepted: your child is enrolled."
+        ),
         OfferAnswer.NONE: N_("This offer is no longer open."),
     }
     await query.answer()
-    await query.edit_message_text(t.gettext(texts[answer]))
+    await edit_or_send(query, t.gettext(texts[answer]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,8 +538,7 @@ async def _own_enrolment(
     async with context.db.transaction() as session:
         entry = await session.get(Enrolment, enrolment_id)
     if entry is None:
-        assert update.callback_query is not None
-        await update.callback_query.answer(_stale(context.t), show_alert=True)
+        await refuse(update, context, "enrolment.refused")
         return None
     if not await _own_child(update, context, entry.student_id):
         return None
@@ -566,11 +549,13 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    action, _, id_text = query.data.removeprefix("wd:").partition(":")
-    if action not in ("a", "y") or not id_text.isdigit():
-        await query.answer(_stale(t), show_alert=True)
+    parts = fields(query.data, "wd:", 2)
+    enrolment_id = as_int(parts[1]) if parts is not None else None
+    if parts is None or parts[0] not in ("a", "y") or enrolment_id is None:
+        await refuse(update, context, "enrolment.refused")
         return
-    entry = await _own_enrolment(update, context, int(id_text))
+    action = parts[0]
+    entry = await _own_enrolment(update, context, enrolment_id)
     if entry is None:
         return
     found = await _course_for(context, entry.student_id, entry.course_id)
@@ -578,7 +563,8 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
     today = utcnow().astimezone(t.timezone).date()
     if action == "a":
         await query.answer()
-        await query.edit_message_text(
+        await edit_or_send(
+            query,
             t.gettext("Withdraw from {course} from {date}?").format(
                 course=html.escape(found.course.name), date=t.date(today)
             )
@@ -600,7 +586,8 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
             await enrolment.make_offers(session, entry.course_id, utcnow())
     context.runtime.wake_delivery()
     await query.answer()
-    await query.edit_message_text(
+    await edit_or_send(
+        query,
         t.gettext("Done: your child has left {course}.").format(
             course=html.escape(found.course.name)
         )

@@ -30,6 +30,7 @@ from bot.i18n import N_, Translator
 from bot.services import audit, enrolment, leaves, members
 from bot.services.leaves import LeaveRefusal
 from handlers.common.cancel import cancel
+from handlers.common.presses import edit_markup, ints, refuse
 from storage.models import Leave, Role, Student, utcnow
 
 WHAT, DATES, PICKUP, REASON = range(4)
@@ -361,11 +362,13 @@ async def take_back(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    id_text = query.data.removeprefix("lv:x:")
-    async with context.db.transaction() as session:
-        leave = await session.get(Leave, int(id_text)) if id_text.isdigit() else None
+    values = ints(query.data, "lv:x:", 1)
+    leave = None
+    if values is not None:
+        async with context.db.transaction() as session:
+            leave = await session.get(Leave, values[0])
     if leave is None or await _child(update, context, leave.student_id) is None:
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "leave.refused")
         return
     async with context.db.transaction() as session:
         result = await leaves.cancel(session, leave.id)
@@ -374,7 +377,7 @@ async def take_back(update: Update, context: BotContext) -> None:
         await query.answer(
             t.gettext("Taken back: your child takes part as usual."), show_alert=True
         )
-        await query.edit_message_reply_markup(None)
+        await edit_markup(query, None)
     elif result is False:
         await query.answer(t.gettext("This was already taken back."), show_alert=True)
     else:
