@@ -196,6 +196,9 @@ async def fold_digests(session: AsyncSession, i18n: I18n, school_id: int, now: d
         .join(User, User.id == Outbox.user_id)
         .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
         .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
+        # Locked, so a /forget that cancels a held row either comes first (and the row is not
+        # folded) or waits until the digest is queued (and then cancels the digest itself).
+        .with_for_update(of=Outbox)
     )
     held: dict[int, list[tuple[Outbox, str | None]]] = {}
     for row, locale in rows.all():

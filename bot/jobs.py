@@ -128,8 +128,11 @@ async def due_broadcasts(session: AsyncSession, now: dt.datetime) -> list[Due]:
 async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Due]:
     found = []
     for broadcast in await broadcasts.due_repings(session, now):
-        assert broadcast.started_at is not None and broadcast.reping_after_hours is not None
-        due_at = broadcast.started_at + dt.timedelta(hours=broadcast.reping_after_hours)
+        school = await session.get(School, broadcast.school_id)
+        assert school is not None
+        if deadlines.in_quiet_hours(school, now):
+            continue  # missed while Kehou was down, and it is night now: it waits for morning
+        due_at = broadcasts.reping_due(school, broadcast)
         found.append(Due(f"reping:{broadcast.id}", broadcast.school_id, due_at))
     return found
 

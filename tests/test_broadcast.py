@@ -33,6 +33,8 @@ from tests.factories import SchoolData, add_member
 from tests.harness import Call, FakeUser
 
 ADMIN, MOM, DAD, OTHER, TEACHER = 700, 701, 702, 703, 704
+CST = ZoneInfo("Asia/Shanghai")
+MORNING = dt.datetime(2026, 12, 2, 10, 0, tzinfo=CST)
 
 
 async def people(db: Database, school: SchoolData) -> dict[int, int]:
@@ -294,15 +296,46 @@ async def test_reping_reminds_only_those_who_have_not_confirmed(
             reping_hours=24,
         )
         await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+        await session.execute(
+            update(Broadcast).where(Broadcast.id == broadcast.id).values(started_at=MORNING)
+        )
         await broadcasts.acknowledge(session, broadcast.id, MOM)
     async with db.transaction() as session:
-        assert await broadcasts.due_repings(session, utcnow()) == []
-        later = utcnow() + dt.timedelta(hours=25)
+        assert await broadcasts.due_repings(session, MORNING + dt.timedelta(hours=23)) == []
+        later = MORNING + dt.timedelta(hours=25)
         (due,) = await broadcasts.due_repings(session, later)
         assert await broadcasts.reping(session, due, later) == 2
         assert await broadcasts.due_repings(session, later) == []  # only once
     reminders = [r for r in await rows(db) if r.kind == "broadcast_reping"]
     assert sorted(r.chat_id for r in reminders) == [DAD, OTHER]
+
+
+async def test_a_reminder_due_at_night_waits_for_the_morning(
+    db: Database, school: SchoolData
+) -> None:
+    ids = await people(db, school)
+    evening = dt.datetime(2026, 12, 2, 21, 30, tzinfo=CST)  # sent at 21:30, reminder after 24 h
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=ids[ADMIN],
+            text="请交回执",
+            audience=Audience(AudienceKind.PARENTS),
+            ack=True,
+            reping_hours=24,
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+        await session.execute(
+            update(Broadcast).where(Broadcast.id == broadcast.id).values(started_at=evening)
+        )
+    async with db.transaction() as session:
+        # 21:30 the next evening is inside the quiet hours (21:00–07:00): not yet
+        assert await broadcasts.due_repings(session, evening + dt.timedelta(hours=24)) == []
+        morning = dt.datetime(2026, 12, 4, 7, 0, tzinfo=CST)
+        assert await broadcasts.due_repings(session, morning - dt.timedelta(minutes=1)) == []
+        (due,) = await broadcasts.due_repings(session, morning)
+        assert await broadcasts.reping(session, due, morning) == 3
 
 
 async def test_notices_choice_holds_messages_for_a_daily_digest(

@@ -17,6 +17,7 @@ from storage.models import (
     Course,
     Leave,
     Role,
+    School,
     Teacher,
     Term,
 )
@@ -276,3 +277,46 @@ async def test_the_teachers_roster_shows_who_is_away_and_who_leaves_early(
     parent: FakeUser = make_user(961)
     await add_member(db, school, 961, {Role.PARENT}, ("李小明",))
     assert "供教师使用" in FakeUser.texts(await parent.send("/roster"))
+
+
+async def test_today_is_the_schools_day_not_the_deployments(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    """KEHOU_TIMEZONE is Asia/Shanghai; the school is in a zone whose date differs right now."""
+    shanghai_today = dt.datetime.now(CST).date()
+    zone = next(
+        z
+        for z in ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+        if dt.datetime.now(ZoneInfo(z)).date() != shanghai_today
+    )
+    today = dt.datetime.now(ZoneInfo(zone)).date()
+    async with db.transaction() as session:
+        await session.execute(
+            update(Term).values(
+                starts_on=today - dt.timedelta(days=30), ends_on=today + dt.timedelta(days=60)
+            )
+        )
+        await session.execute(
+            update(School).where(School.id == school.school_id).values(timezone=zone)
+        )
+    teacher_user = await add_member(db, school, 970, {Role.TEACHER})
+    async with db.transaction() as session:
+        await session.execute(
+            update(Teacher).where(Teacher.id == school.teacher_id).values(user_id=teacher_user)
+        )
+    course = await make_course(
+        db,
+        school,
+        "ROBO",
+        name="机器人",
+        teacher_id=school.teacher_id,
+        weekdays=1 << today.weekday(),  # meets on the school's today only, not on Shanghai's
+        capacity=None,
+    )
+    assert not isinstance(
+        await enrolment.sign_up(db, school.student_ids["李小明"], course, user_id=None),
+        enrolment.Refusal,
+    )
+    teacher: FakeUser = make_user(970)
+    text = FakeUser.texts(await teacher.send("/roster"))
+    assert "机器人" in text and "应到 1 人" in text

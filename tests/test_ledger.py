@@ -167,6 +167,40 @@ async def test_a_broadcast_a_little_late_goes_out_at_start(
         assert broadcast is not None and broadcast.status is BroadcastStatus.SENDING
 
 
+async def test_a_reminder_missed_while_down_waits_for_the_morning(
+    app: KehouApplication, db: Database, school: SchoolData
+) -> None:
+    admin = await add_member(db, school, ADMIN, {Role.ADMIN})
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=admin,
+            text="请交回执",
+            audience=Audience(AudienceKind.PARENTS),
+            ack=True,
+            reping_hours=4,
+            now=local(2, 9),
+        )
+        await session.execute(
+            update(Broadcast).where(Broadcast.id == broadcast.id).values(started_at=local(2, 9))
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+    # Due at 13:00; Kehou was down and comes back at 23:00: the reminder waits for 07:00.
+    key = f"reping:{broadcast.id}"
+    assert key not in await jobs.Scheduler(app.runtime).tick(local(2, 23))
+    assert key not in await jobs.Scheduler(app.runtime).tick(local(3, 6, 59))
+    assert key in await jobs.Scheduler(app.runtime).tick(local(3, 7))
+    async with db.transaction() as session:
+        reminders = (
+            await session.scalars(select(Outbox.chat_id).where(Outbox.kind == "broadcast_reping"))
+        ).all()
+    assert reminders == [MOM]
+    (run,) = await runs(db, key)
+    assert run.due_at == local(2, 13)
+
+
 async def test_an_offer_deadline_at_night_moves_to_the_morning(
     db: Database, school: SchoolData
 ) -> None:

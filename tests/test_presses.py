@@ -243,6 +243,11 @@ async def course_id(db: Database, school: SchoolData) -> int:
         (PARENT, f"ack:{HUGE}", "broadcast.ack_refused"),
         # an admin's forged broadcast button, outside any draft
         (ADMIN, f"bc:v:0a1b2c3d:class:{HUGE}", "broadcast.refused"),
+        # a leave button for another family's child, or past the range, outside /leave
+        (OTHER, "lv:k:{child}", "button.stale"),
+        (PARENT, f"lv:x:{HUGE}", "leave.refused"),
+        # data no feature takes
+        (TEACHER, "zz:1", "button.stale"),
     ],
 )
 async def test_a_refused_press_is_answered_and_audited_whoever_presses(
@@ -264,6 +269,18 @@ async def test_a_refused_press_is_answered_and_audited_whoever_presses(
     async with db.transaction() as session:
         consents = (await session.scalars(select(Guardianship.photo_consent))).all()
     assert not any(consents)  # nothing changed
+
+
+async def test_a_press_from_an_account_no_school_knows_is_logged_for_the_operator(
+    make_user: Any, db: Database, school: SchoolData, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger: FakeUser = make_user(EVERYONE, language_code="en")
+    with caplog.at_level("WARNING", logger="handlers.common.presses"):
+        replies = await stranger.press(f"ms:c:{await course_id(db, school)}")
+    assert [c.method for c in replies] == ["answerCallbackQuery"]
+    assert await audit_rows(db) == []  # no school's log can hold it
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "handlers.common.presses"]
+    assert "course.refused" in line and str(EVERYONE) in line and "ms:c:" in line
 
 
 # ---------------------------------------------------------------------------------------------

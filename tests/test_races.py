@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import enrolment, leaves, lottery
+from bot.services import broadcasts, enrolment, leaves, lottery
+from bot.services.broadcasts import Audience, AudienceKind
 from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
 from storage.db import Database
 from storage.models import (
@@ -27,6 +28,7 @@ from storage.models import (
     EnrolmentStatus,
     Leave,
     Outbox,
+    OutboxStatus,
     Role,
     Term,
 )
@@ -394,3 +396,32 @@ async def test_a_leave_taken_back_twice_at_once_is_taken_back_once(
     async with db.transaction() as session:
         taken_back = await session.scalar(select(Leave.cancelled_at).where(Leave.id == leave.id))
     assert taken_back is not None
+
+
+async def test_two_confirm_taps_at_once_record_one_confirmation(
+    db: Database, school: SchoolData
+) -> None:
+    admin = await add_member(db, school, 880, {Role.ADMIN})
+    await add_member(db, school, 881, {Role.PARENT}, ("李小明",))
+    async with db.transaction() as session:
+        broadcast = await broadcasts.create(
+            session,
+            school.school_id,
+            sender_user_id=admin,
+            text="请交回执",
+            audience=Audience(AudienceKind.PARENTS),
+            ack=True,
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+    results = []
+
+    async def other_device() -> None:
+        async with db.transaction() as other:
+            results.append(await broadcasts.acknowledge(other, broadcast.id, 881, T0))
+
+    async with db.transaction() as session:
+        after_first_read(session, other_device)
+        results.append(await broadcasts.acknowledge(session, broadcast.id, 881, T0))
+    assert sorted(r.value for r in results) == sorted(
+        (broadcasts.Ack.RECORDED.value, broadcasts.Ack.ALREADY.value)
+    )

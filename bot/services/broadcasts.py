@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
-from bot.services import audit, outbox
+from bot.services import audit, deadlines, outbox
 from bot.services.outbox import NewMessage
 from storage.models import (
     Bill,
@@ -33,6 +33,7 @@ from storage.models import (
     OutboxStatus,
     Priority,
     Role,
+    School,
     SchoolClass,
     Student,
     User,
@@ -409,8 +410,8 @@ class Ack(enum.Enum):
 async def acknowledge(
     session: AsyncSession, broadcast_id: int, telegram_id: int, now: dt.datetime | None = None
 ) -> Ack:
-    row = await session.scalar(
-        select(Outbox)
+    row_id = await session.scalar(
+        select(Outbox.id)
         .join(User, User.id == Outbox.user_id)
         .where(
             Outbox.broadcast_id == broadcast_id,
@@ -418,12 +419,15 @@ async def acknowledge(
             User.telegram_id == telegram_id,
         )
     )
-    if row is None:
+    if row_id is None:
         return Ack.NOT_YOURS
-    if row.acknowledged_at is not None:
-        return Ack.ALREADY
-    row.acknowledged_at = now or utcnow()
-    return Ack.RECORDED
+    # Compare-and-set: of two taps at once (or on two devices) one records, the other is told.
+    done = await session.execute(
+        update(Outbox)
+        .where(Outbox.id == row_id, Outbox.acknowledged_at.is_(None))
+        .values(acknowledged_at=now or utcnow())
+    )
+    return Ack.RECORDED if done.rowcount == 1 else Ack.ALREADY  # type: ignore[attr-defined]
 
 
 async def unacknowledged(
@@ -470,9 +474,18 @@ async def running(session: AsyncSession) -> list[Broadcast]:
     return list(rows.all())
 
 
+def reping_due(school: School, broadcast: Broadcast) -> dt.datetime:
+    """When the reminder goes out: `reping_after_hours` after the start, never in the school's
+    quiet hours (a reminder due at 23:00 waits until the morning)."""
+    assert broadcast.started_at is not None and broadcast.reping_after_hours is not None
+    return deadlines.family_deadline(school, broadcast.started_at, broadcast.reping_after_hours)
+
+
 async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
-    rows = await session.scalars(
-        select(Broadcast).where(
+    rows = await session.execute(
+        select(Broadcast, School)
+        .join(School, School.id == Broadcast.school_id)
+        .where(
             Broadcast.ack_requested.is_(True),
             Broadcast.reping_after_hours.is_not(None),
             Broadcast.reping_at.is_(None),
@@ -483,13 +496,7 @@ async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Broadcast
             ),
         )
     )
-    return [
-        b
-        for b in rows.all()
-        if b.started_at is not None
-        and b.reping_after_hours is not None
-        and b.started_at + dt.timedelta(hours=b.reping_after_hours) <= now
-    ]
+    return [b for b, school in rows.all() if reping_due(school, b) <= now]
 
 
 async def reping(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:

@@ -6,6 +6,7 @@ from telegram import ReplyKeyboardRemove, Update
 from telegram.ext import ConversationHandler
 
 from bot.context import BotContext
+from handlers.common.presses import refuse
 
 
 async def cancel(update: Update, context: BotContext) -> int:
@@ -30,9 +31,9 @@ async def nothing_to_cancel(update: Update, context: BotContext) -> None:
 
 async def stale_button(update: Update, context: BotContext) -> None:
     """A press on a button whose step is over, or whose data we do not know."""
-    query = update.callback_query
-    assert query is not None
-    await query.answer(
-        context.t.gettext("This button is no longer active. Send /start to begin again."),
-        show_alert=True,
+    await refuse(
+        update,
+        context,
+        "button.stale",
+        text=context.t.gettext("This button is no longer active. Send /start to begin again."),
     )

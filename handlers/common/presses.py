@@ -88,6 +88,16 @@ async def refuse(
                 actor_user_id=member.user_id,
                 details={"callback_data": (query.data or "")[:64]} if query else None,
             )
+    else:
+        # No school knows this account, so no school's audit log can hold the press: the
+        # operator's log does (the Telegram id only; callback data holds no personal data).
+        user = update.effective_user
+        log.warning(
+            "refused %s from Telegram account %s, a member of no school: %r",
+            action,
+            user.id if user else None,
+            (query.data or "")[:64] if query else None,
+        )
     message = text or context.t.gettext("This button is no longer active.")
     if query is None:
         return

@@ -27,7 +27,7 @@ from telegram.warnings import PTBUserWarning
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, enrolment, leaves, members
+from bot.services import enrolment, leaves, members
 from bot.services.leaves import LeaveRefusal
 from handlers.common.cancel import cancel
 from handlers.common.presses import edit_markup, ints, refuse
@@ -138,20 +138,13 @@ def describe(t: Translator, leave: Leave) -> str:
     return t.gettext("{day}: period {period}").format(day=day, period=leave.period)
 
 
-async def _child(update: Update, context: BotContext, student_id: int) -> Student | None:
+async def _child(context: BotContext, student_id: int) -> Student | None:
+    """The child, if the presser is one of their guardians here; the caller refuses otherwise."""
     member = context.member
     if member is None or not member.has(Role.PARENT):
         return None
     async with context.db.transaction() as session:
         if not await enrolment.is_guardian(session, member.user_id, student_id):
-            query = update.callback_query
-            audit.record(
-                session,
-                member.school_id,
-                "leave.refused",
-                actor_user_id=member.user_id,
-                details={"callback_data": (query.data or "")[:64]} if query else None,
-            )
             return None
         return await session.get(Student, student_id)
 
@@ -159,10 +152,10 @@ async def _child(update: Update, context: BotContext, student_id: int) -> Studen
 async def choose_child(update: Update, context: BotContext) -> int:
     query = update.callback_query
     assert query is not None and query.data is not None
-    id_text = query.data.removeprefix("lv:k:")
-    child = await _child(update, context, int(id_text)) if id_text.isdigit() else None
+    values = ints(query.data, "lv:k:", 1)
+    child = await _child(context, values[0]) if values is not None else None
     if child is None:
-        await query.answer(context.t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "leave.refused")
         return ConversationHandler.END
     await query.answer()
     return await _ask_what(update, context, child)
@@ -173,8 +166,8 @@ async def choose_what(update: Update, context: BotContext) -> int:
     assert query is not None and query.data is not None
     t = context.t
     draft = (context.user_data or {}).get(DRAFT)
-    if not isinstance(draft, dict) or await _child(update, context, draft["student"]) is None:
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+    if not isinstance(draft, dict) or await _child(context, draft["student"]) is None:
+        await refuse(update, context, "leave.refused")
         return ConversationHandler.END
     await query.answer()
     if query.data == "lv:d":
@@ -192,7 +185,7 @@ async def choose_what(update: Update, context: BotContext) -> int:
         return PICKUP
     parts = query.data.split(":")
     if len(parts) != 4 or parts[2] not in ("0", "1") or parts[3] not in ("0", "1", "2"):
-        await query.answer(t.gettext("This button is no longer active."), show_alert=True)
+        await refuse(update, context, "leave.refused")
         return WHAT
     day = _today(t) + dt.timedelta(days=int(parts[2]))
     draft.update(first=day.isoformat(), last=day.isoformat(), period=int(parts[3]) or None)
@@ -301,7 +294,7 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
     draft = context.user_data.pop(DRAFT, None)
     if not isinstance(draft, dict) or "first" not in draft:
         return ConversationHandler.END
-    child = await _child(update, context, draft["student"])
+    child = await _child(context, draft["student"])
     if child is None or context.member is None:
         return ConversationHandler.END
     first, last = dt.date.fromisoformat(draft["first"]), dt.date.fromisoformat(draft["last"])
@@ -367,7 +360,7 @@ async def take_back(update: Update, context: BotContext) -> None:
     if values is not None:
         async with context.db.transaction() as session:
             leave = await session.get(Leave, values[0])
-    if leave is None or await _child(update, context, leave.student_id) is None:
+    if leave is None or await _child(context, leave.student_id) is None:
         await refuse(update, context, "leave.refused")
         return
     async with context.db.transaction() as session:
