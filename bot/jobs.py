@@ -309,16 +309,17 @@ class Scheduler:
             if not await ledger.claim(session, "downtime", ledger.DEPLOYMENT, last, self.worker):
                 return
             extended = await deadlines.extend_for_downtime(session, last, now)
+            await enrolment.tell_extended(session, extended)
             await ledger.finish(
                 session,
                 "downtime",
                 ledger.DEPLOYMENT,
                 last,
                 self.worker,
-                outcome=f"down {now - last}; {extended} offers extended",
+                outcome=f"down {now - last}; {len(extended)} offers extended",
                 now=now,
             )
-        log.warning("Kehou was down for %s; %d seat offers extended", now - last, extended)
+        log.warning("Kehou was down for %s; %d seat offers extended", now - last, len(extended))
 
     async def _claim(self, due: Due, now: dt.datetime) -> bool:
         async with self.runtime.db.transaction() as session:

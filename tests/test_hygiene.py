@@ -1,4 +1,5 @@
-"""At DEBUG the end-to-end flows log no token, secret, invite code or child's name."""
+"""At DEBUG the end-to-end flows (joining, /mydata, /forget) log no token, secret, invite code
+or child's name."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ async def test_debug_log_of_the_flows_holds_no_personal_data(
         await parent.press("同意", expecting="照片")
         await parent.press("可以出现孩子的照片", expecting="绑定成功")
         await parent.send("/mydata", expecting="尹铭")
+        await parent.send("/forget", expecting="删除")
+        await parent.press("是的，删除我的数据", expecting="再见")
         db = Database(database_url)
         try:
             async with db.transaction() as session:

@@ -234,6 +234,7 @@ async def offer(db: Database, school: SchoolData, deadline: dt.datetime) -> int:
 async def test_offers_get_back_the_time_kehou_was_down(
     app: KehouApplication, db: Database, school: SchoolData
 ) -> None:
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
     enrolment_id = await offer(db, school, local(2, 12))
     await jobs.Scheduler(app.runtime).tick(local(2, 10))
     # Down from 10:00 to 15:00: the family had two hours left and gets them after the restart,
@@ -246,6 +247,14 @@ async def test_offers_get_back_the_time_kehou_was_down(
         assert row.offer_expires_at == local(2, 17)
     (run,) = await runs(db, "downtime")
     assert run.outcome is not None and "1 offers extended" in run.outcome
+    # The family is told the new deadline, with the buttons to answer.
+    async with db.transaction() as session:
+        (told,) = (
+            await session.scalars(select(Outbox).where(Outbox.kind == "seat_offer_extended"))
+        ).all()
+    assert told.chat_id == MOM and told.params is not None
+    assert told.params["deadline"] == {"$datetime": local(2, 17).isoformat()}
+    assert told.buttons is not None and told.buttons[0][0]["data"] == f"of:{enrolment_id}:1"
     # A second process starting now sees no downtime and extends nothing again.
     await jobs.Scheduler(app.runtime).tick(local(2, 15) + dt.timedelta(seconds=10))
     assert len(await runs(db, "downtime")) == 1

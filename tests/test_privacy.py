@@ -171,8 +171,10 @@ async def test_mydata_is_complete_in_both_languages(  # type: ignore[no-untyped-
     english = FakeUser.texts(await make_user(PARENT, language_code="en").send("/mydata"))
     assert "version 2026-09" in english and f"Telegram chat: {PARENT}" in english
     assert "Notices: as they come" in english and "10:30" in english
-    assert "messages from Kehou to you" in english and "notice-sent" in english
+    assert "messages from Kehou to you" in english
+    assert "message · held for the daily digest" in english and "notice-" not in english
     async with db.transaction() as session:
         await session.execute(update(User).where(User.id == user_id).values(locale="zh_CN"))
     chinese = FakeUser.texts(await make_user(PARENT, language_code="zh-hans").send("/mydata"))
     assert "版本 2026-09" in chinese and "通知方式：即时推送" in chinese and "10:30" in chinese
+    assert "消息 · 留待每日汇总" in chinese and "held" not in chinese

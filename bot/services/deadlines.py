@@ -57,12 +57,13 @@ async def offer_deadline(
 
 async def extend_for_downtime(
     session: AsyncSession, down_from: dt.datetime, up_at: dt.datetime
-) -> int:
+) -> list[int]:
     """Give every offer that was still open when Kehou went down the time the outage took.
 
     An offer due after `down_from` had its last (deadline − down_from) unusable; it gets that
     back from `up_at`, which is the old deadline plus the downtime either way, then moved out
-    of quiet hours. Each offer is changed compare-and-set on its old deadline. Returns how many.
+    of quiet hours. Each offer is changed compare-and-set on its old deadline. Returns the
+    enrolment ids extended (their families are told the new deadline, `enrolment.tell_extended`).
     """
     downtime = up_at - down_from
     rows = await session.execute(
@@ -74,7 +75,7 @@ async def extend_for_downtime(
             Enrolment.offer_expires_at > down_from,
         )
     )
-    extended = 0
+    extended = []
     for enrolment_id, deadline, school in rows.all():
         assert deadline is not None
         result = await session.execute(
@@ -87,5 +88,6 @@ async def extend_for_downtime(
             .values(offer_expires_at=out_of_quiet_hours(school, deadline + downtime))
             .execution_options(synchronize_session=False)
         )
-        extended += result.rowcount  # type: ignore[attr-defined]
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            extended.append(enrolment_id)
     return extended

@@ -74,6 +74,10 @@ OFFER_EXPIRED_TEXT = N_(
     "The seat offered in {course} for {child} was not claimed in time and has gone to the next "
     "child on the waitlist."
 )
+OFFER_EXTENDED_TEXT = N_(
+    "⏳ Kehou was offline for a while, so the seat in <b>{course}</b> kept for {child} is held "
+    "longer: you can answer until {deadline}."
+)
 ACCEPT_LABEL = N_("Accept the seat")
 DECLINE_LABEL = N_("Decline")
 
@@ -639,12 +643,7 @@ async def make_offers(
             enrolment,
             OFFER_TEXT,
             kind="seat_offer",
-            buttons=[
-                [
-                    {"label": ACCEPT_LABEL, "data": f"of:{enrolment.id}:1"},
-                    {"label": DECLINE_LABEL, "data": f"of:{enrolment.id}:0"},
-                ]
-            ],
+            buttons=_offer_buttons(enrolment.id),
             deadline=enrolment.offer_expires_at,
             dedupe=f"offer:{enrolment.id}:{enrolment.offer_expires_at.isoformat()}",
         )
@@ -736,6 +735,32 @@ async def _ended_offer(session: AsyncSession, enrolment: Enrolment) -> OfferAnsw
     if note == "offer expired":
         return OfferAnswer.EXPIRED
     return OfferAnswer.NONE
+
+
+def _offer_buttons(enrolment_id: int) -> list[list[dict[str, Any]]]:
+    return [
+        [
+            {"label": ACCEPT_LABEL, "data": f"of:{enrolment_id}:1"},
+            {"label": DECLINE_LABEL, "data": f"of:{enrolment_id}:0"},
+        ]
+    ]
+
+
+async def tell_extended(session: AsyncSession, enrolment_ids: Iterable[int]) -> None:
+    """Tell the guardians of each open offer its new deadline (after Kehou was down)."""
+    for enrolment_id in enrolment_ids:
+        entry = await session.get(Enrolment, enrolment_id, populate_existing=True)
+        if entry is None or entry.offer_expires_at is None:
+            continue
+        await _tell_guardians(
+            session,
+            entry,
+            OFFER_EXTENDED_TEXT,
+            kind="seat_offer_extended",
+            buttons=_offer_buttons(entry.id),
+            deadline=entry.offer_expires_at,
+            dedupe=f"offer:{entry.id}:{entry.offer_expires_at.isoformat()}",
+        )
 
 
 async def _tell_guardians(

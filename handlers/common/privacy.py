@@ -91,6 +91,29 @@ STATUSES = {
     "cancelled": N_("course cancelled"),
     "entered": N_("entered for the draw"),
 }
+# What a message was, and what became of it, in words (the JSON file keeps the codes).
+MESSAGE_KINDS = {
+    "broadcast": N_("school notice"),
+    "broadcast_reping": N_("reminder to confirm a notice"),
+    "broadcast_late": N_("question about a late notice"),
+    "digest": N_("daily digest"),
+    "draw_result": N_("lottery result"),
+    "seat_offer": N_("seat offer"),
+    "seat_offer_expired": N_("seat offer expired"),
+    "seat_offer_extended": N_("seat offer kept longer"),
+    "course_cancelled": N_("course cancelled"),
+    "small_course": N_("question about a small course"),
+}
+MESSAGE_STATUSES = {
+    "pending": N_("waiting to be sent"),
+    "sending": N_("being sent"),
+    "sent": N_("sent"),
+    "failed": N_("could not be delivered"),
+    "blocked": N_("not delivered: the bot was blocked"),
+    "cancelled": N_("cancelled before sending"),
+    "held": N_("held for the daily digest"),
+    "digested": N_("sent in a daily digest"),
+}
 SHOWN_MESSAGES = 10  # the newest; the file has them all
 
 
@@ -152,9 +175,11 @@ def _message_lines(record: privacy.GuardianRecord, t: Translator) -> list[str]:
         ).format(count=count),
     ]
     for message in record.messages[-SHOWN_MESSAGES:]:
+        kind = MESSAGE_KINDS.get(message["kind"], N_("message"))
+        status = MESSAGE_STATUSES.get(message["status"], message["status"])
         lines.append(
-            f"{t.datetime(message['at'], format='short')} · {message['kind']} · "
-            f"{message['status']}"
+            f"{t.datetime(message['at'], format='short')} · {t.gettext(kind)} · "
+            f"{t.gettext(status)}"
         )
     return lines
 
