@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from storage.versions import CACHES, KehouSession
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,13 +45,25 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
+#: Opens a `Database.writing` transaction on SQLite (counted as its start, not as a statement).
+IMMEDIATE = "BEGIN IMMEDIATE"
+
+
 class Database:
     """Owns the engine and hands out transactions; one per application."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Each school's cached programme (bot.services.catalogue), shared by this database's
+        # sessions through Session.info; storage.versions keeps it from going stale.
+        self.catalogues: dict[int, Any] = {}
+        self.sessionmaker = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=KehouSession,
+            info={CACHES: self.catalogues},
+        )
         self._writer: asyncio.Lock | None = None
 
     @property
@@ -64,12 +78,15 @@ class Database:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
-        """A transaction for a hot write path (a sign-up rush).
+        """A transaction for a hot write path (a sign-up rush) that reads, then writes.
 
         SQLite has one writer at a time. Writers that start together otherwise each hold a
         pooled connection while SQLite's busy handler sleeps them in growing steps, and readers
         then wait for connections. Here they queue in-process instead, one after another, and
-        hold no connection while they wait. PostgreSQL needs no such queue.
+        hold no connection while they wait. Each begins with ``BEGIN IMMEDIATE``: it holds
+        SQLite's write lock from its first read, so what it read cannot change before it writes
+        (another process's writer waits, up to busy_timeout). PostgreSQL needs neither: its
+        statements lock the rows they read (``FOR UPDATE``).
         """
         if self.dialect != "sqlite":
             async with self.transaction() as session:
@@ -78,6 +95,7 @@ class Database:
         if self._writer is None:
             self._writer = asyncio.Lock()
         async with self._writer, self.transaction() as session:
+            await session.execute(text(IMMEDIATE))
             yield session
 
     async def dispose(self) -> None:

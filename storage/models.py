@@ -252,6 +252,9 @@ class School(Base):
     quiet_until: Mapped[dt.time] = mapped_column(Time, default=dt.time(7, 0))
     # A scheduled broadcast missed by more than this (Kehou was down) waits for an admin.
     late_broadcast_hours: Mapped[int] = mapped_column(SmallInteger, default=2)
+    # Moved on by every change to the school's courses, terms, teachers, providers or fees
+    # (storage.versions), so processes know when their cached programme is stale.
+    catalogue_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property

@@ -42,7 +42,10 @@ When PTB calls ``update_*`` (python-telegram-bot 22, ``telegram/ext/_application
     ``application.update_persistence()``, so the state a handler just confirmed to the user is
     committed before the update counts as handled. Only rows whose JSON changed are written:
     the persistence remembers the JSON of every row it loaded or wrote and skips equal writes,
-    so a busy bot does not rewrite bot_data or a user's data after every update.
+    so a busy bot does not rewrite bot_data or a user's data after every update, and a button
+    pressed outside any conversation writes nothing. What one update did change is committed
+    together: one transaction, one ``DELETE`` for the rows that went (an ended conversation,
+    a draft emptied), one upsert for the rest.
 
     Limits: ``persist_now`` does not run for an update when a handler raises
     ``ApplicationHandlerStop`` or an error handler stops processing; such updates are persisted
@@ -60,9 +63,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from telegram import Update
 from telegram.ext import Application, BasePersistence, CallbackContext, PersistenceInput
@@ -88,6 +92,11 @@ JsonDict = dict[str, Any]
 ConversationKey = tuple[int | str, ...]
 ConversationDict = MutableMapping[ConversationKey, object]
 CDCData = tuple[list[tuple[str, float, dict[str, Any]]], dict[str, str]]
+# (kind, key) -> (data, its JSON text) to write, or None to delete.
+Changes = dict[tuple[str, str], tuple[object, str] | None]
+
+# While `persist_now` runs, the writes of one update collect here, to be committed together.
+_BATCH: ContextVar[Changes | None] = ContextVar("kehou_persistence_batch", default=None)
 
 
 def _canonical(value: object, what: str) -> str:
@@ -198,18 +207,24 @@ class SqlPersistence(BasePersistence[JsonDict, JsonDict, JsonDict]):
 
     # --- writing, at once ---------------------------------------------------------------------
 
-    def _upsert(self, kind: str, key: str, data: object) -> Any:
+    def _upsert(self, rows: dict[tuple[str, str], tuple[object, str]]) -> Any:
+        """One INSERT … ON CONFLICT DO UPDATE for all these rows."""
         now = utcnow()
-        if self._db.dialect == "postgresql":
-            pg = postgresql.insert(BotState).values(kind=kind, key=key, data=data, updated_at=now)
-            return pg.on_conflict_do_update(
-                index_elements=[BotState.kind, BotState.key],
-                set_={"data": pg.excluded["data"], "updated_at": pg.excluded["updated_at"]},
-            )
-        lite = sqlite.insert(BotState).values(kind=kind, key=key, data=data, updated_at=now)
-        return lite.on_conflict_do_update(
+        values = [
+            {"kind": kind, "key": key, "data": data, "updated_at": now}
+            for (kind, key), (data, _) in rows.items()
+        ]
+        statement: Any = (
+            postgresql.insert(BotState)
+            if self._db.dialect == "postgresql"
+            else sqlite.insert(BotState)
+        ).values(values)
+        return statement.on_conflict_do_update(
             index_elements=[BotState.kind, BotState.key],
-            set_={"data": lite.excluded["data"], "updated_at": lite.excluded["updated_at"]},
+            set_={
+                "data": statement.excluded["data"],
+                "updated_at": statement.excluded["updated_at"],
+            },
         )
 
     async def _write(self, kind: str, key: str, data: object, text: str) -> None:
@@ -218,27 +233,46 @@ class SqlPersistence(BasePersistence[JsonDict, JsonDict, JsonDict]):
             return
         if len(key) > _KEY_LENGTH:
             raise ValueError(f"bot_state key longer than {_KEY_LENGTH}: {key!r}")
-        async with self._db.transaction() as session:
-            if self._db.dialect in ("postgresql", "sqlite"):
-                await session.execute(self._upsert(kind, key, data))
-            else:  # any other backend: read, then update or insert, in one transaction
-                row = await session.get(BotState, (kind, key))
-                if row is None:
-                    session.add(BotState(kind=kind, key=key, data=data))
-                else:
-                    row.data = data
-                    row.updated_at = utcnow()
-        self._written[kind, key] = text
+        batch = _BATCH.get()
+        if batch is not None:
+            batch[kind, key] = (data, text)
+            return
+        await self._commit({(kind, key): (data, text)})
 
     async def _delete(self, kind: str, key: str, *, known_only: bool) -> None:
         """Delete the row; with ``known_only``, only if this process has seen it exist."""
         if known_only and (kind, key) not in self._written:
             return
+        batch = _BATCH.get()
+        if batch is not None:
+            batch[kind, key] = None
+            return
+        await self._commit({(kind, key): None})
+
+    async def _commit(self, changes: Changes) -> None:
+        """Write these rows (None: delete) in one transaction: one DELETE for all deletions,
+        one upsert for the rest."""
+        gone = [key for key, change in changes.items() if change is None]
+        kept = {key: change for key, change in changes.items() if change is not None}
         async with self._db.transaction() as session:
-            await session.execute(
-                delete(BotState).where(BotState.kind == kind, BotState.key == key)
-            )
-        self._written.pop((kind, key), None)
+            if gone:
+                await session.execute(
+                    delete(BotState).where(tuple_(BotState.kind, BotState.key).in_(gone))
+                )
+            if kept and self._db.dialect in ("postgresql", "sqlite"):
+                await session.execute(self._upsert(kept))
+            else:  # any other backend: read, then update or insert, row by row
+                for (kind, name), (data, _) in kept.items():
+                    row = await session.get(BotState, (kind, name))
+                    if row is None:
+                        session.add(BotState(kind=kind, key=name, data=data))
+                    else:
+                        row.data = data
+                        row.updated_at = utcnow()
+        for row_key in gone:
+            self._written.pop(row_key, None)
+        for row_key, (_, text) in kept.items():
+            self._written[row_key] = text
 
     async def _store_dict(self, kind: str, key: str, data: JsonDict) -> None:
         text = _canonical(data, f"{kind}[{key!r}]" if key else kind)
@@ -305,7 +339,8 @@ async def persist_now(update: object, context: CallbackContext[Any, Any, Any, An
     ``application.add_handler(TypeHandler(Update, persist_now), group=PERSIST_GROUP)``
     """
     application: Application[Any, Any, Any, Any, Any, Any] = context.application
-    if application.persistence is None:
+    persistence = application.persistence
+    if persistence is None:
         return
     if isinstance(update, Update):
         # PTB marks these only after the last group, which would be too late for this run.
@@ -313,4 +348,16 @@ async def persist_now(update: object, context: CallbackContext[Any, Any, Any, An
         application.mark_data_for_update_persistence(
             chat_ids=chat.id if chat else None, user_ids=user.id if user else None
         )
-    await application.update_persistence()
+    if not isinstance(persistence, SqlPersistence):
+        await application.update_persistence()
+        return
+    # PTB hands each piece over in its own call (gathered as tasks, which share this context's
+    # batch): collect them, then commit what changed in one transaction.
+    batch: Changes = {}
+    token = _BATCH.set(batch)
+    try:
+        await application.update_persistence()
+    finally:
+        _BATCH.reset(token)
+    if batch:
+        await persistence._commit(batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import update
+
 from storage.db import Database
 from storage.models import (
     Guardianship,
@@ -104,3 +106,14 @@ async def add_member(
                 )
             )
         return user.id
+
+
+async def term_around_today(db: Database) -> None:
+    """Make every term run from a month ago to two months ahead, so "today" has sessions."""
+    today = dt.date.today()
+    async with db.transaction() as session:
+        await session.execute(
+            update(Term).values(
+                starts_on=today - dt.timedelta(days=30), ends_on=today + dt.timedelta(days=60)
+            )
+        )

@@ -16,7 +16,7 @@ import handlers
 from bot.context import BotContext, KehouApplication
 from handlers.common.presses import MAX_ID, as_int, fields, ints, refuse
 from storage.db import Database
-from storage.models import AuditLog, Guardianship, Role
+from storage.models import AuditLog, Enrolment, Guardianship, Role
 from tests.factories import SchoolData, add_member
 from tests.harness import FakeUser, RecordingRequest
 from tests.test_enrolment import make_course
@@ -246,6 +246,11 @@ async def course_id(db: Database, school: SchoolData) -> int:
         # a leave button for another family's child, or past the range, outside /leave
         (OTHER, "lv:k:{child}", "button.stale"),
         (PARENT, f"lv:x:{HUGE}", "leave.refused"),
+        # course buttons for a child who is not the presser's, or from a non-parent
+        (TEACHER, "cs:s:{child}:{course}", "enrolment.refused"),
+        (OTHER, "cs:s:{child}:{course}", "enrolment.refused"),
+        (OTHER, "cs:c:{child}:{course}:0:0:0:0", "enrolment.refused"),
+        (TEACHER, "cs:l:{child}:0:0:0:0", "enrolment.refused"),
         # data no feature takes
         (TEACHER, "zz:1", "button.stale"),
     ],
@@ -271,15 +276,33 @@ async def test_a_refused_press_is_answered_and_audited_whoever_presses(
     assert not any(consents)  # nothing changed
 
 
+@pytest.mark.parametrize("who", [TEACHER, OTHER])
+async def test_a_forged_sign_up_changes_nothing(
+    who: int, make_user: Any, db: Database, school: SchoolData
+) -> None:
+    """Confirm pressed for someone else's child, by a teacher or another family."""
+    ids = {
+        TEACHER: await add_member(db, school, TEACHER, {Role.TEACHER}),
+        OTHER: await add_member(db, school, OTHER, {Role.PARENT}, ("张伟",)),
+    }
+    datum = f"cs:y:{school.student_ids['李小明']}:{await course_id(db, school)}"
+    replies = await make_user(who, language_code="en").press(datum)
+    assert replies[0].method == "answerCallbackQuery"  # acknowledged at once
+    assert "no longer active" in str(replies[-1].params.get("text"))
+    assert await audit_rows(db) == [("enrolment.refused", ids[who], datum)]
+    async with db.transaction() as session:
+        assert (await session.scalars(select(Enrolment.id))).all() == []
+
+
 async def test_a_press_from_an_account_no_school_knows_is_logged_for_the_operator(
     make_user: Any, db: Database, school: SchoolData, caplog: pytest.LogCaptureFixture
 ) -> None:
     stranger: FakeUser = make_user(EVERYONE, language_code="en")
-    with caplog.at_level("WARNING", logger="handlers.common.presses"):
+    with caplog.at_level("WARNING", logger="bot.services.guard"):
         replies = await stranger.press(f"ms:c:{await course_id(db, school)}")
     assert [c.method for c in replies] == ["answerCallbackQuery"]
     assert await audit_rows(db) == []  # no school's log can hold it
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "handlers.common.presses"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "bot.services.guard"]
     assert "course.refused" in line and str(EVERYONE) in line and "ms:c:" in line
 
 

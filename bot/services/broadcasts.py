@@ -76,6 +76,34 @@ class Recipient:
     chat_id: int
 
 
+async def audience_values(
+    session: AsyncSession, school_id: int, kind: AudienceKind
+) -> list[tuple[int, str]]:
+    """What an admin picks from for an audience of `kind`: grades (value, the grade again),
+    classes (id, name) or courses (id, name), in the school's order. One statement."""
+    if kind is AudienceKind.GRADE:
+        grades = await session.scalars(
+            select(SchoolClass.grade)
+            .where(SchoolClass.school_id == school_id)
+            .distinct()
+            .order_by(SchoolClass.grade)
+        )
+        return [(g, str(g)) for g in grades.all()]
+    if kind is AudienceKind.CLASS:
+        rows = await session.execute(
+            select(SchoolClass.id, SchoolClass.name)
+            .where(SchoolClass.school_id == school_id)
+            .order_by(SchoolClass.grade, SchoolClass.code)
+        )
+    else:
+        rows = await session.execute(
+            select(Course.id, Course.name)
+            .where(Course.school_id == school_id)
+            .order_by(Course.period, Course.code)
+        )
+    return [(value, name) for value, name in rows.all()]
+
+
 NEEDS_VALUE = (AudienceKind.GRADE, AudienceKind.CLASS, AudienceKind.COURSE, AudienceKind.PERIOD)
 
 

@@ -6,11 +6,14 @@ and whose fee was disclosed (or which are free), while the enrolment window is o
 two courses at the same time. Withdrawal is never refused.
 
 **No over-booking, however many press at once.** Everything that changes a course's places
-(sign-up, withdrawal, seat offers and their answers, expiry, cancelling) first takes the
-course's lock (`lock_course`), then reads afresh: concurrent changes to one course queue for
-that instant only. A sign-up also locks the child's row, so the rules (time clash, three
-choices) are checked inside the transaction that writes. A child can never be enrolled twice:
-``UNIQUE (student_id, course_id)``.
+(withdrawal, seat offers and their answers, expiry, cancelling) first takes the course's lock
+(`lock_course`), then reads afresh: concurrent changes to one course queue for that instant
+only. A sign-up takes its locks in its first read (`situation`: on PostgreSQL ``FOR UPDATE``
+of the course and the child, on SQLite a ``BEGIN IMMEDIATE`` transaction), so the rules (time
+clash, three choices) are checked inside the transaction that writes; the seat count and the
+write are one statement. A child can never be enrolled twice: ``UNIQUE (student_id,
+course_id)``. What a course is (its times, grades, provider, fee) comes from the cached
+programme (`bot.services.catalogue`); what races can change is read live.
 
 **Every status change is compare-and-set** (docs/STATE_CHANGES.md): `move` is one
 ``UPDATE … WHERE id = :id AND status = :expected``; a caller that loses changes nothing and
@@ -25,15 +28,33 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
-from bot.services import audit, deadlines, outbox
+from bot.services import audit, catalogue, deadlines, guard, outbox
+from bot.services.catalogue import Catalogue, CourseInfo, TermInfo
+from bot.services.guard import Child, child_columns, of_guardian, with_child
+from bot.services.members import Member
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
@@ -44,21 +65,15 @@ from storage.models import (
     EnrolmentActor,
     EnrolmentEvent,
     EnrolmentStatus,
-    FeeStandard,
     Guardianship,
     LotteryDraw,
     Priority,
-    Provider,
-    ProviderKind,
     Role,
     School,
-    SchoolClass,
     Student,
-    Teacher,
     Term,
     User,
     UserRole,
-    WhitelistStatus,
     utcnow,
 )
 
@@ -109,64 +124,173 @@ def weekdays_of(mask: int) -> list[int]:
     return [day + 1 for day in range(7) if mask & (1 << day)]
 
 
-async def check(
-    session: AsyncSession, student_id: int, course_id: int, now: dt.datetime
-) -> Refusal | None:
-    """Every rule a sign-up must pass, or the first it fails."""
-    row = (
-        await session.execute(
-            select(Course, Term, SchoolClass.grade, Provider, FeeStandard)
-            .join(Term, Term.id == Course.term_id)
-            .join(Student, Student.id == student_id)
-            .join(SchoolClass, SchoolClass.id == Student.class_id)
-            .outerjoin(Provider, Provider.id == Course.provider_id)
-            .outerjoin(FeeStandard, FeeStandard.id == Course.fee_standard_id)
-            .where(Course.id == course_id, Course.school_id == Student.school_id)
-        )
-    ).first()
-    if row is None:
-        return Refusal.NOT_FOUND
-    course, term, grade, provider, fee = row
-    if course.cancelled_at is not None:
-        return Refusal.CANCELLED
-    opens, closes = term.enrolment_opens_at, term.enrolment_closes_at
-    if (opens is not None and now < opens) or (closes is not None and now >= closes):
-        return Refusal.WINDOW_CLOSED
-    if not course.grade_min <= grade <= course.grade_max:
-        return Refusal.GRADE
-    if provider is not None and provider.kind is ProviderKind.OUTSIDE:
-        if provider.whitelist_status is not WhitelistStatus.WHITELISTED:
-            return Refusal.PROVIDER
-    if fee is not None and fee.amount_fen > 0 and fee.disclosed_on is None:
-        return Refusal.FEE_UNDISCLOSED
-    existing = await session.scalar(
-        select(Enrolment.status).where(
-            Enrolment.student_id == student_id, Enrolment.course_id == course_id
-        )
+@dataclass(frozen=True)
+class Situation:
+    """What a sign-up decides on, read in one statement (`situation`): the child, the course's
+    live state, and the child's places in every course (the catalogue says when those run)."""
+
+    child: Child
+    course: CourseInfo
+    term: TermInfo | None
+    cancelled: bool  # live, not the catalogue's copy: a course may be cancelled meanwhile
+    drawn: bool  # the term's lottery was drawn
+    places: tuple[tuple[int, int, EnrolmentStatus], ...]  # (enrolment id, course id, status)
+    catalogue: Catalogue
+
+    def place(self, course_id: int) -> tuple[int, EnrolmentStatus] | None:
+        return next(((e, st) for e, c, st in self.places if c == course_id), None)
+
+    def courses(self, statuses: Iterable[EnrolmentStatus]) -> list[CourseInfo]:
+        """The child's courses with one of these statuses, as the catalogue has them."""
+        wanted = set(statuses)
+        found = (self.catalogue.course(c) for _, c, st in self.places if st in wanted)
+        return [c for c in found if c is not None]
+
+
+async def situation(
+    session: AsyncSession,
+    found: Catalogue,
+    student_id: int,
+    course_id: int,
+    *,
+    guardian: int | None,
+    lock: bool = False,
+) -> Situation | None:
+    """The child with their places, and the course (only if of the child's school): one
+    statement. Only a child of `guardian`'s, unless None (the school's own action). With
+    `lock`, PostgreSQL locks the child's and the course's rows until the transaction ends
+    (SQLite: `Database.writing`)."""
+    course = found.course(course_id)
+    if course is None:
+        return None
+    drawn = exists().where(LotteryDraw.term_id == Course.term_id)
+    query: Select[Any] = select(
+        *child_columns(),
+        Course.cancelled_at,
+        drawn,
+        Enrolment.id,
+        Enrolment.course_id,
+        Enrolment.status,
     )
-    if existing in (*ACTIVE, EnrolmentStatus.ENTERED):
+    query = (
+        (of_guardian(query, guardian) if guardian is not None else with_child(query))
+        .join(Course, (Course.id == course_id) & (Course.school_id == Student.school_id))
+        .outerjoin(Enrolment, Enrolment.student_id == Student.id)
+        .where(Student.id == student_id)
+    )
+    if lock:
+        query = query.with_for_update(of=[Student, Course])  # type: ignore[list-item]
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return Situation(
+        child=Child(*first[:6]),
+        course=course,
+        term=found.term(course.term_id),
+        cancelled=first[6] is not None,
+        drawn=bool(first[7]),
+        places=tuple((e, c, EnrolmentStatus(st)) for *_, e, c, st in rows if e is not None),
+        catalogue=found,
+    )
+
+
+async def check(found: Situation, now: dt.datetime) -> Refusal | None:
+    """Every rule a sign-up must pass, or the first it fails (reads nothing more)."""
+    course = found.course
+    if found.cancelled:
+        return Refusal.CANCELLED
+    if found.term is None or not found.term.enrolment_open(now):
+        return Refusal.WINDOW_CLOSED
+    if not course.grade_min <= found.child.grade <= course.grade_max:
+        return Refusal.GRADE
+    if not course.provider_ok:
+        return Refusal.PROVIDER
+    if not course.fee_disclosed:
+        return Refusal.FEE_UNDISCLOSED
+    place = found.place(course.id)
+    if place is not None and place[1] in LISTED:
         return Refusal.ALREADY
-    if await clashes(session, student_id, course):
+    if any(_overlap(course, other) for other in found.courses(ACTIVE)):
         return Refusal.CLASH
     return None
 
 
-async def clashes(session: AsyncSession, student_id: int, course: Course) -> list[Course]:
-    """The child's active courses in the same period on a shared weekday, overlapping in time."""
-    rows = await session.scalars(
-        select(Course)
-        .join(Enrolment, Enrolment.course_id == Course.id)
-        .where(
-            Enrolment.student_id == student_id,
-            Enrolment.status.in_(ACTIVE),
-            Course.id != course.id,
-            Course.term_id == course.term_id,
-            Course.weekdays.op("&")(course.weekdays) != 0,
-            Course.starts_at < course.ends_at,
-            Course.ends_at > course.starts_at,
-        )
+def _overlap(course: CourseInfo, other: CourseInfo) -> bool:
+    """Another course of the same term on a shared weekday, overlapping in time."""
+    return (
+        other.id != course.id
+        and other.term_id == course.term_id
+        and other.weekdays & course.weekdays != 0
+        and other.starts_at < course.ends_at
+        and other.ends_at > course.starts_at
     )
-    return list(rows.all())
+
+
+def _draw_rank(found: Situation) -> int:
+    """The family's preference order: the child's entries for lottery courses in the same
+    period on a shared weekday, and this one after them."""
+    course = found.course
+    earlier = [
+        c
+        for c in found.courses([EnrolmentStatus.ENTERED])
+        if c.term_id == course.term_id
+        and c.period == course.period
+        and c.weekdays & course.weekdays != 0
+    ]
+    return len(earlier) + 1
+
+
+@dataclass(frozen=True)
+class SignUpOutcome:
+    """What the parent is told after pressing Confirm: the child, the course, the result, and
+    the child's courses afterwards (for the "1+N" advice)."""
+
+    child: Child
+    course: CourseInfo
+    result: SignedUp | Refusal
+    plan: list[CourseInfo]
+
+
+async def confirm_sign_up(
+    db: Database,
+    member: Member | None,
+    student_id: int,
+    course_id: int,
+    *,
+    pressed: str | None = None,
+    now: dt.datetime | None = None,
+) -> SignUpOutcome | None:
+    """A guardian's sign-up; None (refused and audited) if the child or course is not theirs.
+
+    Three statements in one transaction: the locked read (`situation`), the seat and the write
+    in one statement, the history event.
+    """
+    parent = guard.parent(member)
+    if parent is None or member is None:
+        if member is not None:
+            async with db.transaction() as session:
+                guard.refuse(session, member, REFUSED, pressed)
+        return None
+    current: Situation | None = None
+    try:
+        async with db.writing() as session:
+            found = await catalogue.of(session, member.school_id, member.catalogue_version)
+            current = await situation(
+                session, found, student_id, course_id, guardian=parent, lock=True
+            )
+            if current is None:
+                guard.refuse(session, member, REFUSED, pressed)
+                return None
+            result = await _decide(session, current, member.user_id, EnrolmentActor.PARENT, now)
+    except IntegrityError:  # the other guardian's press got there first
+        if current is None:
+            raise
+        result = Refusal.ALREADY
+    plan = current.courses(LISTED)
+    if isinstance(result, SignedUp):
+        plan.append(current.course)
+    return SignUpOutcome(current.child, current.course, result, plan)
 
 
 async def sign_up(
@@ -178,35 +302,47 @@ async def sign_up(
     actor: EnrolmentActor = EnrolmentActor.PARENT,
     now: dt.datetime | None = None,
 ) -> SignedUp | Refusal:
-    """Lock the course and the child, check the rules, then take a seat, a waitlist place or
-    a draw entry: all in one transaction, so two presses at once cannot both pass the checks."""
-    now = now or utcnow()
+    """Sign a child up on the school's (or a test's) own authority: no guardian check."""
     try:
         async with db.writing() as session:
-            course = await lock_course(session, course_id)
-            await lock_student(session, student_id)
-            refusal = await check(session, student_id, course_id, now)
-            if refusal is not None:
-                return refusal
-            assert course is not None
-            # A withdrawn child signing up again reuses the row (one per student and course).
-            previous = await session.scalar(
-                select(Enrolment.id).where(
-                    Enrolment.student_id == student_id, Enrolment.course_id == course_id
-                )
+            school_id = await session.scalar(
+                select(Course.school_id).where(Course.id == course_id)
             )
-            if await _open_lottery(session, course_id):
-                rank = await _next_rank(session, student_id, course_id)
-                if rank > MAX_CHOICES:
-                    return Refusal.TOO_MANY_CHOICES
-                return await _enter_draw(
-                    session, course.school_id, student_id, course_id, previous, rank, user_id, now
-                )
-            return await _take_place(
-                session, course.school_id, student_id, course_id, previous, user_id, actor, now
+            if school_id is None:
+                return Refusal.NOT_FOUND
+            found = await catalogue.of(session, school_id)
+            current = await situation(
+                session, found, student_id, course_id, guardian=None, lock=True
             )
+            if current is None:
+                return Refusal.NOT_FOUND
+            return await _decide(session, current, user_id, actor, now)
     except IntegrityError:  # a second press, or the other guardian, got there first
         return Refusal.ALREADY
+
+
+async def _decide(
+    session: AsyncSession,
+    found: Situation,
+    user_id: int | None,
+    actor: EnrolmentActor,
+    now: dt.datetime | None,
+) -> SignedUp | Refusal:
+    """Check the rules, then take a seat, a waitlist place or a draw entry, under the locks:
+    two presses at once cannot both pass the checks."""
+    now = now or utcnow()
+    refusal = await check(found, now)
+    if refusal is not None:
+        return refusal
+    place = found.place(found.course.id)
+    # A withdrawn child signing up again reuses the row (one per student and course).
+    previous = place[0] if place is not None else None
+    if found.course.allocation is Allocation.LOTTERY and not found.drawn:
+        rank = _draw_rank(found)
+        if rank > MAX_CHOICES:
+            return Refusal.TOO_MANY_CHOICES
+        return await _enter_draw(session, found, previous, rank, user_id, now)
+    return await _take_place(session, found, previous, user_id, actor, now)
 
 
 async def lock_course(session: AsyncSession, course_id: int) -> Course | None:
@@ -221,21 +357,11 @@ async def lock_course(session: AsyncSession, course_id: int) -> Course | None:
             update(Course)
             .where(Course.id == course_id)
             .values(capacity=Course.capacity)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, catalogue_unchanged=True)
         )
     return await session.scalar(
         select(Course)
         .where(Course.id == course_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-async def lock_student(session: AsyncSession, student_id: int) -> Student | None:
-    """Lock the child's row (after the course's): their sign-ups to other courses wait."""
-    return await session.scalar(
-        select(Student)
-        .where(Student.id == student_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -253,15 +379,43 @@ async def fresh(session: AsyncSession, enrolment_id: int) -> Enrolment | None:
 
 async def _take_place(
     session: AsyncSession,
-    school_id: int,
-    student_id: int,
-    course_id: int,
+    found: Situation,
     previous: int | None,
     user_id: int | None,
     actor: EnrolmentActor,
     now: dt.datetime,
-) -> SignedUp:
-    """The seat count and the write in one statement, under the course's lock."""
+) -> SignedUp | Refusal:
+    """The seat count and the write in one statement, under the course's lock; a refusal if a
+    place the other guardian took meanwhile clashes (or, for a reused row, is this one)."""
+    school_id, student_id, course_id = found.child.school_id, found.child.id, found.course.id
+    statement = _SEAT_INSERT if previous is None else _SEAT_UPDATE
+    values = {
+        "p_school_id": school_id,
+        "p_student_id": student_id,
+        "p_course_id": course_id,
+        "p_user_id": user_id,
+        "p_now": now,
+        "p_previous": previous,
+        "p_clashing": [
+            c.id
+            for c in found.catalogue.of_term(found.course.term_id)
+            if _overlap(found.course, c)
+        ],
+    }
+    written = (await session.execute(statement, values)).first()
+    if written is None:
+        return Refusal.CLASH if previous is None else Refusal.ALREADY
+    enrolment_id, new_status, new_position = written
+    result = SignedUp(enrolment_id, EnrolmentStatus(new_status), new_position)
+    record_event(
+        session, school_id, result.enrolment_id, result.status, new_position, actor, user_id, now
+    )
+    return result
+
+
+def _seat_statements() -> tuple[Any, Any]:
+    """The two forms of taking a place, built once: a new row, or a withdrawn one reused."""
+    course_id = bindparam("p_course_id", type_=Integer)
     taken = (
         select(func.count())
         .where(Enrolment.course_id == course_id, _holds_seat())
@@ -279,120 +433,105 @@ async def _take_place(
         else_=literal(EnrolmentStatus.WAITLISTED.value),
     )
     position = case((has_seat, literal(None)), else_=last + 1)
-    statement: Any
-    if previous is None:
-        statement = (
-            insert(Enrolment)
-            .from_select(
-                [
-                    "school_id",
-                    "student_id",
-                    "course_id",
-                    "status",
-                    "waitlist_position",
-                    "created_by_user_id",
-                    "created_at",
-                    "updated_at",
-                ],
-                select(
-                    literal(school_id),
-                    literal(student_id),
-                    literal(course_id),
-                    status,
-                    position,
-                    literal(user_id),
-                    literal(now, Enrolment.created_at.type),
-                    literal(now, Enrolment.updated_at.type),
-                ),
-            )
-            .returning(Enrolment.id, Enrolment.status, Enrolment.waitlist_position)
-        )
-    else:
-        statement = (
-            update(Enrolment)
-            .where(Enrolment.id == previous, Enrolment.status.not_in(ACTIVE))
-            .values(
-                status=status,
-                waitlist_position=position,
-                created_by_user_id=user_id,
-                updated_at=now,
-                offer_expires_at=None,
-                withdrawn_from=None,
-            )
-            .returning(Enrolment.id, Enrolment.status, Enrolment.waitlist_position)
-        )
-    enrolment_id, new_status, new_position = (await session.execute(statement)).one()
-    result = SignedUp(enrolment_id, EnrolmentStatus(new_status), new_position)
-    record_event(
-        session, school_id, result.enrolment_id, result.status, new_position, actor, user_id, now
+    now = bindparam("p_now", type_=Enrolment.created_at.type)
+    user_id = bindparam("p_user_id", type_=Integer)
+    returned = (Enrolment.id, Enrolment.status, Enrolment.waitlist_position)
+    # PostgreSQL: the child's row was locked by the first statement, whose snapshot predates the
+    # lock; this statement's is fresh, so a clashing place the other guardian just took (the
+    # courses that overlap this one, from the catalogue) is seen here and nothing is written.
+    other = cast(Table, Enrolment.__table__).alias("other")
+    no_clash = ~exists().where(
+        other.c.student_id == bindparam("p_student_id", type_=Integer),
+        other.c.status.in_([s.value for s in ACTIVE]),
+        other.c.course_id.in_(bindparam("p_clashing", expanding=True)),
     )
-    return result
-
-
-async def _open_lottery(session: AsyncSession, course_id: int) -> bool:
-    """A lottery course whose term has not been drawn yet: sign-ups are draw entries."""
-    course = await session.get(Course, course_id)
-    if course is None or course.allocation is not Allocation.LOTTERY:
-        return False
-    drawn = await session.scalar(
-        select(LotteryDraw.id).where(LotteryDraw.term_id == course.term_id)
-    )
-    return drawn is None
-
-
-async def _next_rank(session: AsyncSession, student_id: int, course_id: int) -> int:
-    """The family's preference order: entries of the child for lottery courses in the same
-    period on a shared weekday, in the order they were made."""
-    course = await session.get(Course, course_id)
-    assert course is not None
-    earlier = await session.scalar(
-        select(func.count())
-        .select_from(Enrolment)
-        .join(Course, Course.id == Enrolment.course_id)
-        .where(
-            Enrolment.student_id == student_id,
-            Enrolment.status == EnrolmentStatus.ENTERED,
-            Course.term_id == course.term_id,
-            Course.period == course.period,
-            Course.weekdays.op("&")(course.weekdays) != 0,
+    # Core statements over the table: executed with a dict of parameters, an ORM statement
+    # would be taken for a bulk insert.
+    table = cast(Table, Enrolment.__table__)
+    fresh_row = (
+        insert(table)
+        .from_select(
+            [
+                "school_id",
+                "student_id",
+                "course_id",
+                "status",
+                "waitlist_position",
+                "created_by_user_id",
+                "created_at",
+                "updated_at",
+            ],
+            select(
+                bindparam("p_school_id", type_=Integer),
+                bindparam("p_student_id", type_=Integer),
+                course_id,
+                status,
+                position,
+                user_id,
+                now,
+                now,
+            ).where(no_clash),
         )
+        .returning(*returned)
     )
-    return int(earlier or 0) + 1
+    reused = (
+        update(table)
+        .where(Enrolment.id == bindparam("p_previous"), Enrolment.status.not_in(ACTIVE), no_clash)
+        .values(
+            status=status,
+            waitlist_position=position,
+            created_by_user_id=user_id,
+            updated_at=now,
+            offer_expires_at=None,
+            withdrawn_from=None,
+        )
+        .returning(*returned)
+    )
+    return fresh_row, reused
 
 
 async def _enter_draw(
     session: AsyncSession,
-    school_id: int,
-    student_id: int,
-    course_id: int,
+    found: Situation,
     previous: int | None,
     rank: int,
     user_id: int | None,
     now: dt.datetime,
 ) -> SignedUp:
+    school_id = found.child.school_id
+    entered = {
+        "status": EnrolmentStatus.ENTERED,
+        "draw_rank": rank,
+        "waitlist_position": None,
+        "updated_at": now,
+    }
     if previous is None:
-        entry = Enrolment(
+        statement: Any = insert(Enrolment).values(
             school_id=school_id,
-            student_id=student_id,
-            course_id=course_id,
-            status=EnrolmentStatus.ENTERED,
-            draw_rank=rank,
+            student_id=found.child.id,
+            course_id=found.course.id,
             created_by_user_id=user_id,
             created_at=now,
-            updated_at=now,
+            **entered,
         )
-        session.add(entry)
-        await session.flush()
     else:
-        found = await fresh(session, previous)
-        assert found is not None
-        entry = found
-        entry.status, entry.draw_rank, entry.updated_at = EnrolmentStatus.ENTERED, rank, now
-        entry.waitlist_position = None
+        statement = (
+            update(Enrolment)
+            .where(Enrolment.id == previous, Enrolment.status.not_in(LISTED))
+            .values(**entered)
+        )
+    enrolment_id = (await session.execute(statement.returning(Enrolment.id))).scalar_one()
     record_event(
-        session, school_id, entry.id, entry.status, None, EnrolmentActor.PARENT, user_id, now
+        session,
+        school_id,
+        enrolment_id,
+        EnrolmentStatus.ENTERED,
+        None,
+        EnrolmentActor.PARENT,
+        user_id,
+        now,
     )
-    return SignedUp(entry.id, EnrolmentStatus.ENTERED, None, rank)
+    return SignedUp(enrolment_id, EnrolmentStatus.ENTERED, None, rank)
 
 
 def record_event(
@@ -581,6 +720,11 @@ async def renumber_choices(session: AsyncSession, student_id: int, course_id: in
         if entry.draw_rank != ranks[entry.id]:
             entry.draw_rank = ranks[entry.id]
     await session.flush()
+
+
+def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows of the group meet `condition` (a portable COUNT … FILTER)."""
+    return func.sum(case((condition, 1), else_=0))
 
 
 def _holds_seat() -> ColumnElement[bool]:
@@ -887,14 +1031,26 @@ async def _expire(session: AsyncSession, enrolment_id: int, now: dt.datetime) ->
 class CourseFacts:
     """What the published schedule must show about a course (POLICY: 课后服务安排表)."""
 
-    course: Course
-    teacher: str | None
-    provider: str | None  # None: the school itself
-    fee_fen: int | None  # None or 0: free
-    fee_unit: str | None
+    course: CourseInfo
     enrolled: int
     waitlisted: int
     held: int = 0  # seats taken or held for an open offer: the rule sign-up counts by
+
+    @property
+    def teacher(self) -> str | None:
+        return self.course.teacher
+
+    @property
+    def provider(self) -> str | None:  # None: the school itself
+        return self.course.provider
+
+    @property
+    def fee_fen(self) -> int | None:  # None or 0: free
+        return self.course.fee_fen
+
+    @property
+    def fee_unit(self) -> str | None:
+        return self.course.fee_unit
 
     @property
     def seats_left(self) -> int | None:
@@ -903,124 +1059,240 @@ class CourseFacts:
         return max(self.course.capacity - self.held, 0)
 
 
-async def current_term(session: AsyncSession, school_id: int, today: dt.date) -> Term | None:
-    """The term running today, else the next one, else the last one."""
-    terms = list(
-        (
-            await session.scalars(
-                select(Term).where(Term.school_id == school_id).order_by(Term.starts_on)
-            )
-        ).all()
+def _counts() -> Any:
+    """Seat figures of some courses (``:ids``), one row per course that has any: built once."""
+    return (
+        select(
+            Enrolment.course_id,
+            _tally(Enrolment.status == EnrolmentStatus.ENROLLED),
+            _tally(Enrolment.status == EnrolmentStatus.WAITLISTED),
+            _tally(_holds_seat()),
+        )
+        .where(Enrolment.course_id.in_(bindparam("ids", expanding=True)))
+        .group_by(Enrolment.course_id)
     )
-    for term in terms:
-        if term.ends_on >= today:
-            return term
-    return terms[-1] if terms else None
 
 
-async def catalogue(
+async def counted(session: AsyncSession, courses: list[CourseInfo]) -> list[CourseFacts]:
+    """The courses with their live seat figures: one statement (none for no courses)."""
+    if not courses:
+        return []
+    rows = await session.execute(_COUNTS, {"ids": [c.id for c in courses]})
+    tally = {course_id: (e, w, h) for course_id, e, w, h in rows.all()}
+    return [CourseFacts(c, *(int(n or 0) for n in tally.get(c.id, (0, 0, 0)))) for c in courses]
+
+
+async def facts(session: AsyncSession, course_ids: list[int]) -> list[CourseFacts]:
+    """Courses by id, of any school, with their seat figures (for jobs and admin screens)."""
+    if not course_ids:
+        return []
+    schools = (
+        await session.scalars(select(Course.school_id).where(Course.id.in_(course_ids)).distinct())
+    ).all()
+    found: dict[int, CourseInfo] = {}
+    for school_id in schools:
+        found |= (await catalogue.of(session, school_id)).courses
+    return await counted(session, [found[i] for i in course_ids if i in found])
+
+
+def offered(
+    found: Catalogue,
+    grade: int,
+    today: dt.date,
+    *,
+    period: int | None = None,
+    category: str | None = None,
+    weekday: int | None = None,
+) -> list[CourseInfo]:
+    """Courses of the current term a child of `grade` may take, with these filters."""
+    term = found.current_term(today)
+    if term is None:
+        return []
+    return [
+        c
+        for c in found.of_term(term.id)
+        if c.grade_min <= grade <= c.grade_max
+        and c.cancelled_at is None
+        and (period is None or c.period == period)
+        and (category is None or c.category.value == category)
+        and (weekday is None or c.weekdays & (1 << (weekday - 1)) != 0)
+    ]
+
+
+REFUSED = "enrolment.refused"  # the audit action of every refused enrolment press
+
+
+@dataclass(frozen=True)
+class CourseView:
+    """A course card for one child: what the card, the confirm screen and their buttons show."""
+
+    child: Child
+    facts: CourseFacts
+    refusal: Refusal | None = None  # set on the confirm screen when a rule already says no
+
+
+async def course_card(
     session: AsyncSession,
+    member: Member | None,
     student_id: int,
+    course_id: int,
+    *,
+    pressed: str | None = None,
+) -> CourseView | None:
+    """The card of a course of the child's school, for one of the child's guardians; None (and
+    the refusal audited) otherwise. Two statements: the guard, the seat figures."""
+    child = await guard.child(session, member, student_id, action=REFUSED, pressed=pressed)
+    if child is None or member is None:
+        return None
+    found = (await catalogue.of(session, member.school_id, member.catalogue_version)).course(
+        course_id
+    )
+    if found is None or found.school_id != child.school_id:
+        guard.refuse(session, member, REFUSED, pressed)
+        return None
+    (counts,) = await counted(session, [found])
+    return CourseView(child, counts)
+
+
+async def sign_up_preview(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    course_id: int,
+    now: dt.datetime,
+    *,
+    pressed: str | None = None,
+) -> CourseView | None:
+    """The confirm screen: the card, and the first rule that already refuses the sign-up.
+    Two statements: the child with their places (`situation`), the seat figures."""
+    parent = guard.parent(member)
+    if parent is None or member is None:
+        guard.refuse(session, member, REFUSED, pressed)
+        return None
+    found = await catalogue.of(session, member.school_id, member.catalogue_version)
+    current = await situation(session, found, student_id, course_id, guardian=parent)
+    if current is None:
+        guard.refuse(session, member, REFUSED, pressed)
+        return None
+    (counts,) = await counted(session, [current.course])
+    return CourseView(current.child, counts, await check(current, now))
+
+
+@dataclass(frozen=True)
+class Browse:
+    """The course list: the member's children, the child it is for, and that child's courses."""
+
+    children: list[Child]
+    child: Child | None  # None: several children and none chosen yet
+    courses: list[CourseFacts]
+
+
+async def browse(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int | None,
     *,
     today: dt.date,
     period: int | None = None,
     category: str | None = None,
     weekday: int | None = None,
-) -> list[CourseFacts]:
-    """Courses of the current term the child's grade may take, with their seat figures."""
-    student = await session.get(Student, student_id)
-    if student is None:
-        return []
-    grade = await session.scalar(
-        select(SchoolClass.grade).where(SchoolClass.id == student.class_id)
-    )
-    term = await current_term(session, student.school_id, today)
-    if term is None or grade is None:
-        return []
-    query = select(Course.id).where(
-        Course.term_id == term.id,
-        Course.grade_min <= grade,
-        Course.grade_max >= grade,
-        Course.cancelled_at.is_(None),
-    )
-    if period is not None:
-        query = query.where(Course.period == period)
-    if category is not None:
-        query = query.where(Course.category == category)
-    if weekday is not None:
-        query = query.where(Course.weekdays.op("&")(1 << (weekday - 1)) != 0)
-    ids = list((await session.scalars(query.order_by(Course.period, Course.code))).all())
-    return await facts(session, ids)
+    pressed: str | None = None,
+) -> Browse | None:
+    """The catalogue for one of the member's children (the only one, if `student_id` is None);
+    None (audited) if not theirs. Two statements: the guard, the seat figures."""
+    if student_id is None:
+        children = await guard.children(session, member)
+        if len(children) != 1:
+            return Browse(children, None, [])
+        child: Child | None = children[0]
+    else:
+        child = await guard.child(session, member, student_id, action=REFUSED, pressed=pressed)
+        children = [child] if child is not None else []
+    if child is None or member is None:
+        return None
+    found = await catalogue.of(session, member.school_id, member.catalogue_version)
+    courses = offered(found, child.grade, today, period=period, category=category, weekday=weekday)
+    return Browse(children, child, await counted(session, courses))
 
 
-async def facts(session: AsyncSession, course_ids: list[int]) -> list[CourseFacts]:
-    if not course_ids:
-        return []
-    counts = await session.execute(
-        select(Enrolment.course_id, Enrolment.status, func.count())
-        .where(Enrolment.course_id.in_(course_ids))
-        .group_by(Enrolment.course_id, Enrolment.status)
-    )
-    tally: dict[tuple[int, EnrolmentStatus], int] = {
-        (course_id, status): n for course_id, status, n in counts.all()
-    }
-    held = await session.execute(
-        select(Enrolment.course_id, func.count())
-        .where(Enrolment.course_id.in_(course_ids), _holds_seat())
-        .group_by(Enrolment.course_id)
-    )
-    holding: dict[int, int] = {course_id: n for course_id, n in held.all()}
+@dataclass(frozen=True)
+class Place:
+    """One of a child's places, for a guardian: what the withdrawal and offer screens name."""
+
+    enrolment_id: int
+    child: Child
+    course: CourseInfo
+    status: EnrolmentStatus
+
+
+async def place_of(
+    session: AsyncSession,
+    member: Member | None,
+    enrolment_id: int,
+    *,
+    pressed: str | None = None,
+) -> Place | None:
+    """The place if `member` is a guardian of its child; else None, the refusal audited.
+    One statement (the catalogue names the course)."""
+    user_id = guard.parent(member)
+    row = None
+    if user_id is not None and member is not None:
+        query = of_guardian(
+            select(*child_columns(), Enrolment.course_id, Enrolment.status), user_id
+        ).join(Enrolment, (Enrolment.student_id == Student.id) & (Enrolment.id == enrolment_id))
+        row = (await session.execute(query)).first()
+    if row is not None and member is not None:
+        found = await catalogue.of(session, member.school_id, member.catalogue_version)
+        course = found.course(row[6])
+        if course is not None:
+            return Place(enrolment_id, Child(*row[:6]), course, EnrolmentStatus(row[7]))
+    guard.refuse(session, member, REFUSED, pressed)
+    return None
+
+
+async def places(session: AsyncSession, member: Member | None) -> tuple[list[Child], list[Place]]:
+    """The member's children and each one's places (enrolled, waitlisted, in the draw), by
+    child, period and time: one statement."""
+    user_id = guard.parent(member)
+    if user_id is None or member is None:
+        return [], []
     rows = await session.execute(
-        select(Course, Teacher.name, Provider, FeeStandard)
-        .outerjoin(Teacher, Teacher.id == Course.teacher_id)
-        .outerjoin(Provider, Provider.id == Course.provider_id)
-        .outerjoin(FeeStandard, FeeStandard.id == Course.fee_standard_id)
-        .where(Course.id.in_(course_ids))
-    )
-    found = {
-        course.id: CourseFacts(
-            course=course,
-            teacher=teacher,
-            provider=provider.name
-            if provider is not None and provider.kind is ProviderKind.OUTSIDE
-            else None,
-            fee_fen=fee.amount_fen if fee is not None else None,
-            fee_unit=fee.unit.value if fee is not None else None,
-            enrolled=tally.get((course.id, EnrolmentStatus.ENROLLED), 0),
-            waitlisted=tally.get((course.id, EnrolmentStatus.WAITLISTED), 0),
-            held=holding.get(course.id, 0),
+        of_guardian(
+            select(*child_columns(), Enrolment.id, Enrolment.course_id, Enrolment.status),
+            user_id,
         )
-        for course, teacher, provider, fee in rows.all()
-    }
-    return [found[i] for i in course_ids if i in found]
-
-
-async def active_enrolments(
-    session: AsyncSession, student_id: int
-) -> list[tuple[Enrolment, CourseFacts]]:
-    """The child's enrolments and waitlist places, by period and time."""
-    rows = list(
-        (
-            await session.scalars(
-                select(Enrolment).where(
-                    Enrolment.student_id == student_id, Enrolment.status.in_(LISTED)
-                )
-            )
-        ).all()
+        .outerjoin(Enrolment, (Enrolment.student_id == Student.id) & Enrolment.status.in_(LISTED))
+        .order_by(Student.class_id, Student.name, Student.id)
     )
-    by_course = {f.course.id: f for f in await facts(session, [e.course_id for e in rows])}
-    paired = [(e, by_course[e.course_id]) for e in rows if e.course_id in by_course]
-    return sorted(paired, key=lambda p: (p[1].course.period, p[1].course.starts_at))
+    found = await catalogue.of(session, member.school_id, member.catalogue_version)
+    children: dict[int, Child] = {}
+    held: list[Place] = []
+    for row in rows.all():
+        child = children.setdefault(row[0], Child(*row[:6]))
+        course = found.course(row[7]) if row[7] is not None else None
+        if course is not None:
+            held.append(Place(row[6], child, course, EnrolmentStatus(row[8])))
+    order = {child_id: n for n, child_id in enumerate(children)}
+    held.sort(key=lambda p: (order[p.child.id], p.course.period, p.course.starts_at))
+    return list(children.values()), held
 
 
-async def is_guardian(session: AsyncSession, user_id: int, student_id: int) -> bool:
-    return (
-        await session.scalar(
-            select(Guardianship.id).where(
-                Guardianship.user_id == user_id, Guardianship.student_id == student_id
-            )
-        )
-    ) is not None
+async def withdraw_place(
+    session: AsyncSession,
+    member: Member,
+    place: Place,
+    *,
+    from_date: dt.date,
+    now: dt.datetime | None = None,
+) -> bool:
+    """A guardian takes the child out of the course for good (`withdraw`), and the freed seat
+    is offered on; False if the child had left it already."""
+    now = now or utcnow()
+    done = await withdraw(session, place.enrolment_id, from_date=from_date, user_id=member.user_id)
+    if done is None:
+        return False
+    await make_offers(session, place.course.id, now)
+    return True
 
 
 @dataclass(frozen=True)
@@ -1035,7 +1307,7 @@ class PlanAdvice:
         return not self.days_without_interest and self.has_science
 
 
-def advise(courses: list[Course]) -> PlanAdvice:
+def advise(courses: Iterable[CourseInfo]) -> PlanAdvice:
     attended: set[int] = set()
     interest: set[int] = set()
     for course in courses:
@@ -1138,6 +1410,8 @@ class Cancellation:
     outcome: CancelOutcome
     families: int = 0  # families that lose (or would lose) their place
     course: str = ""  # the course's name
+    enrolled: int = 0  # children enrolled now
+    minimum: int | None = None  # the course's minimum size
 
 
 async def assess_cancel(
@@ -1168,13 +1442,58 @@ async def assess_cancel(
         )
     )
     if course.min_size is None or int(enrolled or 0) >= course.min_size:
-        return Cancellation(CancelOutcome.NOT_BELOW_MINIMUM, course=course.name)
+        return Cancellation(
+            CancelOutcome.NOT_BELOW_MINIMUM,
+            course=course.name,
+            enrolled=int(enrolled or 0),
+            minimum=course.min_size,
+        )
     places = await session.scalar(
         select(func.count(func.distinct(Enrolment.student_id))).where(
             Enrolment.course_id == course_id, Enrolment.status.in_(LISTED)
         )
     )
-    return Cancellation(CancelOutcome.POSSIBLE, int(places or 0), course.name)
+    return Cancellation(
+        CancelOutcome.POSSIBLE, int(places or 0), course.name, int(enrolled or 0), course.min_size
+    )
+
+
+COURSE_REFUSED = "course.refused"  # the audit action of a refused press on a small course
+
+
+async def decide_small_course(
+    session: AsyncSession,
+    member: Member | None,
+    course_id: int,
+    action: str,
+    now: dt.datetime,
+    *,
+    pressed: str | None = None,
+) -> Cancellation | None:
+    """An admin's press on the question about a course below its minimum size: ``c`` asks how
+    many families would lose their place, ``b`` goes back to the question, ``k`` keeps the
+    course running (audited), ``y`` cancels it. None (refused, audited) unless the member is an
+    admin of the course's school."""
+    if member is None or not member.has(Role.ADMIN) or action not in ("c", "b", "k", "y"):
+        guard.refuse(session, member, COURSE_REFUSED, pressed)
+        return None
+    found = await assess_cancel(session, course_id, member.school_id, now)
+    if found.outcome is CancelOutcome.NOT_FOUND:
+        guard.refuse(session, member, COURSE_REFUSED, pressed)
+        return None
+    if action == "k":
+        audit.record(
+            session,
+            member.school_id,
+            "course.keep_small",
+            actor_user_id=member.user_id,
+            target=("course", course_id),
+        )
+    elif action == "y" and found.outcome is CancelOutcome.POSSIBLE:
+        return await cancel_course(
+            session, course_id, member.school_id, admin_user_id=member.user_id, now=now
+        )
+    return found
 
 
 async def cancel_course(
@@ -1237,3 +1556,7 @@ async def cancel_course(
         details={"places": len(families), "reason": "below minimum"},
     )
     return Cancellation(CancelOutcome.CANCELLED, len(families), found.course)
+
+
+_SEAT_INSERT, _SEAT_UPDATE = _seat_statements()
+_COUNTS = _counts()

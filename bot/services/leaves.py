@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -17,9 +18,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bot.services import enrolment
+from bot.services import catalogue, guard
+from bot.services.catalogue import Catalogue, CourseInfo
+from bot.services.guard import Child, child_columns, of_guardian, with_child
+from bot.services.members import Member
 from storage.models import (
-    CalendarDay,
     CalendarKind,
     Course,
     Enrolment,
@@ -32,6 +35,7 @@ from storage.models import (
 )
 
 MAX_DAYS = 31  # a longer absence is a withdrawal, or a word with the school
+REFUSED = "leave.refused"  # the audit action of a refused leave press
 
 
 class LeaveRefusal(enum.StrEnum):
@@ -60,39 +64,202 @@ async def rules_for(session: AsyncSession, student_id: int) -> Rules:
     return Rules(ZoneInfo(row[0]), dt.timedelta(minutes=row[1]))
 
 
-async def courses_on(
-    session: AsyncSession, student_id: int, day: dt.date, period: int | None = None
-) -> list[Course]:
-    """The child's enrolled courses that run on `day` (in `period`, if given)."""
-    student = await session.get(Student, student_id)
-    if student is None:
-        return []
-    term = await enrolment.current_term(session, student.school_id, day)
+def sessions_on(
+    found: Catalogue, enrolled: Iterable[CourseInfo], day: dt.date, period: int | None = None
+) -> list[CourseInfo]:
+    """Which of these courses run on `day` (in `period`, if given), by the school calendar."""
+    term = found.current_term(day)
     if term is None or not term.starts_on <= day <= term.ends_on:
         return []
-    special = await session.scalar(
-        select(CalendarDay).where(CalendarDay.term_id == term.id, CalendarDay.date == day)
-    )
+    special = term.day(day)
     weekday = day.isoweekday()
     if special is not None:
         if special.kind in (CalendarKind.HOLIDAY, CalendarKind.NO_SERVICE):
             return []
         if special.kind is CalendarKind.WORKDAY and special.runs_weekday:
             weekday = special.runs_weekday
-    query = (
-        select(Course)
-        .join(Enrolment, Enrolment.course_id == Course.id)
-        .where(
-            Enrolment.student_id == student_id,
-            Enrolment.status == EnrolmentStatus.ENROLLED,
-            Course.term_id == term.id,
-            Course.weekdays.op("&")(1 << (weekday - 1)) != 0,
+    running = [
+        c
+        for c in enrolled
+        if c.term_id == term.id
+        and c.weekdays & (1 << (weekday - 1)) != 0
+        and (period is None or c.period == period)
+    ]
+    return sorted(running, key=lambda c: c.starts_at)
+
+
+async def courses_on(
+    session: AsyncSession, student_id: int, day: dt.date, period: int | None = None
+) -> list[CourseInfo]:
+    """The child's enrolled courses that run on `day` (in `period`, if given)."""
+    rows = (
+        await session.execute(
+            select(Enrolment.school_id, Enrolment.course_id).where(
+                Enrolment.student_id == student_id, Enrolment.status == EnrolmentStatus.ENROLLED
+            )
         )
-        .order_by(Course.starts_at)
+    ).all()
+    if not rows:
+        return []
+    found = await catalogue.of(session, rows[0][0])
+    enrolled = (found.course(course_id) for _, course_id in rows)
+    return sessions_on(found, (c for c in enrolled if c is not None), day, period)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a guardian asks for: dates, a period (None: the whole day), an early pick-up."""
+
+    first: dt.date
+    last: dt.date
+    period: int | None = None
+    pickup_at: dt.time | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Filed:
+    """What became of a request: the leaves made, or why none could be."""
+
+    child: Child
+    made: list[Leave]
+    refusal: LeaveRefusal | None
+    cutoff_minutes: int
+
+
+async def file(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    request: Request,
+    *,
+    now: dt.datetime | None = None,
+) -> Filed | None:
+    """A guardian files a leave or an early pick-up; None (refused, audited) if the child is not
+    theirs. Three statements: the child with their courses, the leaves already on those days,
+    the new ones. One date follows that day's rules; a range skips the days it cannot take."""
+    user_id = guard.parent(member)
+    filed = None
+    if user_id is not None and member is not None:
+        found = await catalogue.of(session, member.school_id, member.catalogue_version)
+        filed = await _file(session, found, student_id, request, user_id, user_id, now)
+    if filed is None:
+        guard.refuse(session, member, REFUSED)
+    return filed
+
+
+async def _file(
+    session: AsyncSession,
+    found: Catalogue,
+    student_id: int,
+    request: Request,
+    guardian: int | None,
+    user_id: int | None,
+    now: dt.datetime | None,
+    *,
+    single: bool | None = None,
+) -> Filed | None:
+    now = now or utcnow()
+    query = select(*child_columns(), Enrolment.course_id)
+    rows = (
+        await session.execute(
+            (of_guardian(query, guardian) if guardian is not None else with_child(query))
+            .outerjoin(
+                Enrolment,
+                (Enrolment.student_id == Student.id)
+                & (Enrolment.status == EnrolmentStatus.ENROLLED),
+            )
+            .where(Student.id == student_id, Student.school_id == found.school_id)
+        )
+    ).all()
+    if not rows:
+        return None
+    child = Child(*rows[0][:6])
+    enrolled = [c for c in (found.course(r[6]) for r in rows if r[6] is not None) if c]
+    first, last = sorted((request.first, request.last))
+    existing = list(
+        (
+            await session.scalars(
+                select(Leave).where(
+                    Leave.student_id == student_id,
+                    Leave.date.between(first, last),
+                    Leave.cancelled_at.is_(None),
+                )
+            )
+        ).all()
     )
-    if period is not None:
-        query = query.where(Course.period == period)
-    return list((await session.scalars(query)).all())
+    rules = Rules(ZoneInfo(found.timezone), dt.timedelta(minutes=child.leave_cutoff_minutes))
+    single = first == last if single is None else single
+    made, refusal = _plan(found, rules, enrolled, existing, request, now, single)
+    leaves = [
+        Leave(
+            school_id=child.school_id,
+            student_id=child.id,
+            date=day,
+            period=request.period if single else None,
+            pickup_at=request.pickup_at if single else None,
+            reason=(request.reason or "").strip()[:200] or None,
+            created_by_user_id=user_id,
+            created_at=now,
+        )
+        for day in made
+    ]
+    if leaves:
+        session.add_all(leaves)
+        await session.flush()
+    return Filed(child, leaves, refusal, child.leave_cutoff_minutes)
+
+
+def _plan(
+    found: Catalogue,
+    rules: Rules,
+    enrolled: list[CourseInfo],
+    existing: list[Leave],
+    request: Request,
+    now: dt.datetime,
+    single: bool,
+) -> tuple[list[dt.date], LeaveRefusal | None]:
+    """The days to record, or why not. One date: that day's answer. A range (whole days only):
+    every day with a session; today may be too late while the following days are fine."""
+    first, last = sorted((request.first, request.last))
+    if single:
+        refusal = _day(found, rules, enrolled, existing, first, request, now)
+        return ([], refusal) if refusal is not None else ([first], None)
+    if (last - first).days >= MAX_DAYS:
+        return [], LeaveRefusal.TOO_LONG
+    whole = Request(first, last, reason=request.reason)
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    made = [d for d in days if _day(found, rules, enrolled, existing, d, whole, now) is None]
+    return made, (None if made else LeaveRefusal.NO_SESSION)
+
+
+def _day(
+    found: Catalogue,
+    rules: Rules,
+    enrolled: list[CourseInfo],
+    existing: list[Leave],
+    day: dt.date,
+    request: Request,
+    now: dt.datetime,
+) -> LeaveRefusal | None:
+    """Why a leave (or pick-up) on `day` cannot be recorded, if it cannot."""
+    if day < now.astimezone(rules.zone).date():
+        return LeaveRefusal.PAST
+    courses = sessions_on(found, enrolled, day, request.period)
+    if not courses:
+        return LeaveRefusal.NO_SESSION
+    starts = min(c.starts_at for c in courses)
+    if now >= dt.datetime.combine(day, starts, rules.zone) - rules.cutoff:
+        return LeaveRefusal.TOO_LATE
+    pickup = request.pickup_at
+    if pickup is not None and not starts < pickup < max(c.ends_at for c in courses):
+        return LeaveRefusal.BAD_TIME
+    for leave in existing:
+        if leave.date == day and (
+            leave.period is None or request.period is None or leave.period == request.period
+        ):
+            return LeaveRefusal.ALREADY
+    return None
 
 
 async def announce(
@@ -106,35 +273,11 @@ async def announce(
     pickup_at: dt.time | None = None,
     now: dt.datetime | None = None,
 ) -> Leave | LeaveRefusal:
-    """Record a leave (or an early pick-up) for one date, if the rules allow it."""
-    now = now or utcnow()
-    rules = await rules_for(session, student_id)
-    if day < now.astimezone(rules.zone).date():
-        return LeaveRefusal.PAST
-    courses = await courses_on(session, student_id, day, period)
-    if not courses:
-        return LeaveRefusal.NO_SESSION
-    starts = min(c.starts_at for c in courses)
-    if now >= dt.datetime.combine(day, starts, rules.zone) - rules.cutoff:
-        return LeaveRefusal.TOO_LATE
-    if pickup_at is not None and not starts < pickup_at < max(c.ends_at for c in courses):
-        return LeaveRefusal.BAD_TIME
-    for existing in await on_day(session, student_id, day):
-        if existing.period is None or period is None or existing.period == period:
-            return LeaveRefusal.ALREADY
-    leave = Leave(
-        school_id=(await session.get(Student, student_id)).school_id,  # type: ignore[union-attr]
-        student_id=student_id,
-        date=day,
-        period=period,
-        pickup_at=pickup_at,
-        reason=(reason or "").strip()[:200] or None,
-        created_by_user_id=user_id,
-        created_at=now,
-    )
-    session.add(leave)
-    await session.flush()
-    return leave
+    """Record a leave (or an early pick-up) for one date, if the rules allow it (on the
+    school's own authority: no guardian check)."""
+    request = Request(day, day, period, pickup_at, reason)
+    made, refusal = await _announce(session, student_id, request, user_id, now, single=True)
+    return made[0] if made else refusal or LeaveRefusal.NO_SESSION
 
 
 async def announce_days(
@@ -149,32 +292,27 @@ async def announce_days(
 ) -> tuple[list[Leave], LeaveRefusal | None]:
     """Whole-day leaves for every day of a range that has a session; days without one are
     skipped. Returns the leaves, or a refusal for the whole range."""
-    now = now or utcnow()
-    if last < first:
-        first, last = last, first
-    if (last - first).days >= MAX_DAYS:
-        return [], LeaveRefusal.TOO_LONG
-    made = []
-    day = first
-    while day <= last:
-        result = await announce(
-            session, student_id, day, None, user_id=user_id, reason=reason, now=now
-        )
-        if isinstance(result, Leave):
-            made.append(result)
-        elif result is LeaveRefusal.TOO_LATE and day == first:
-            pass  # today may be too late; the following days are still fine
-        day += dt.timedelta(days=1)
-    return made, (None if made else LeaveRefusal.NO_SESSION)
+    request = Request(first, last, reason=reason)
+    return await _announce(session, student_id, request, user_id, now, single=False)
 
 
-async def on_day(session: AsyncSession, student_id: int, day: dt.date) -> list[Leave]:
-    rows = await session.scalars(
-        select(Leave).where(
-            Leave.student_id == student_id, Leave.date == day, Leave.cancelled_at.is_(None)
-        )
-    )
-    return list(rows.all())
+async def _announce(
+    session: AsyncSession,
+    student_id: int,
+    request: Request,
+    user_id: int | None,
+    now: dt.datetime | None,
+    *,
+    single: bool,
+) -> tuple[list[Leave], LeaveRefusal | None]:
+    school_id = await session.scalar(select(Student.school_id).where(Student.id == student_id))
+    if school_id is None:
+        return [], LeaveRefusal.NO_SESSION
+    found = await catalogue.of(session, school_id)
+    filed = await _file(session, found, student_id, request, None, user_id, now, single=single)
+    if filed is None:
+        return [], LeaveRefusal.NO_SESSION
+    return filed.made, filed.refusal
 
 
 async def upcoming(session: AsyncSession, student_id: int, today: dt.date) -> list[Leave]:
@@ -215,6 +353,63 @@ async def cancel(
     return True
 
 
+@dataclass(frozen=True)
+class Overview:
+    """The first screen of /leave: the member's children, and for the one chosen (or the only
+    one) the leaves already recorded from today."""
+
+    children: list[Child]
+    child: Child | None
+    upcoming: list[Leave]
+
+
+async def overview(
+    session: AsyncSession,
+    member: Member | None,
+    today: dt.date,
+    student_id: int | None = None,
+    *,
+    pressed: str | None = None,
+) -> Overview | None:
+    """None (refused, audited) if `student_id` is given and not one of the member's children.
+    Two statements."""
+    children = await guard.children(session, member)
+    if student_id is None and len(children) == 1:
+        student_id = children[0].id
+    child = next((c for c in children if c.id == student_id), None)
+    if student_id is not None and child is None:
+        guard.refuse(session, member, REFUSED, pressed)
+        return None
+    recorded = await upcoming(session, child.id, today) if child is not None else []
+    return Overview(children, child, recorded)
+
+
+async def take_back(
+    session: AsyncSession,
+    member: Member | None,
+    leave_id: int,
+    *,
+    pressed: str | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[bool | LeaveRefusal, int] | None:
+    """A guardian takes a leave back (`cancel`); with the school's cut-off in minutes, for the
+    answer. None (refused, audited) if the leave is not of one of their children."""
+    user_id = guard.parent(member)
+    row = None
+    if user_id is not None:
+        row = (
+            await session.execute(
+                of_guardian(select(*child_columns()), user_id).join(
+                    Leave, (Leave.student_id == Student.id) & (Leave.id == leave_id)
+                )
+            )
+        ).first()
+    if row is None:
+        guard.refuse(session, member, REFUSED, pressed)
+        return None
+    return await cancel(session, leave_id, now), Child(*row).leave_cutoff_minutes
+
+
 async def absences(
     session: AsyncSession, course: Course, day: dt.date
 ) -> list[tuple[Student, Leave]]:
@@ -236,47 +431,56 @@ async def absences(
 
 
 async def roster(
-    session: AsyncSession, user_id: int, day: dt.date
-) -> list[tuple[Course, list[tuple[Student, Leave | None]]]]:
+    session: AsyncSession, member: Member, day: dt.date
+) -> list[tuple[CourseInfo, list[tuple[Student, Leave | None]]]]:
     """A teacher's courses on `day`, each with its enrolled children and any leave or early
-    pick-up (the roster and dismissal list)."""
-    teacher_ids = list(
-        (await session.scalars(select(Teacher.id).where(Teacher.user_id == user_id))).all()
+    pick-up (the roster and dismissal list). Three statements, however many courses."""
+    teacher_ids = set(
+        (await session.scalars(select(Teacher.id).where(Teacher.user_id == member.user_id))).all()
     )
     if not teacher_ids:
         return []
-    courses = list(
+    found = await catalogue.of(session, member.school_id, member.catalogue_version)
+    mine = (
+        c for c in found.courses.values() if c.teacher_id in teacher_ids and c.cancelled_at is None
+    )
+    courses = sessions_on(found, mine, day)
+    if not courses:
+        return []
+    enrolled: dict[int, list[Student]] = {c.id: [] for c in courses}
+    for student, course_id in await session.execute(
+        select(Student, Enrolment.course_id)
+        .join(Enrolment, Enrolment.student_id == Student.id)
+        .where(
+            Enrolment.course_id.in_(list(enrolled)),
+            Enrolment.status == EnrolmentStatus.ENROLLED,
+        )
+        .order_by(Student.class_id, Student.name)
+    ):
+        enrolled[course_id].append(student)
+    children = {s.id for group in enrolled.values() for s in group}
+    away = list(
         (
             await session.scalars(
-                select(Course)
-                .where(Course.teacher_id.in_(teacher_ids), Course.cancelled_at.is_(None))
-                .order_by(Course.starts_at)
+                select(Leave).where(
+                    Leave.student_id.in_(children), Leave.date == day, Leave.cancelled_at.is_(None)
+                )
             )
         ).all()
     )
-    found = []
-    for course in courses:
-        student = await session.scalar(
-            select(Enrolment.student_id).where(
-                Enrolment.course_id == course.id, Enrolment.status == EnrolmentStatus.ENROLLED
-            )
+
+    def leave_of(student: Student, course: CourseInfo) -> Leave | None:
+        return next(
+            (
+                x
+                for x in away
+                if x.student_id == student.id and (x.period is None or x.period == course.period)
+            ),
+            None,
         )
-        runs = student is not None and any(
-            c.id == course.id for c in await courses_on(session, student, day, course.period)
-        )
-        if not runs:
-            continue
-        away = {s.id: leave for s, leave in await absences(session, course, day)}
-        children = (
-            await session.scalars(
-                select(Student)
-                .join(Enrolment, Enrolment.student_id == Student.id)
-                .where(
-                    Enrolment.course_id == course.id,
-                    Enrolment.status == EnrolmentStatus.ENROLLED,
-                )
-                .order_by(Student.class_id, Student.name)
-            )
-        ).all()
-        found.append((course, [(child, away.get(child.id)) for child in children]))
-    return found
+
+    return [
+        (course, [(s, leave_of(s, course)) for s in enrolled[course.id]])
+        for course in courses
+        if enrolled[course.id]
+    ]

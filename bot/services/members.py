@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Guardianship, NoticeMode, Role, School, Student, User
+from storage.models import NoticeMode, Role, School, User
 
 # Writing last_seen_at on every update would turn each read into a write; once a minute is
 # plenty for "most recently used school".
@@ -28,6 +28,7 @@ class Member:
     roles: frozenset[Role]
     last_seen_at: dt.datetime | None = None
     school_timezone: str | None = None  # the zone "today" and typed times are read in
+    catalogue_version: int | None = None  # of the school's programme (bot.services.catalogue)
 
     def has(self, role: Role) -> bool:
         return role in self.roles
@@ -37,7 +38,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     """The account's most recently used school membership, or None for a stranger."""
     row = (
         await session.execute(
-            select(User, School.name, School.timezone)
+            select(User, School.name, School.timezone, School.catalogue_version)
             .join(School, School.id == User.school_id)
             .where(User.telegram_id == telegram_id)
             .order_by(User.last_seen_at.desc(), User.id.desc())
@@ -46,7 +47,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     ).first()
     if row is None:
         return None
-    user, school_name, school_timezone = row
+    user, school_name, school_timezone, catalogue_version = row
     if user.blocked_at is not None:
         # Whoever writes to the bot has not blocked it (any more): they can be reached again.
         await session.execute(
@@ -62,6 +63,7 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
         roles=user.role_set,
         last_seen_at=user.last_seen_at,
         school_timezone=school_timezone,
+        catalogue_version=catalogue_version,
     )
 
 
@@ -96,14 +98,3 @@ async def set_locale(session: AsyncSession, telegram_id: int, locale: str) -> No
     await session.execute(
         update(User).where(User.telegram_id == telegram_id).values(locale=locale)
     )
-
-
-async def children_of(session: AsyncSession, user_id: int) -> list[Student]:
-    """The students this user is a guardian of, in class and name order."""
-    result = await session.scalars(
-        select(Student)
-        .join(Guardianship, Guardianship.student_id == Student.id)
-        .where(Guardianship.user_id == user_id)
-        .order_by(Student.class_id, Student.name)
-    )
-    return list(result)

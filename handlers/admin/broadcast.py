@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.ext import (
@@ -38,7 +37,7 @@ from bot.services.outbox import MessageTooLong, split_html, utf16_len, visible_t
 from handlers.common.cancel import cancel
 from handlers.common.presses import as_int, edit_markup, edit_or_send, fields, ints, refuse
 from storage.models import Broadcast as BroadcastRow
-from storage.models import BroadcastStatus, Course, Role, SchoolClass, utcnow
+from storage.models import BroadcastStatus, Role, utcnow
 
 COMPOSE, AUDIENCE, OPTIONS, WHEN = range(4)
 DRAFT = "pending_broadcast"
@@ -277,49 +276,34 @@ async def _values_markup(
     buttons: list[InlineKeyboardButton] = []
     per_row = 3
     extra: list[InlineKeyboardButton] = []
-    async with context.db.transaction() as session:
+    if kind is AudienceKind.PERIOD:
+        buttons = [
+            InlineKeyboardButton(
+                t.gettext("Period 1: homework help"), callback_data=f"bc:v:{draft_id}:period:1"
+            ),
+            InlineKeyboardButton(
+                t.gettext("Period 2: enrichment"), callback_data=f"bc:v:{draft_id}:period:2"
+            ),
+        ]
+        per_row = 1
+    else:
+        async with context.db.transaction() as session:
+            values = await broadcasts.audience_values(session, school_id, kind)
         if kind is AudienceKind.GRADE:
-            grades = await session.scalars(
-                select(SchoolClass.grade)
-                .where(SchoolClass.school_id == school_id)
-                .distinct()
-                .order_by(SchoolClass.grade)
-            )
             buttons = [
                 InlineKeyboardButton(
                     t.gettext("Grade {grade}").format(grade=g),
                     callback_data=f"bc:v:{draft_id}:grade:{g}",
                 )
-                for g in grades.all()
+                for g, _ in values
             ]
         elif kind is AudienceKind.CLASS:
-            classes = await session.execute(
-                select(SchoolClass.id, SchoolClass.name)
-                .where(SchoolClass.school_id == school_id)
-                .order_by(SchoolClass.grade, SchoolClass.code)
-            )
             buttons = [
                 InlineKeyboardButton(name, callback_data=f"bc:v:{draft_id}:class:{cid}")
-                for cid, name in classes.all()
+                for cid, name in values
             ]
-        elif kind is AudienceKind.PERIOD:
-            buttons = [
-                InlineKeyboardButton(
-                    t.gettext("Period 1: homework help"), callback_data=f"bc:v:{draft_id}:period:1"
-                ),
-                InlineKeyboardButton(
-                    t.gettext("Period 2: enrichment"), callback_data=f"bc:v:{draft_id}:period:2"
-                ),
-            ]
-            per_row = 1
         else:
-            courses = (
-                await session.execute(
-                    select(Course.id, Course.name)
-                    .where(Course.school_id == school_id)
-                    .order_by(Course.period, Course.code)
-                )
-            ).all()
+            courses = values
             pages = max((len(courses) - 1) // COURSES_PER_PAGE + 1, 1)
             page = min(max(page, 0), pages - 1)
             shown = courses[page * COURSES_PER_PAGE : (page + 1) * COURSES_PER_PAGE]

@@ -16,10 +16,10 @@ from telegram.ext import CallbackQueryHandler
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, enrolment
+from bot.services import enrolment
 from bot.services.enrolment import Cancellation, CancelOutcome
 from handlers.common.presses import as_int, edit_or_send, fields, refuse
-from storage.models import Course, Role, utcnow
+from storage.models import utcnow
 
 NOT_CANCELLED = {
     CancelOutcome.NOT_BELOW_MINIMUM: N_(
@@ -56,54 +56,49 @@ async def decide(update: Update, context: BotContext) -> None:
     assert query is not None
     parts = fields(query.data, "ms:", 2)
     course_id = as_int(parts[1]) if parts is not None else None
-    member = context.member
-    if (
-        parts is None
-        or course_id is None
-        or parts[0] not in ("c", "y", "b", "k")
-        or member is None
-        or not member.has(Role.ADMIN)
-    ):
-        await refuse(update, context, "course.refused")
+    if parts is None or course_id is None:
+        await refuse(update, context, enrolment.COURSE_REFUSED)
         return
     action = parts[0]
     t = context.t
     async with context.db.transaction() as session:
-        found = await enrolment.assess_cancel(session, course_id, member.school_id, utcnow())
-    if found.outcome is CancelOutcome.NOT_FOUND:
-        await refuse(update, context, "course.refused")
+        found = await enrolment.decide_small_course(
+            session, context.member, course_id, action, utcnow(), pressed=query.data
+        )
+    if found is None:
+        await refuse(update, context, enrolment.COURSE_REFUSED, audited=True)
         return
     await query.answer()
     if action == "k":
-        await _keep(query, context, course_id, found)
+        await edit_or_send(
+            query,
+            t.gettext("{course} keeps running.").format(course=html.escape(found.course)),
+            parse_mode=ParseMode.HTML,
+        )
     elif action == "b":
-        await _question(query, context, course_id, found)
+        await edit_or_send(
+            query,
+            t.gettext(enrolment.SMALL_COURSE).format(
+                course=html.escape(found.course), enrolled=found.enrolled, minimum=found.minimum
+            ),
+            reply_markup=_buttons(t, course_id),
+            parse_mode=ParseMode.HTML,
+        )
+    elif found.outcome is CancelOutcome.CANCELLED:
+        context.runtime.wake_delivery()
+        await edit_or_send(
+            query,
+            t.ngettext(
+                "{course} is cancelled; {n} family is being told.",
+                "{course} is cancelled; {n} families are being told.",
+                found.families,
+            ).format(course=html.escape(found.course), n=found.families),
+            parse_mode=ParseMode.HTML,
+        )
     elif found.outcome is not CancelOutcome.POSSIBLE:
         await edit_or_send(query, _not_cancelled(t, found), parse_mode=ParseMode.HTML)
-    elif action == "c":
-        await _confirm(query, t, course_id, found)
     else:
-        await _cancel(query, context, course_id)
-
-
-async def _question(
-    query: CallbackQuery, context: BotContext, course_id: int, found: Cancellation
-) -> None:
-    """Back to the question the admin was asked."""
-    async with context.db.transaction() as session:
-        course = await session.get(Course, course_id)
-        facts = await enrolment.facts(session, [course_id])
-    assert course is not None
-    await edit_or_send(
-        query,
-        context.t.gettext(enrolment.SMALL_COURSE).format(
-            course=html.escape(found.course),
-            enrolled=facts[0].enrolled if facts else 0,
-            minimum=course.min_size,
-        ),
-        reply_markup=_buttons(context.t, course_id),
-        parse_mode=ParseMode.HTML,
-    )
+        await _confirm(query, t, course_id, found)
 
 
 async def _confirm(
@@ -127,48 +122,6 @@ async def _confirm(
                 ]
             ]
         ),
-        parse_mode=ParseMode.HTML,
-    )
-
-
-async def _cancel(query: CallbackQuery, context: BotContext, course_id: int) -> None:
-    member = context.member
-    assert member is not None
-    async with context.db.transaction() as session:
-        done = await enrolment.cancel_course(
-            session, course_id, member.school_id, admin_user_id=member.user_id, now=utcnow()
-        )
-    context.runtime.wake_delivery()
-    if done.outcome is not CancelOutcome.CANCELLED:
-        await edit_or_send(query, _not_cancelled(context.t, done), parse_mode=ParseMode.HTML)
-        return
-    await edit_or_send(
-        query,
-        context.t.ngettext(
-            "{course} is cancelled; {n} family is being told.",
-            "{course} is cancelled; {n} families are being told.",
-            done.families,
-        ).format(course=html.escape(done.course), n=done.families),
-        parse_mode=ParseMode.HTML,
-    )
-
-
-async def _keep(
-    query: CallbackQuery, context: BotContext, course_id: int, found: Cancellation
-) -> None:
-    member = context.member
-    assert member is not None
-    async with context.db.transaction() as session:
-        audit.record(
-            session,
-            member.school_id,
-            "course.keep_small",
-            actor_user_id=member.user_id,
-            target=("course", course_id),
-        )
-    await edit_or_send(
-        query,
-        context.t.gettext("{course} keeps running.").format(course=html.escape(found.course)),
         parse_mode=ParseMode.HTML,
     )
 

@@ -16,7 +16,7 @@ from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
 
 from bot.context import BotContext
-from bot.services import audit
+from bot.services import guard
 
 log = logging.getLogger(__name__)
 
@@ -69,35 +69,28 @@ async def refuse(
     action: str,
     *,
     answered: bool = False,
+    audited: bool = False,
     text: str | None = None,
 ) -> None:
     """Turn a press away: audit it (whatever roles the presser has) and tell them politely.
 
     `action` names what was refused (``enrolment.refused``, ``course.refused`` …); `answered`
     says the press was acknowledged already, so the explanation replaces the pressed message
-    (or comes as a new one if that message is gone).
+    (or comes as a new one if that message is gone); `audited` says the service's guard
+    recorded the refusal already, in the action's own transaction (`bot.services.guard`); a
+    stranger's press, which no school's log can hold, goes to the operator's log here.
     """
     query = update.callback_query
-    member = context.member
-    if member is not None:
+    if not audited or context.member is None:
         async with context.db.transaction() as session:
-            audit.record(
+            user = update.effective_user
+            guard.refused(
                 session,
-                member.school_id,
+                context.member,
                 action,
-                actor_user_id=member.user_id,
-                details={"callback_data": (query.data or "")[:64]} if query else None,
+                query.data if query else None,
+                user.id if user else None,
             )
-    else:
-        # No school knows this account, so no school's audit log can hold the press: the
-        # operator's log does (the Telegram id only; callback data holds no personal data).
-        user = update.effective_user
-        log.warning(
-            "refused %s from Telegram account %s, a member of no school: %r",
-            action,
-            user.id if user else None,
-            (query.data or "")[:64] if query else None,
-        )
     message = text or context.t.gettext("This button is no longer active.")
     if query is None:
         return

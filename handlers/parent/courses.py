@@ -8,26 +8,23 @@ the course is one of the child's school. Messages are edited in place.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, fees, members
+from bot.services import enrolment, fees
+from bot.services.catalogue import CourseInfo
 from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
 from handlers.common.presses import as_int, edit_or_send, fields, ints, refuse
 from storage.models import (
     Allocation,
     Category,
-    Course,
-    Enrolment,
     EnrolmentStatus,
-    Role,
-    Student,
     utcnow,
 )
 
@@ -68,27 +65,6 @@ REFUSALS = {
 }
 
 
-async def _children(context: BotContext) -> list[Student]:
-    if context.member is None or not context.member.has(Role.PARENT):
-        return []
-    async with context.db.transaction() as session:
-        return await members.children_of(session, context.member.user_id)
-
-
-async def _own_child(
-    update: Update, context: BotContext, student_id: int, *, answered: bool = False
-) -> bool:
-    """Is the presser a guardian of this child? If not: refuse (audited) and say so, as an
-    alert or, if the press was `answered` already, in place of the message."""
-    member = context.member
-    if member is not None and member.has(Role.PARENT):
-        async with context.db.transaction() as session:
-            if await enrolment.is_guardian(session, member.user_id, student_id):
-                return True
-    await refuse(update, context, "enrolment.refused", answered=answered)
-    return False
-
-
 # ---------------------------------------------------------------------------------------------
 # Browsing
 
@@ -98,41 +74,64 @@ async def start_browsing(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     t = context.t
-    children = await _children(context)
-    if not children:
-        await message.reply_text(t.gettext("This is for guardians linked to a child."))
-        return
-    if len(children) == 1:
-        text, markup = await _list_view(context, children[0].id, 0, 0, 0, 0)
+    browsed = await _browse(update, context, None, 0, 0, 0)
+    assert browsed is not None  # no child was named, so none can be refused
+    if browsed.child is not None:
+        text, markup = _list_view(t, browsed, 0, 0, 0, 0)
         await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
+        return
+    if not browsed.children:
+        await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return
     await message.reply_text(
         t.gettext("Which child?"),
         reply_markup=InlineKeyboardMarkup(
             [
                 [InlineKeyboardButton(c.name, callback_data=f"cs:l:{c.id}:0:0:0:0")]
-                for c in children
+                for c in browsed.children
             ]
         ),
     )
 
 
-async def _list_view(
-    context: BotContext, student_id: int, period: int, category: int, weekday: int, page: int
-) -> tuple[str, InlineKeyboardMarkup]:
-    t = context.t
-    today = utcnow().astimezone(t.timezone).date()
+def _filters(category: int) -> str | None:
+    return CATEGORIES[category - 1].value if category else None
+
+
+async def _browse(
+    update: Update,
+    context: BotContext,
+    student_id: int | None,
+    period: int,
+    category: int,
+    weekday: int,
+) -> enrolment.Browse | None:
+    """One transaction: the guard, then the child's catalogue with these filters."""
+    query = update.callback_query
     async with context.db.transaction() as session:
-        child = await session.get(Student, student_id)
-        found = await enrolment.catalogue(
+        return await enrolment.browse(
             session,
+            context.member,
             student_id,
-            today=today,
+            today=utcnow().astimezone(context.t.timezone).date(),
             period=period or None,
-            category=CATEGORIES[category - 1].value if category else None,
+            category=_filters(category),
             weekday=weekday or None,
+            pressed=query.data if query else None,
         )
+
+
+def _list_view(
+    t: Translator,
+    browsed: enrolment.Browse,
+    period: int,
+    category: int,
+    weekday: int,
+    page: int,
+) -> tuple[str, InlineKeyboardMarkup]:
+    child, found = browsed.child, browsed.courses
     assert child is not None
+    student_id = child.id
     pages = max((len(found) - 1) // PAGE + 1, 1)
     page = min(page, pages - 1)
     shown = found[page * PAGE : (page + 1) * PAGE]
@@ -212,7 +211,7 @@ def _seats(t: Translator, f: CourseFacts, short: bool = False) -> str:
     return t.gettext("full, {n} waiting").format(n=f.waitlisted)
 
 
-def _fee(t: Translator, f: CourseFacts) -> str:
+def _fee(t: Translator, f: CourseInfo) -> str:
     if not f.fee_fen:
         return t.gettext("free")
     return t.gettext(FEE_UNITS[f.fee_unit or "term"]).format(amount=t.money(f.fee_fen))
@@ -239,7 +238,7 @@ def card_text(t: Translator, f: CourseFacts) -> str:
             low=c.grade_min, high=c.grade_max, size=c.capacity or t.gettext("no limit")
         ),
         t.gettext("Seats: {seats}").format(seats=_seats(t, f)),
-        t.gettext("Fee: {fee}").format(fee=_fee(t, f)),
+        t.gettext("Fee: {fee}").format(fee=_fee(t, f.course)),
     ]
     if c.allocation is Allocation.LOTTERY:
         lines.append(
@@ -261,24 +260,13 @@ async def on_list(update: Update, context: BotContext) -> None:
         await refuse(update, context, "enrolment.refused")
         return
     student_id, period, category, weekday, page = values
-    if not await _own_child(update, context, student_id):
+    browsed = await _browse(update, context, student_id, period, category, weekday)
+    if browsed is None:
+        await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
-    text, markup = await _list_view(context, student_id, period, category, weekday, page)
+    text, markup = _list_view(context.t, browsed, period, category, weekday, page)
     await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
-
-
-async def _course_for(context: BotContext, student_id: int, course_id: int) -> CourseFacts | None:
-    """The course if it belongs to the child's school."""
-    async with context.db.transaction() as session:
-        school_id = await session.scalar(select(Student.school_id).where(Student.id == student_id))
-        course_school = await session.scalar(
-            select(Course.school_id).where(Course.id == course_id)
-        )
-        if school_id is None or school_id != course_school:
-            return None
-        found = await enrolment.facts(session, [course_id])
-    return found[0] if found else None
 
 
 async def on_card(update: Update, context: BotContext) -> None:
@@ -291,16 +279,17 @@ async def on_card(update: Update, context: BotContext) -> None:
         return
     student_id, course_id = values[:2]
     state = ":".join(str(v) for v in values[2:])
-    if not await _own_child(update, context, student_id):
-        return
-    found = await _course_for(context, student_id, course_id)
-    if found is None:
-        await refuse(update, context, "enrolment.refused")
+    async with context.db.transaction() as session:
+        view = await enrolment.course_card(
+            session, context.member, student_id, course_id, pressed=query.data
+        )
+    if view is None:
+        await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
     await edit_or_send(
         query,
-        card_text(t, found),
+        card_text(t, view.facts),
         parse_mode=ParseMode.HTML,
         reply_markup=InlineKeyboardMarkup(
             [
@@ -328,29 +317,28 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
         await refuse(update, context, "enrolment.refused")
         return
     student_id, course_id = values
-    if not await _own_child(update, context, student_id):
-        return
-    found = await _course_for(context, student_id, course_id)
-    if found is None:
-        await refuse(update, context, "enrolment.refused")
-        return
     async with context.db.transaction() as session:
-        child = await session.get(Student, student_id)
-        refusal = await enrolment.check(session, student_id, course_id, utcnow())
-    assert child is not None
+        view = await enrolment.sign_up_preview(
+            session, context.member, student_id, course_id, utcnow(), pressed=query.data
+        )
+    if view is None:
+        await refuse(update, context, enrolment.REFUSED, audited=True)
+        return
     await query.answer()
-    if refusal is not None:
+    if view.refusal is not None:
         await edit_or_send(
             query,
-            card_text(t, found) + "\n\n" + t.gettext(REFUSALS[refusal]),
+            card_text(t, view.facts) + "\n\n" + t.gettext(REFUSALS[view.refusal]),
             parse_mode=ParseMode.HTML,
         )
         return
     text = "\n".join(
         [
-            t.gettext("Sign {child} up for this course?").format(child=html.escape(child.name)),
+            t.gettext("Sign {child} up for this course?").format(
+                child=html.escape(view.child.name)
+            ),
             "",
-            card_text(t, found),
+            card_text(t, view.facts),
             "",
             t.gettext(
                 "Taking part is voluntary: you can withdraw at any time with /withdraw, and it is "
@@ -403,20 +391,14 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
         await refuse(update, context, "enrolment.refused", answered=True)
         return
     student_id, course_id = values
-    if not await _own_child(update, context, student_id, answered=True):
-        return
-    if context.member is None or await _course_for(context, student_id, course_id) is None:
-        await refuse(update, context, "enrolment.refused", answered=True)
-        return
-    result = await enrolment.sign_up(
-        context.db, student_id, course_id, user_id=context.member.user_id
+    outcome = await enrolment.confirm_sign_up(
+        context.db, context.member, student_id, course_id, pressed=query.data
     )
-    async with context.db.transaction() as session:
-        child = await session.get(Student, student_id)
-        course = await session.get(Course, course_id)
-        plan = [f.course for _, f in await enrolment.active_enrolments(session, student_id)]
-    assert child is not None and course is not None
-    names = {"child": html.escape(child.name), "course": html.escape(course.name)}
+    if outcome is None:
+        await refuse(update, context, enrolment.REFUSED, answered=True, audited=True)
+        return
+    result = outcome.result
+    names = {"child": html.escape(outcome.child.name), "course": html.escape(outcome.course.name)}
     if isinstance(result, Refusal):
         await edit_or_send(query, t.gettext(REFUSALS[result]))
         return
@@ -432,11 +414,11 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
             "The course is full: {child} is on the waitlist at position {position}. "
             "If a seat frees up, we will offer it to you here."
         ).format(position=result.waitlist_position, **names)
-    text += "\n\n" + plan_advice(t, plan)
+    text += "\n\n" + plan_advice(t, outcome.plan)
     await edit_or_send(query, text, parse_mode=ParseMode.HTML)
 
 
-def plan_advice(t: Translator, courses: list[Course]) -> str:
+def plan_advice(t: Translator, courses: Iterable[CourseInfo]) -> str:
     """The "1+N" guidance, as advice only (never a requirement)."""
     advice = enrolment.advise(courses)
     if advice.meets:
@@ -474,19 +456,14 @@ async def on_offer(update: Update, context: BotContext) -> None:
         return
     enrolment_id, accept = values
     async with context.db.transaction() as session:
-        student_id = await session.scalar(
-            select(Enrolment.student_id).where(Enrolment.id == enrolment_id)
-        )
-    if student_id is None:
-        await refuse(update, context, "enrolment.refused")
+        place = await enrolment.place_of(session, context.member, enrolment_id, pressed=query.data)
+        if place is not None and context.member is not None:
+            answer = await enrolment.answer_offer(
+                session, enrolment_id, bool(accept), user_id=context.member.user_id
+            )
+    if place is None:
+        await refuse(update, context, enrolment.REFUSED, audited=True)
         return
-    if not await _own_child(update, context, student_id):
-        return
-    assert context.member is not None
-    async with context.db.transaction() as session:
-        answer = await enrolment.answer_offer(
-            session, enrolment_id, bool(accept), user_id=context.member.user_id
-        )
     context.runtime.wake_delivery()
     texts = {
         OfferAnswer.ACCEPTED: N_("✅ Seat accepted: your child is enrolled."),
@@ -509,20 +486,19 @@ async def start_withdraw(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     t = context.t
-    children = await _children(context)
+    async with context.db.transaction() as session:
+        children, held = await enrolment.places(session, context.member)
     if not children:
         await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return
     rows = []
-    async with context.db.transaction() as session:
-        for child in children:
-            for entry, found in await enrolment.active_enrolments(session, child.id):
-                label = f"{child.name} · {found.course.name}"
-                if entry.status is EnrolmentStatus.WAITLISTED:
-                    label += " · " + t.gettext("waitlist")
-                elif entry.status is EnrolmentStatus.ENTERED:
-                    label += " · " + t.gettext("draw")
-                rows.append([InlineKeyboardButton(label, callback_data=f"wd:a:{entry.id}")])
+    for place in held:
+        label = f"{place.child.name} · {place.course.name}"
+        if place.status is EnrolmentStatus.WAITLISTED:
+            label += " · " + t.gettext("waitlist")
+        elif place.status is EnrolmentStatus.ENTERED:
+            label += " · " + t.gettext("draw")
+        rows.append([InlineKeyboardButton(label, callback_data=f"wd:a:{place.enrolment_id}")])
     if not rows:
         await message.reply_text(t.gettext("Your children are not signed up for any course."))
         return
@@ -530,19 +506,6 @@ async def start_withdraw(update: Update, context: BotContext) -> None:
         t.gettext("Which course should your child leave for good?"),
         reply_markup=InlineKeyboardMarkup(rows),
     )
-
-
-async def _own_enrolment(
-    update: Update, context: BotContext, enrolment_id: int
-) -> Enrolment | None:
-    async with context.db.transaction() as session:
-        entry = await session.get(Enrolment, enrolment_id)
-    if entry is None:
-        await refuse(update, context, "enrolment.refused")
-        return None
-    if not await _own_child(update, context, entry.student_id):
-        return None
-    return entry
 
 
 async def on_withdraw(update: Update, context: BotContext) -> None:
@@ -555,49 +518,50 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
         await refuse(update, context, "enrolment.refused")
         return
     action = parts[0]
-    entry = await _own_enrolment(update, context, enrolment_id)
-    if entry is None:
-        return
-    found = await _course_for(context, entry.student_id, entry.course_id)
-    assert found is not None and context.member is not None
     today = utcnow().astimezone(t.timezone).date()
+    done = False
+    async with context.db.transaction() as session:
+        place = await enrolment.place_of(session, context.member, enrolment_id, pressed=query.data)
+        if place is not None and context.member is not None and action == "y":
+            done = await enrolment.withdraw_place(session, context.member, place, from_date=today)
+    if place is None:
+        await refuse(update, context, enrolment.REFUSED, audited=True)
+        return
+    await query.answer()
+    course = html.escape(place.course.name)
     if action == "a":
-        await query.answer()
         await edit_or_send(
             query,
             t.gettext("Withdraw from {course} from {date}?").format(
-                course=html.escape(found.course.name), date=t.date(today)
+                course=course, date=t.date(today)
             )
             + "\n"
-            + fee_consequence(t, found)
+            + fee_consequence(t, place.course)
             + "\n"
             + t.gettext("Withdrawing is always possible and is never held against your child."),
             parse_mode=ParseMode.HTML,
             reply_markup=InlineKeyboardMarkup(
-                [[InlineKeyboardButton(t.gettext("Withdraw"), callback_data=f"wd:y:{entry.id}")]]
+                [
+                    [
+                        InlineKeyboardButton(
+                            t.gettext("Withdraw"), callback_data=f"wd:y:{enrolment_id}"
+                        )
+                    ]
+                ]
             ),
         )
         return
-    async with context.db.transaction() as session:
-        done = await enrolment.withdraw(
-            session, entry.id, from_date=today, user_id=context.member.user_id
-        )
-        if done is not None:
-            await enrolment.make_offers(session, entry.course_id, utcnow())
     context.runtime.wake_delivery()
-    await query.answer()
     await edit_or_send(
         query,
-        t.gettext("Done: your child has left {course}.").format(
-            course=html.escape(found.course.name)
-        )
-        if done is not None
+        t.gettext("Done: your child has left {course}.").format(course=course)
+        if done
         else t.gettext("Your child is no longer in this course."),
         parse_mode=ParseMode.HTML,
     )
 
 
-def fee_consequence(t: Translator, found: CourseFacts) -> str:
+def fee_consequence(t: Translator, found: CourseInfo) -> str:
     """What leaving means for the fee, under the disclosed standard (bot.services.fees)."""
     rule = fees.withdrawal_fee(found.fee_fen, found.fee_unit).rule
     texts = {

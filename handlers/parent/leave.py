@@ -27,11 +27,12 @@ from telegram.warnings import PTBUserWarning
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, leaves, members
+from bot.services import guard, leaves
+from bot.services.guard import Child
 from bot.services.leaves import LeaveRefusal
 from handlers.common.cancel import cancel
 from handlers.common.presses import edit_markup, ints, refuse
-from storage.models import Leave, Role, Student, utcnow
+from storage.models import Leave, Role, utcnow
 
 WHAT, DATES, PICKUP, REASON = range(4)
 DRAFT = "pending_leave"
@@ -64,23 +65,25 @@ async def begin(update: Update, context: BotContext) -> int:
         await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return ConversationHandler.END
     async with context.db.transaction() as session:
-        children = await members.children_of(session, context.member.user_id)
-    if len(children) == 1:
-        return await _ask_what(update, context, children[0], new_message=True)
+        found = await leaves.overview(session, context.member, _today(t))
+    assert found is not None  # no child was named, so none can be refused
+    if found.child is not None:
+        return await _ask_what(update, context, found, new_message=True)
     await message.reply_text(
         t.gettext("Which child?"),
         reply_markup=InlineKeyboardMarkup(
-            [[InlineKeyboardButton(c.name, callback_data=f"lv:k:{c.id}")] for c in children]
+            [[InlineKeyboardButton(c.name, callback_data=f"lv:k:{c.id}")] for c in found.children]
         ),
     )
     return WHAT
 
 
 async def _ask_what(
-    update: Update, context: BotContext, child: Student, *, new_message: bool = False
+    update: Update, context: BotContext, found: leaves.Overview, *, new_message: bool = False
 ) -> int:
     t = context.t
-    assert context.user_data is not None
+    child = found.child
+    assert context.user_data is not None and child is not None
     context.user_data[DRAFT] = {"student": child.id}
     rows = [
         [
@@ -96,8 +99,7 @@ async def _ask_what(
         [InlineKeyboardButton(t.gettext("Other days…"), callback_data="lv:d")],
         [InlineKeyboardButton(t.gettext("Pick up early today…"), callback_data="lv:p")],
     ]
-    async with context.db.transaction() as session:
-        upcoming = await leaves.upcoming(session, child.id, _today(t))
+    upcoming = found.upcoming
     text = t.gettext("When will {child} not take part?").format(child=html.escape(child.name))
     if upcoming:
         text += (
@@ -138,27 +140,38 @@ def describe(t: Translator, leave: Leave) -> str:
     return t.gettext("{day}: period {period}").format(day=day, period=leave.period)
 
 
-async def _child(context: BotContext, student_id: int) -> Student | None:
-    """The child, if the presser is one of their guardians here; the caller refuses otherwise."""
-    member = context.member
-    if member is None or not member.has(Role.PARENT):
-        return None
+async def _child(update: Update, context: BotContext, student_id: int) -> Child | None:
+    """The child, if the presser is one of their guardians; else the press is refused."""
+    query = update.callback_query
     async with context.db.transaction() as session:
-        if not await enrolment.is_guardian(session, member.user_id, student_id):
-            return None
-        return await session.get(Student, student_id)
+        child = await guard.child(
+            session,
+            context.member,
+            student_id,
+            action=leaves.REFUSED,
+            pressed=query.data if query else None,
+        )
+    if child is None:
+        await refuse(update, context, leaves.REFUSED, audited=True)
+    return child
 
 
 async def choose_child(update: Update, context: BotContext) -> int:
     query = update.callback_query
     assert query is not None and query.data is not None
     values = ints(query.data, "lv:k:", 1)
-    child = await _child(context, values[0]) if values is not None else None
-    if child is None:
-        await refuse(update, context, "leave.refused")
+    if values is None:
+        await refuse(update, context, leaves.REFUSED)
+        return ConversationHandler.END
+    async with context.db.transaction() as session:
+        found = await leaves.overview(
+            session, context.member, _today(context.t), values[0], pressed=query.data
+        )
+    if found is None:
+        await refuse(update, context, leaves.REFUSED, audited=True)
         return ConversationHandler.END
     await query.answer()
-    return await _ask_what(update, context, child)
+    return await _ask_what(update, context, found)
 
 
 async def choose_what(update: Update, context: BotContext) -> int:
@@ -166,8 +179,10 @@ async def choose_what(update: Update, context: BotContext) -> int:
     assert query is not None and query.data is not None
     t = context.t
     draft = (context.user_data or {}).get(DRAFT)
-    if not isinstance(draft, dict) or await _child(context, draft["student"]) is None:
-        await refuse(update, context, "leave.refused")
+    if not isinstance(draft, dict):
+        await refuse(update, context, leaves.REFUSED)
+        return ConversationHandler.END
+    if await _child(update, context, draft["student"]) is None:
         return ConversationHandler.END
     await query.answer()
     if query.data == "lv:d":
@@ -294,38 +309,28 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
     draft = context.user_data.pop(DRAFT, None)
     if not isinstance(draft, dict) or "first" not in draft:
         return ConversationHandler.END
-    child = await _child(context, draft["student"])
-    if child is None or context.member is None:
-        return ConversationHandler.END
-    first, last = dt.date.fromisoformat(draft["first"]), dt.date.fromisoformat(draft["last"])
-    pickup = dt.time.fromisoformat(draft["pickup"]) if draft.get("pickup") else None
+    request = leaves.Request(
+        first=dt.date.fromisoformat(draft["first"]),
+        last=dt.date.fromisoformat(draft["last"]),
+        period=draft.get("period"),
+        pickup_at=dt.time.fromisoformat(draft["pickup"]) if draft.get("pickup") else None,
+        reason=reason,
+    )
     async with context.db.transaction() as session:
-        if first == last:
-            result = await leaves.announce(
-                session,
-                child.id,
-                first,
-                draft.get("period"),
-                user_id=context.member.user_id,
-                reason=reason,
-                pickup_at=pickup,
-            )
-            made, refusal = ([result], None) if isinstance(result, Leave) else ([], result)
-        else:
-            made, refusal = await leaves.announce_days(
-                session, child.id, first, last, user_id=context.member.user_id, reason=reason
-            )
-        cutoff = (await leaves.rules_for(session, child.id)).cutoff
-    if refusal is not None:
-        text = t.gettext(REFUSALS[refusal]).format(minutes=int(cutoff.total_seconds() // 60))
+        filed = await leaves.file(session, context.member, draft["student"], request)
+    if filed is None:
+        await refuse(update, context, leaves.REFUSED, audited=True)
+        return ConversationHandler.END
+    if filed.refusal is not None:
+        text = t.gettext(REFUSALS[filed.refusal]).format(minutes=filed.cutoff_minutes)
         markup = None
     else:
         text = (
             t.gettext("Recorded for {child}; the teacher will see it:").format(
-                child=html.escape(child.name)
+                child=html.escape(filed.child.name)
             )
             + "\n"
-            + "\n".join(describe(t, x) for x in made)
+            + "\n".join(describe(t, x) for x in filed.made)
         )
         if reason:
             text += "\n" + t.gettext("Reason: {reason}").format(reason=html.escape(reason))
@@ -337,7 +342,7 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
                         callback_data=f"lv:x:{x.id}",
                     )
                 ]
-                for x in made[:5]
+                for x in filed.made[:5]
             ]
         )
     if update.callback_query is not None:
@@ -356,16 +361,15 @@ async def take_back(update: Update, context: BotContext) -> None:
     assert query is not None and query.data is not None
     t = context.t
     values = ints(query.data, "lv:x:", 1)
-    leave = None
-    if values is not None:
-        async with context.db.transaction() as session:
-            leave = await session.get(Leave, values[0])
-    if leave is None or await _child(context, leave.student_id) is None:
-        await refuse(update, context, "leave.refused")
+    if values is None:
+        await refuse(update, context, leaves.REFUSED)
         return
     async with context.db.transaction() as session:
-        result = await leaves.cancel(session, leave.id)
-        cutoff = (await leaves.rules_for(session, leave.student_id)).cutoff
+        taken = await leaves.take_back(session, context.member, values[0], pressed=query.data)
+    if taken is None:
+        await refuse(update, context, leaves.REFUSED, audited=True)
+        return
+    result, minutes = taken
     if result is True:
         await query.answer(
             t.gettext("Taken back: your child takes part as usual."), show_alert=True
@@ -374,10 +378,7 @@ async def take_back(update: Update, context: BotContext) -> None:
     elif result is False:
         await query.answer(t.gettext("This was already taken back."), show_alert=True)
     else:
-        await query.answer(
-            t.gettext(REFUSALS[result]).format(minutes=int(cutoff.total_seconds() // 60)),
-            show_alert=True,
-        )
+        await query.answer(t.gettext(REFUSALS[result]).format(minutes=minutes), show_alert=True)
 
 
 def handlers() -> list[Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 from io import BytesIO
-from typing import Any
 
 from telegram import Update
 from telegram.constants import ParseMode
@@ -12,20 +11,17 @@ from telegram.ext import CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, leaves, members, timetable
+from bot.services import enrolment, timetable
+from bot.services.timetable import Week
 from handlers.parent.courses import plan_advice
 from handlers.parent.leave import describe
 from storage.models import (
     EnrolmentActor,
-    EnrolmentEvent,
     EnrolmentStatus,
-    Leave,
     Role,
-    Student,
     utcnow,
 )
 
-HISTORY = 10  # most recent changes shown
 STATUS_NAMES = {
     EnrolmentStatus.ENROLLED: N_("enrolled"),
     EnrolmentStatus.WAITLISTED: N_("waitlisted"),
@@ -59,78 +55,65 @@ async def show(update: Update, context: BotContext) -> None:
         return
     today = utcnow().astimezone(t.timezone).date()
     async with context.db.transaction() as session:
-        children = await members.children_of(session, context.member.user_id)
-        views = []
-        for child in children:
-            plan = await enrolment.active_enrolments(session, child.id)
-            events = await enrolment.history(session, child.id)
-            ics = await timetable.calendar_file(session, child.id, today)
-            away = await leaves.upcoming(session, child.id, today)
-            views.append((child, plan, events, ics, away))
-    for child, plan, events, ics, away in views:
-        await message.reply_text(
-            week_text(t, child, plan, events, away), parse_mode=ParseMode.HTML
-        )
-        if ics is not None:
+        found = await timetable.weeks(session, context.member, today)
+    for week in found:
+        await message.reply_text(week_text(t, week), parse_mode=ParseMode.HTML)
+        if week.ics is not None:
             await message.reply_document(
-                BytesIO(ics),
-                filename=f"kehou-{child.student_no}.ics",
+                BytesIO(week.ics),
+                filename=f"kehou-{week.child.student_no}.ics",
                 caption=t.gettext("Add {child}'s courses to your phone's calendar.").format(
-                    child=child.name
+                    child=week.child.name
                 ),
             )
 
 
-def week_text(
-    t: Translator,
-    child: Student,
-    plan: list[tuple[Any, enrolment.CourseFacts]],
-    events: list[tuple[EnrolmentEvent, str]],
-    away: list[Leave] | None = None,
-) -> str:
-    lines = ["<b>" + t.gettext("{child}'s week").format(child=html.escape(child.name)) + "</b>"]
-    enrolled = [(e, f) for e, f in plan if e.status is EnrolmentStatus.ENROLLED]
+def week_text(t: Translator, week: Week) -> str:
+    plan = week.plan
+    lines = [
+        "<b>" + t.gettext("{child}'s week").format(child=html.escape(week.child.name)) + "</b>"
+    ]
+    enrolled = [h.course for h in plan if h.status is EnrolmentStatus.ENROLLED]
     if not enrolled:
         lines.append(t.gettext("No courses yet. Send /courses to choose some."))
     for day in range(1, 8):
-        today = [f for _, f in enrolled if day in enrolment.weekdays_of(f.course.weekdays)]
+        today = [c for c in enrolled if day in enrolment.weekdays_of(c.weekdays)]
         if not today:
             continue
         lines.append(f"<b>{t.weekday(day)}</b>")
-        for f in sorted(today, key=lambda f: f.course.starts_at):
-            c = f.course
+        for c in sorted(today, key=lambda c: c.starts_at):
             lines.append(
                 f"  {t.time(c.starts_at)}–{t.time(c.ends_at)} {html.escape(c.name)}"
                 f" · {html.escape(c.venue)}"
             )
-    for entry, f in plan:
-        if entry.status is EnrolmentStatus.ENTERED:
+    for held in plan:
+        if held.status is EnrolmentStatus.ENTERED:
             lines.append(
                 t.gettext("In the draw for {course}: choice {rank}.").format(
-                    course=html.escape(f.course.name), rank=entry.draw_rank
+                    course=html.escape(held.course.name), rank=held.draw_rank
                 )
             )
-    waiting = [(e, f) for e, f in plan if e.status is EnrolmentStatus.WAITLISTED]
-    for entry, f in waiting:
-        lines.append(
-            t.gettext("On the waitlist of {course}: position {position}.").format(
-                course=html.escape(f.course.name), position=entry.waitlist_position
-            )
-        )
-    if away:
-        lines += ["", "<b>" + t.gettext("Leaves and early pick-ups") + "</b>"]
-        lines += [describe(t, leave) for leave in away]
-    if enrolled:
-        lines += ["", plan_advice(t, [f.course for _, f in enrolled])]
-    if events:
-        lines += ["", "<b>" + t.gettext("History") + "</b>"]
-        for event, course in events[-HISTORY:]:
-            note = t.gettext(NOTES[event.note]) if event.note in NOTES else None
+    for held in plan:
+        if held.status is EnrolmentStatus.WAITLISTED:
             lines.append(
-                f"{t.datetime(event.created_at, 'short')} · {html.escape(course)} · "
+                t.gettext("On the waitlist of {course}: position {position}.").format(
+                    course=html.escape(held.course.name), position=held.waitlist_position
+                )
+            )
+    if week.away:
+        lines += ["", "<b>" + t.gettext("Leaves and early pick-ups") + "</b>"]
+        lines += [describe(t, leave) for leave in week.away]
+    if enrolled:
+        lines += ["", plan_advice(t, enrolled)]
+    if week.history:
+        lines += ["", "<b>" + t.gettext("History") + "</b>"]
+        for change in week.history:
+            note = t.gettext(NOTES[change.note]) if change.note in NOTES else None
+            lines.append(
+                f"{t.datetime(change.at, 'short')} · {html.escape(change.course)} · "
                 + t.gettext("{status} {actor}").format(
-                    status=t.gettext(STATUS_NAMES[event.status]),
-                    actor=t.gettext(ACTOR_NAMES[event.actor]),
+                    status=t.gettext(STATUS_NAMES[change.status]),
+                    actor=t.gettext(ACTOR_NAMES[change.actor]),
                 )
                 + (f" · {note}" if note else "")
             )

@@ -22,7 +22,7 @@ async def show(update: Update, context: BotContext) -> None:
         return
     today = utcnow().astimezone(t.timezone).date()
     async with context.db.transaction() as session:
-        sessions = await leaves.roster(session, context.member.user_id, today)
+        sessions = await leaves.roster(session, context.member, today)
     if not sessions:
         await message.reply_text(t.gettext("You have no after-school sessions today."))
         return

@@ -1,0 +1,28 @@
+"""catalogue version: moved on by every change to a school's programme, for in-process caches
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-05
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("catalogue_version", sa.Integer(), nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("schools", schema=None) as batch_op:
+        batch_op.drop_column("catalogue_version")
