@@ -38,7 +38,7 @@ def build_application(
         settings=settings,
         db=db,
         i18n=I18n(settings.timezone, settings.default_locale),
-        budget=SendBudget(settings.send_rate),
+        budget=SendBudget(settings.send_rate, limited=settings.limits),
     )
     builder = (
         ApplicationBuilder()

@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--database", type=Path, default=Path("kehou-demo.sqlite3"), help="recreated every start"
     )
+    demo.add_argument(
+        "--students",
+        type=int,
+        metavar="N",
+        help="a generated school of N students (classes of 40-50, guardians, sign-ups) "
+        "instead of the demo school; 10,000 take about two and a half minutes to prepare",
+    )
     demo.set_defaults(func=_demo)
 
     deliver = sub.add_parser(
@@ -153,6 +160,11 @@ def _serve(application: Application, settings: Settings) -> None:  # type: ignor
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.students is not None:
+        from bot.demo import live
+
+        live.run(args.database, args.host, args.port, args.students)
+        return 0
     from sandbox import demo
 
     demo.run(args.database, args.host, args.port)

@@ -63,6 +63,9 @@ class Settings:
     # network jitter), shared by every delivery worker. Replies are limited per chat only.
     send_rate: float = 29.0
     delivery: bool = True  # run an outbox delivery worker in this process
+    # False (KEHOU_LIMITS=off): Kehou paces no sends, neither the bulk rate nor any chat's
+    # bucket; for a local Bot API server and benchmarks only. A 429 is still honoured.
+    limits: bool = True
 
     @property
     def bot_base_url(self) -> str | None:
@@ -166,6 +169,10 @@ class Settings:
         if delivery_text not in ("on", "off"):
             raise ConfigError("KEHOU_DELIVERY must be on or off")
 
+        limits_text = (get("KEHOU_LIMITS") or "on").lower()
+        if limits_text not in ("on", "off"):
+            raise ConfigError("KEHOU_LIMITS must be on or off")
+
         return cls(
             token=Secret(token) if token else None,
             database_url=database_url,
@@ -181,6 +188,7 @@ class Settings:
             log_level=log_level,
             send_rate=send_rate,
             delivery=delivery_text == "on",
+            limits=limits_text == "on",
         )
 
 

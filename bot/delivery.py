@@ -11,7 +11,9 @@
 - **Budget.** `SendBudget` holds the limits as leaky buckets (aiolimiter): the bulk rate, one
   bucket per private chat (a small burst, then one a second) and per group (20 a minute).
   The worker and the direct replies (through `ReplyRateLimiter`, PTB's rate-limiter hook)
-  share the per-chat buckets, so together they stay within each chat's limit.
+  share the per-chat buckets, so together they stay within each chat's limit. With
+  `KEHOU_LIMITS=off` (benchmarks against a local Bot API server) every bucket lets everything
+  through at once; a 429 still pauses sending.
 - **429.** Telegram answers 429 for the bot, without saying which limit was hit; whichever call
   gets one pauses every send, replies and bulk alike, for the time Telegram asks (only
   `answerCallbackQuery`, which Telegram does not limit, goes on during a pause).
@@ -84,6 +86,9 @@ SENDING_METHODS = frozenset(
 OUTBOX_CALL = {"outbox": True}  # rate_limit_args of the worker's own calls: already counted
 NOT_LIMITED = frozenset({"answercallbackquery"})  # Telegram sets no limit on these
 HEARTBEAT_SECONDS = 2.0
+# A bucket's rate when limits are off (`KEHOU_LIMITS=off`): never reached, and finite, because
+# aiolimiter computes with it.
+UNLIMITED = 1e9
 # Stop sending when the heartbeat could not be written for this long: well before other workers
 # take the rows over (`outbox.WORKER_ALIVE`, 10 s), leaving room for clocks a little apart.
 FENCE_SECONDS = 6.0
@@ -112,7 +117,11 @@ def _seconds(value: float | dt.timedelta) -> float:
 
 
 class SendBudget:
-    """Telegram's send limits as leaky buckets: bulk (overall) and per chat."""
+    """Telegram's send limits as leaky buckets: bulk (overall) and per chat.
+
+    `limited=False` (`KEHOU_LIMITS=off`) lifts them all: the bulk bucket and every chat's let
+    everything through at once. Only a 429 from the server still pauses sending.
+    """
 
     def __init__(
         self,
@@ -121,14 +130,17 @@ class SendBudget:
         chat_burst: int = 3,
         chat_per_second: float = 1.0,
         group_per_minute: int = 20,
+        limited: bool = True,
     ) -> None:
-        self.rate = rate
+        self.limited = limited
+        self.rate = rate if limited else UNLIMITED
         self.share = 1  # live workers dividing the rate
-        self.overall = AsyncLimiter(rate, 1)  # bulk only: replies never draw from it
+        self.overall = AsyncLimiter(self.rate, 1)  # bulk only: replies never draw from it
         self.chat_burst = chat_burst
         self.chat_per_second = chat_per_second
         self.group_interval = 60 / group_per_minute * 1.03  # a little margin on the window
         self._chats: dict[int, AsyncLimiter] = {}
+        self._unlimited = AsyncLimiter(UNLIMITED, 1)  # every chat's bucket when not limited
         self._paused_until = 0.0
 
     def set_share(self, workers: int) -> None:
@@ -136,9 +148,12 @@ class SendBudget:
         if workers != self.share:
             self.share = workers
             self.overall = AsyncLimiter(self.rate / workers, 1)
-            log.info("send budget: %.1f messages/s (%d workers)", self.rate / workers, workers)
+            if self.limited:
+                log.info("send budget: %.1f messages/s (%d workers)", self.rate / workers, workers)
 
     def chat(self, chat_id: int) -> AsyncLimiter:
+        if not self.limited:
+            return self._unlimited
         limiter = self._chats.get(chat_id)
         if limiter is None:
             if len(self._chats) > 50_000:
@@ -676,7 +691,7 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     db = Database(settings.database_url)
-    budget = SendBudget(settings.send_rate)
+    budget = SendBudget(settings.send_rate, limited=settings.limits)
     bot = make_bot(settings, budget)
     i18n = I18n(settings.timezone, settings.default_locale)
     worker = DeliveryWorker(db, bot, i18n, budget)

@@ -30,6 +30,11 @@ def test_delivery_settings() -> None:
     assert (settings.send_rate, settings.delivery) == (12.5, False)
 
 
+def test_limits_are_on_unless_lifted() -> None:
+    assert parse().limits is True
+    assert parse(KEHOU_LIMITS="off").limits is False
+
+
 def test_api_base_url_becomes_ptb_base_urls() -> None:
     settings = parse(KEHOU_API_BASE_URL="http://127.0.0.1:8081/")
     assert settings.bot_base_url == "http://127.0.0.1:8081/bot"
@@ -82,6 +87,7 @@ def test_an_api_base_url_under_a_path_is_kept() -> None:
         ("KEHOU_SEND_RATE", "fast"),
         ("KEHOU_SEND_RATE", "0"),
         ("KEHOU_DELIVERY", "maybe"),
+        ("KEHOU_LIMITS", "fewer"),
     ],
 )
 def test_a_bad_value_is_named_in_one_line(name: str, value: str) -> None:
