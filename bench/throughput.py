@@ -52,28 +52,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def echo_bot_main() -> None:
-    """The bare echo bot: PTB's defaults, one handler. Run as `throughput.py echo-bot`."""
-    from telegram import Update
-    from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
-
-    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        assert update.message is not None and update.message.text is not None
-        await update.message.reply_text(update.message.text)
-
-    url = os.environ["ECHO_API_BASE_URL"]
-    application = (
-        ApplicationBuilder().token(os.environ["ECHO_TOKEN"]).base_url(f"{url}/bot").build()
-    )
-    application.add_handler(MessageHandler(filters.TEXT, echo))
-    application.run_polling()
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["echo-bot"]:
-    # The echo bot's process imports PTB and nothing of Kehou.
-    echo_bot_main()
-    sys.exit(0)
-
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -369,7 +347,7 @@ class Bot:
 
 def echo_bot(url: str) -> Bot:
     env = {**os.environ, "ECHO_TOKEN": ECHO_TOKEN, "ECHO_API_BASE_URL": url}
-    command = [sys.executable, str(Path(__file__).resolve()), "echo-bot"]
+    command = [sys.executable, str(Path(__file__).resolve().with_name("echo_bot.py"))]
     return Bot("echo", ECHO_TOKEN, command, env, EchoUser)
 
 
