@@ -54,7 +54,9 @@ async def family(make_user: Any, db: Database, school: SchoolData) -> Family:
 async def cost_of(counter: SqlCounter, action: Callable[[], Awaitable[Any]]) -> Cost:
     with counter.update() as cost:
         await action()
-    assert cost.loader_transactions == 1, "the loader: one transaction"
+    assert (cost.loader_statements, cost.loader_transactions) == (1, 1), (
+        "the loader: one statement (the member, their roles and school) in one transaction"
+    )
     return cost
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import NoticeMode, Role, School, User
+from storage.models import NoticeMode, Role, School, User, UserRole
 
 # Writing last_seen_at on every update would turn each read into a write; once a minute is
 # plenty for "most recently used school".
@@ -34,34 +34,54 @@ class Member:
         return role in self.roles
 
 
+# Built once (a hot statement: every update runs it). One row per role of each of the
+# account's memberships, most recently used school first; a member without roles gives one row.
+_MEMBER = (
+    select(
+        User.id,
+        User.school_id,
+        User.chat_id,
+        User.locale,
+        User.last_seen_at,
+        User.blocked_at,
+        School.name,
+        School.timezone,
+        School.catalogue_version,
+        UserRole.role,
+    )
+    .join(School, School.id == User.school_id)
+    .outerjoin(UserRole, UserRole.user_id == User.id)
+    .where(User.telegram_id == bindparam("p_telegram_id"))
+    .order_by(User.last_seen_at.desc(), User.id.desc())
+)
+_UNBLOCK = (
+    update(User)
+    .where(User.telegram_id == bindparam("p_telegram_id"))
+    .values(blocked_at=None)
+    .execution_options(synchronize_session=False)
+)
+
+
 async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     """The account's most recently used school membership, or None for a stranger."""
-    row = (
-        await session.execute(
-            select(User, School.name, School.timezone, School.catalogue_version)
-            .join(School, School.id == User.school_id)
-            .where(User.telegram_id == telegram_id)
-            .order_by(User.last_seen_at.desc(), User.id.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None:
+    rows = (await session.execute(_MEMBER, {"p_telegram_id": telegram_id})).all()
+    if not rows:
         return None
-    user, school_name, school_timezone, catalogue_version = row
-    if user.blocked_at is not None:
+    first = rows[0]
+    user_id, school_id, chat_id, locale, last_seen_at, blocked_at = first[:6]
+    school_name, school_timezone, catalogue_version = first[6:9]
+    if blocked_at is not None:
         # Whoever writes to the bot has not blocked it (any more): they can be reached again.
-        await session.execute(
-            update(User).where(User.telegram_id == telegram_id).values(blocked_at=None)
-        )
+        await session.execute(_UNBLOCK, {"p_telegram_id": telegram_id})
     return Member(
-        user_id=user.id,
-        school_id=user.school_id,
+        user_id=user_id,
+        school_id=school_id,
         school_name=school_name,
-        telegram_id=user.telegram_id,
-        chat_id=user.chat_id,
-        locale=user.locale,
-        roles=user.role_set,
-        last_seen_at=user.last_seen_at,
+        telegram_id=telegram_id,
+        chat_id=chat_id,
+        locale=locale,
+        roles=frozenset(row.role for row in rows if row.id == user_id and row.role is not None),
+        last_seen_at=last_seen_at,
         school_timezone=school_timezone,
         catalogue_version=catalogue_version,
     )
