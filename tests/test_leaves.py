@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from bot.services import enrolment, leaves
 from bot.services.leaves import LeaveRefusal
@@ -13,6 +13,7 @@ from storage.db import Database
 from storage.models import (
     CalendarDay,
     CalendarKind,
+    Guardianship,
     Category,
     Course,
     Leave,
@@ -21,7 +22,7 @@ from storage.models import (
     Teacher,
     Term,
 )
-from tests.factories import SchoolData, add_member
+from tests.factories import SchoolData, add_member, term_around_today
 from tests.harness import FakeUser
 from tests.test_enrolment import make_course
 
@@ -320,3 +321,30 @@ async def test_today_is_the_schools_day_not_the_deployments(
     teacher: FakeUser = make_user(970)
     text = FakeUser.texts(await teacher.send("/roster"))
     assert "机器人" in text and "应到 1 人" in text
+
+
+async def test_an_early_pick_up_time_must_fall_in_a_session_and_stays_guarded(
+    make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    await term_around_today(db)
+    await add_member(db, school, 903, {Role.PARENT}, ("李小明",))
+    child = school.student_ids["李小明"]
+    robotics = await make_course(db, school, "ROBO", name="机器人", weekdays=0b1111111)
+    assert not isinstance(await enrolment.sign_up(db, child, robotics, user_id=None), enrolment.Refusal)
+
+    parent: FakeUser = make_user(903)
+    await parent.send("/leave")
+    assert "16:50" in FakeUser.texts(await parent.click("今天提前接走…"))
+    # Robotics runs 16:40–17:40: 18:30 is no time to collect the child from it.
+    assert "课程进行期间" in FakeUser.texts(await parent.send("18:30"))
+    assert "原因" in FakeUser.texts(await parent.send("17:10"))
+
+    # Between two steps the parent is no longer this child's guardian: the step is refused.
+    await parent.send("/leave")
+    await parent.click("今天提前接走…")
+    async with db.transaction() as session:
+        await session.execute(delete(Guardianship).where(Guardianship.student_id == child))
+    refused = FakeUser.texts(await parent.send("17:10"))
+    assert "原因" not in refused
+    async with db.transaction() as session:
+        assert await leaves.upcoming(session, child, dt.datetime.now(CST).date()) == []

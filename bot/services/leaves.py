@@ -106,6 +106,41 @@ async def courses_on(
     return sessions_on(found, (c for c in enrolled if c is not None), day, period)
 
 
+async def pickup_period(
+    session: AsyncSession, member: Member | None, student_id: int, day: dt.date, clock: dt.time
+) -> int | None | LeaveRefusal:
+    """The period a pick-up at `clock` on `day` takes the child out of (one statement).
+
+    `LeaveRefusal.BAD_TIME` when none of the child's sessions that day runs at that time;
+    None (refused, audited) when the member is not one of the child's guardians.
+    """
+    user_id = guard.parent(member)
+    rows = []
+    if user_id is not None:
+        rows = (
+            await session.execute(
+                of_guardian(select(Student.school_id, Enrolment.course_id), user_id)
+                .outerjoin(
+                    Enrolment,
+                    (Enrolment.student_id == Student.id)
+                    & (Enrolment.status == EnrolmentStatus.ENROLLED),
+                )
+                .where(Student.id == student_id)
+            )
+        ).all()
+    if not rows:
+        guard.refuse(session, member, REFUSED)
+        return None
+    school_id = rows[0][0]
+    assert member is not None  # a parent, since guard.parent found one
+    version = member.catalogue_version if member.school_id == school_id else None
+    found = await catalogue.of(session, school_id, version)
+    enrolled = (found.course(course_id) for _, course_id in rows if course_id is not None)
+    running = sessions_on(found, (c for c in enrolled if c is not None), day)
+    period = next((c.period for c in running if c.starts_at < clock < c.ends_at), None)
+    return LeaveRefusal.BAD_TIME if period is None else period
+
+
 @dataclass(frozen=True)
 class Request:
     """What a guardian asks for: dates, a period (None: the whole day), an early pick-up."""

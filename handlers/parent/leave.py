@@ -261,9 +261,13 @@ async def receive_pickup(update: Update, context: BotContext) -> int:
         return PICKUP
     today = _today(t).isoformat()
     async with context.db.transaction() as session:
-        courses = await leaves.courses_on(session, draft["student"], _today(t))
-    period = next((c.period for c in courses if c.starts_at < clock < c.ends_at), None)
+        period = await leaves.pickup_period(
+            session, context.member, draft["student"], _today(t), clock
+        )
     if period is None:
+        await refuse(update, context, leaves.REFUSED, audited=True)
+        return ConversationHandler.END
+    if period is LeaveRefusal.BAD_TIME:
         await message.reply_text(t.gettext(REFUSALS[LeaveRefusal.BAD_TIME]))
         return PICKUP
     draft.update(first=today, last=today, period=period, pickup=clock.strftime("%H:%M"))
