@@ -436,7 +436,10 @@ class Teacher(Base):
         ForeignKey("providers.id", ondelete="SET NULL")
     )
     credentials_checked: Mapped[bool] = mapped_column(Boolean, default=False)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Indexed: "which sessions are mine?" (/roster) looks teachers up by their account.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
 
 
 # --- the programme ----------------------------------------------------------------------------

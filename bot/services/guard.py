@@ -9,6 +9,9 @@ handler only tells the user (`handlers.common.presses.refuse(..., audited=True)`
     if child is None:
         ...  # refused and audited; change nothing
 
+    if not guard.holds(session, member, Role.ADMIN, action="broadcast.refused"):
+        ...  # the same for an admin's or a teacher's action
+
 A member of no school cannot be audited at any school: the refusal goes to the operator's log.
 """
 
@@ -97,6 +100,22 @@ def refused(
         telegram_id,
         pressed[:64] if pressed is not None else None,
     )
+
+
+def holds(
+    session: AsyncSession,
+    member: Member | None,
+    role: Role,
+    *,
+    action: str,
+    pressed: str | None = None,
+) -> bool:
+    """Whether `member` holds `role` at their school (an admin's, a teacher's action); if not,
+    the refusal is audited in this transaction. No statement: the loader read the roles."""
+    if member is not None and member.has(role):
+        return True
+    refuse(session, member, action, pressed)
+    return False
 
 
 async def child(
