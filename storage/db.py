@@ -174,8 +174,8 @@ class Database:
         then wait for connections. Here they queue in-process instead, one after another, and
         hold no connection while they wait. Each begins with ``BEGIN IMMEDIATE``: it holds
         SQLite's write lock from its first read, so what it read cannot change before it writes
-        (another process's writer waits, up to `BUSY_TIMEOUT`, see `InlineSqlite`). PostgreSQL needs neither: its
-        statements lock the rows they read (``FOR UPDATE``).
+        (another process's writer waits, up to `BUSY_TIMEOUT`, see `InlineSqlite`). PostgreSQL
+        needs neither: its statements lock the rows they read (``FOR UPDATE``).
         """
         if self.dialect != "sqlite":
             async with self.transaction() as session:

@@ -13,9 +13,9 @@ from storage.db import Database
 from storage.models import (
     CalendarDay,
     CalendarKind,
-    Guardianship,
     Category,
     Course,
+    Guardianship,
     Leave,
     Role,
     School,
@@ -330,7 +330,9 @@ async def test_an_early_pick_up_time_must_fall_in_a_session_and_stays_guarded(
     await add_member(db, school, 903, {Role.PARENT}, ("李小明",))
     child = school.student_ids["李小明"]
     robotics = await make_course(db, school, "ROBO", name="机器人", weekdays=0b1111111)
-    assert not isinstance(await enrolment.sign_up(db, child, robotics, user_id=None), enrolment.Refusal)
+    assert not isinstance(
+        await enrolment.sign_up(db, child, robotics, user_id=None), enrolment.Refusal
+    )
 
     parent: FakeUser = make_user(903)
     await parent.send("/leave")

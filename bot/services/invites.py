@@ -166,6 +166,40 @@ async def inspect(session: AsyncSession, telegram_id: int, text: str) -> InviteP
     return await _preview(session, invite, telegram_id)
 
 
+@dataclass(frozen=True)
+class Joined:
+    """A staff code used at once: what it was, and the account it made."""
+
+    preview: InvitePreview
+    redeemed: Redeemed
+
+
+async def use_code(
+    session: AsyncSession,
+    text: str,
+    *,
+    telegram_id: int,
+    chat_id: int,
+    display_name: str,
+    locale: str | None,
+) -> InvitePreview | Joined | Refusal:
+    """A typed or deep-linked code, in one transaction: a teacher's or an admin's is used at
+    once (`Joined`); a guardian's is only inspected (`InvitePreview`), since it needs their
+    consent first (`redeem` with `photo_consent`). As with `inspect`, commit even a refusal."""
+    preview = await inspect(session, telegram_id, text)
+    if isinstance(preview, Refusal) or preview.role is Role.PARENT:
+        return preview
+    redeemed = await redeem(
+        session,
+        invite_id=preview.invite_id,
+        telegram_id=telegram_id,
+        chat_id=chat_id,
+        display_name=display_name,
+        locale=locale,
+    )
+    return redeemed if isinstance(redeemed, Refusal) else Joined(preview, redeemed)
+
+
 async def _preview(
     session: AsyncSession, invite: Invite, telegram_id: int
 ) -> InvitePreview | Refusal:

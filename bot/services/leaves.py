@@ -108,7 +108,7 @@ async def courses_on(
 
 async def pickup_period(
     session: AsyncSession, member: Member | None, student_id: int, day: dt.date, clock: dt.time
-) -> int | None | LeaveRefusal:
+) -> int | LeaveRefusal | None:
     """The period a pick-up at `clock` on `day` takes the child out of (one statement).
 
     `LeaveRefusal.BAD_TIME` when none of the child's sessions that day runs at that time;

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import NoticeMode, Role, School, User, UserRole
+from storage.models import Role, School, User, UserRole
 
 # Writing last_seen_at on every update would turn each read into a write; once a minute is
 # plenty for "most recently used school".
@@ -102,15 +102,6 @@ async def mark_seen(session: AsyncSession, user_ids: set[int], now: dt.datetime)
         await session.execute(
             update(User).where(User.id.in_(sorted(user_ids))).values(last_seen_at=now)
         )
-
-
-async def set_notice_mode(session: AsyncSession, user_id: int, mode: NoticeMode) -> None:
-    await session.execute(update(User).where(User.id == user_id).values(notice_mode=mode))
-
-
-async def notice_mode(session: AsyncSession, user_id: int) -> NoticeMode:
-    mode = await session.scalar(select(User.notice_mode).where(User.id == user_id))
-    return mode or NoticeMode.INSTANT
 
 
 async def set_locale(session: AsyncSession, telegram_id: int, locale: str) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import audit
+from bot.services import audit, guard
+from bot.services.members import Member
 from storage.models import (
     Attendance,
     Course,
@@ -253,8 +254,18 @@ async def forget(session: AsyncSession, telegram_id: int) -> Forgotten:
     )
 
 
-async def photo_choices(session: AsyncSession, user_id: int) -> list[tuple[int, str, bool]]:
-    """(student id, name, photos allowed) for each child of this guardian."""
+#: A photo choice refused: not a parent, or not this child's guardian.
+PHOTO_REFUSED = "photo.refused"
+
+
+async def photo_choices(
+    session: AsyncSession, member: Member | None
+) -> list[tuple[int, str, bool]]:
+    """(student id, name, photos allowed) for each child of this guardian (none unless a
+    parent). One statement."""
+    user_id = guard.parent(member)
+    if user_id is None:
+        return []
     rows = await session.execute(
         select(Student.id, Student.name, Guardianship.photo_consent)
         .join(Guardianship, Guardianship.student_id == Student.id)
@@ -264,17 +275,28 @@ async def photo_choices(session: AsyncSession, user_id: int) -> list[tuple[int, 
     return [(student_id, name, allowed) for student_id, name, allowed in rows]
 
 
-async def set_photo_consent(
-    session: AsyncSession, user_id: int, student_id: int, allowed: bool
-) -> bool:
-    """Change one guardian's photo choice for one child; False if they are not its guardian."""
-    link = await session.scalar(
-        select(Guardianship).where(
-            Guardianship.user_id == user_id, Guardianship.student_id == student_id
+async def choose_photos(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    allowed: bool,
+    *,
+    pressed: str | None = None,
+) -> list[tuple[int, str, bool]] | None:
+    """A guardian's photo choice for one child, audited when it changes; the choices for all
+    their children afterwards. None (refused, audited) unless the member is a parent and one
+    of the child's guardians. Two statements, three when the choice changes."""
+    user_id = guard.parent(member)
+    link = None
+    if user_id is not None:
+        link = await session.scalar(
+            select(Guardianship).where(
+                Guardianship.user_id == user_id, Guardianship.student_id == student_id
+            )
         )
-    )
     if link is None:
-        return False
+        guard.refuse(session, member, PHOTO_REFUSED, pressed)
+        return None
     if link.photo_consent != allowed:
         link.photo_consent = allowed
         audit.record(
@@ -285,4 +307,4 @@ async def set_photo_consent(
             target=("student", student_id),
             details={"allowed": allowed},
         )
-    return True
+    return await photo_choices(session, member)

@@ -89,24 +89,29 @@ async def receive_code(update: Update, context: BotContext) -> int:
 
 async def _try_code(update: Update, context: BotContext, text: str) -> int:
     t = context.t
-    telegram_id = update.effective_user.id  # type: ignore[union-attr]
-    async with context.db.transaction() as session:
-        result = await invites.inspect(session, telegram_id, text)
+    user = update.effective_user
+    chat = update.effective_chat
     message = update.effective_message
-    assert message is not None
+    assert user is not None and chat is not None and message is not None
+    async with context.db.transaction() as session:
+        result = await invites.use_code(
+            session,
+            text,
+            telegram_id=user.id,
+            chat_id=chat.id,
+            display_name=user.full_name,
+            locale=context.user_data.get(LOCALE_KEY),  # type: ignore[union-attr]
+        )
     if isinstance(result, Refusal):
         await message.reply_text(t.gettext(REFUSALS[result]))
         return _after_refusal(context, result)
-    if result.role is Role.PARENT:
-        context.user_data[PENDING] = result.invite_id  # type: ignore[index]
-        await message.reply_text(_privacy_notice(t, result), reply_markup=_consent_keyboard(t))
-        return CONSENT
-    redeemed = await _redeem(update, context, result.invite_id, photo_consent=None)
-    if isinstance(redeemed, Refusal):
-        await message.reply_text(t.gettext(REFUSALS[redeemed]))
-        return _after_refusal(context, redeemed)
-    await message.reply_text(_welcome(t, result, redeemed))
-    return ConversationHandler.END
+    if isinstance(result, invites.Joined):
+        await menus.set_user_menu(context.bot, chat.id, result.redeemed.roles, context.t)
+        await message.reply_text(_welcome(t, result.preview, result.redeemed))
+        return ConversationHandler.END
+    context.user_data[PENDING] = result.invite_id  # type: ignore[index]
+    await message.reply_text(_privacy_notice(t, result), reply_markup=_consent_keyboard(t))
+    return CONSENT
 
 
 def _after_refusal(context: BotContext, refusal: Refusal) -> int:

@@ -7,9 +7,9 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import Translator
-from bot.services import members
+from bot.services import notices
 from handlers.common.presses import edit_or_send, fields, refuse
-from storage.models import NoticeMode, Role
+from storage.models import NoticeMode
 
 
 def _text(t: Translator, mode: NoticeMode) -> str:
@@ -53,11 +53,11 @@ async def show(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
     t = context.t
-    if context.member is None or not context.member.has(Role.PARENT):
+    async with context.db.transaction() as session:
+        mode = await notices.mode_of(session, context.member)
+    if mode is None:
         await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return
-    async with context.db.transaction() as session:
-        mode = await members.notice_mode(session, context.member.user_id)
     await message.reply_text(_text(t, mode), reply_markup=_markup(t, mode))
 
 
@@ -68,11 +68,14 @@ async def choose(update: Update, context: BotContext) -> None:
     t = context.t
     parts = fields(query.data, "nt:", 1)
     mode = next((m for m in NoticeMode if parts == [m.value]), None)
-    if mode is None or context.member is None or not context.member.has(Role.PARENT):
-        await refuse(update, context, "notices.refused")
+    if mode is None:
+        await refuse(update, context, notices.REFUSED)
         return
     async with context.db.transaction() as session:
-        await members.set_notice_mode(session, context.member.user_id, mode)
+        chosen = await notices.choose(session, context.member, mode, pressed=query.data)
+    if not chosen:
+        await refuse(update, context, notices.REFUSED, audited=True)
+        return
     await query.answer(t.gettext("Saved."))
     await edit_or_send(query, _text(t, mode), reply_markup=_markup(t, mode))
 

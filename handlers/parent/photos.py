@@ -34,7 +34,7 @@ async def show_photo_choices(update: Update, context: BotContext) -> None:
         await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return
     async with context.db.transaction() as session:
-        choices = await privacy.photo_choices(session, context.member.user_id)
+        choices = await privacy.photo_choices(session, context.member)
     await message.reply_text(_question(t), reply_markup=_choices_markup(t, choices))
 
 
@@ -52,23 +52,16 @@ async def toggle_photos(update: Update, context: BotContext) -> None:
     t = context.t
     parts = fields(query.data, "photo:", 2)
     student_id = as_int(parts[0]) if parts else None
-    member = context.member  # loaded afresh for this press: the button proves nothing
-    if (
-        parts is None
-        or student_id is None
-        or parts[1] not in ("0", "1")
-        or member is None
-        or not member.has(Role.PARENT)
-    ):
-        await refuse(update, context, "photo.refused")
+    if parts is None or student_id is None or parts[1] not in ("0", "1"):
+        await refuse(update, context, privacy.PHOTO_REFUSED)
         return
     async with context.db.transaction() as session:
-        changed = await privacy.set_photo_consent(
-            session, member.user_id, student_id, parts[1] == "1"
+        # The member was loaded afresh for this press: the button proves nothing.
+        choices = await privacy.choose_photos(
+            session, context.member, student_id, parts[1] == "1", pressed=query.data
         )
-        choices = await privacy.photo_choices(session, member.user_id) if changed else []
-    if not changed:  # not this guardian's child
-        await refuse(update, context, "photo.refused")
+    if choices is None:  # not a parent, or not this guardian's child: audited
+        await refuse(update, context, privacy.PHOTO_REFUSED, audited=True)
         return
     await query.answer(t.gettext("Saved."))
     await edit_or_send(query, _question(t), reply_markup=_choices_markup(t, choices))
