@@ -16,7 +16,7 @@ async def load_member(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is None:
         return
-    async with context.db.transaction() as session:
+    async with context.db.reading() as session:  # one statement (two to clear blocked_at)
         context.member = await members.find_member(session, user.id)
     if context.member is not None and members.seen_long_ago(context.member, utcnow()):
         context.runtime.seen.add(context.member.user_id)
