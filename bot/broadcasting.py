@@ -12,9 +12,8 @@ import dataclasses
 import datetime as dt
 import html
 import logging
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
@@ -22,17 +21,15 @@ from telegram.error import BadRequest, TelegramError
 from bot.context import BotContext, Runtime
 from bot.i18n import N_, I18n, Translator
 from bot.services import broadcasts, outbox
-from bot.services.broadcasts import Audience, AudienceKind, Progress
+from bot.services.broadcasts import Audience, AudienceKind, AudienceName, Summary
 from bot.services.outbox import Claimed, NewMessage
 from storage.models import (
     Broadcast,
     BroadcastStatus,
-    Course,
     Outbox,
     OutboxStatus,
     Priority,
     School,
-    SchoolClass,
     User,
     utcnow,
 )
@@ -63,21 +60,18 @@ STATUS_NAMES = {
 DIGEST_HEADER = N_("📬 Your daily digest: {count} messages from {school}")
 
 
-async def audience_label(session: AsyncSession, t: Translator, audience: Audience) -> str:
-    value: Any = audience.value
-    if audience.kind is AudienceKind.CLASS:
-        value = await session.scalar(select(SchoolClass.name).where(SchoolClass.id == value))
-    elif audience.kind is AudienceKind.COURSE:
-        value = await session.scalar(select(Course.name).where(Course.id == value))
-    return t.gettext(AUDIENCE_LABELS[audience.kind]).format(value=value)
+def audience_label(t: Translator, audience: AudienceName) -> str:
+    """The audience in words ("parents of 三年级1班"), plain text (not yet HTML-escaped)."""
+    return t.gettext(AUDIENCE_LABELS[audience.kind]).format(value=audience.name)
 
 
-def status_text(t: Translator, broadcast: Broadcast, audience: str, figures: Progress) -> str:
+def status_text(t: Translator, broadcast: Summary) -> str:
     """The sender's status message: what, to whom, and how delivery is going."""
+    figures = broadcast.progress
     lines = [
         t.gettext("📣 Broadcast #{id} to {audience}: {status}").format(
             id=broadcast.id,
-            audience=html.escape(audience),
+            audience=html.escape(audience_label(t, broadcast.audience)),
             status=t.gettext(STATUS_NAMES[broadcast.status]),
         )
     ]
@@ -121,21 +115,27 @@ async def tick(context: BotContext) -> None:
     now = utcnow()
     edits: list[tuple[int, int, int, str]] = []
     async with runtime.db.transaction() as session:
-        for broadcast in await _followed(session, now):
-            figures = await broadcasts.progress(session, broadcast.id)
-            await broadcasts.finish(session, broadcast, figures, now)
+        followed = await _followed(session, now)
+        figures = await broadcasts.progress_of(session, [b.id for b, _ in followed])
+        # Only those with a status message are shown: only their audiences are named.
+        shown = [(b, locale) for b, locale in followed if b.status_message_id is not None]
+        names = await broadcasts.audience_names(
+            session, [Audience.from_json(b.audience) for b, _ in shown]
+        )
+        for broadcast, _ in followed:
+            await broadcasts.finish(session, broadcast, figures[broadcast.id], now)
+        for (broadcast, locale), name in zip(shown, names, strict=True):
             if broadcast.status_chat_id is None or broadcast.status_message_id is None:
                 continue
-            t = await _sender_translator(session, runtime, broadcast)
-            label = await audience_label(session, t, Audience.from_json(broadcast.audience))
-            text = status_text(t, broadcast, label, figures)
+            summary = Summary.of(broadcast, name, figures[broadcast.id])
+            text = status_text(runtime.i18n.get(locale), summary)
             edits.append(
                 (broadcast.id, broadcast.status_chat_id, broadcast.status_message_id, text)
             )
     runtime.wake_delivery()
-    shown: dict[int, str] = context.bot_data.setdefault("broadcast_status", {})
+    on_screen: dict[int, str] = context.bot_data.setdefault("broadcast_status", {})
     for broadcast_id, chat_id, message_id, text in edits:
-        if shown.get(broadcast_id) == text:
+        if on_screen.get(broadcast_id) == text:
             continue
         try:
             await context.bot.edit_message_text(
@@ -147,13 +147,17 @@ async def tick(context: BotContext) -> None:
         except TelegramError as exc:
             log.warning("broadcast %s: status message not updated: %s", broadcast_id, exc)
             continue
-        shown[broadcast_id] = text
+        on_screen[broadcast_id] = text
 
 
-async def _followed(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
-    """Broadcasts whose figures can still change: running, or recently done."""
-    rows = await session.scalars(
-        select(Broadcast).where(
+async def _followed(session: AsyncSession, now: dt.datetime) -> list[tuple[Broadcast, str | None]]:
+    """Broadcasts whose figures can still change (running, or recently done), each with the
+    language of its sender's status message (theirs, else the school's): one statement."""
+    rows = await session.execute(
+        select(Broadcast, func.coalesce(User.locale, School.default_locale))
+        .join(School, School.id == Broadcast.school_id)
+        .outerjoin(User, User.id == Broadcast.created_by_user_id)
+        .where(
             (Broadcast.status == BroadcastStatus.SENDING)
             | (
                 (Broadcast.status == BroadcastStatus.DONE)
@@ -161,20 +165,7 @@ async def _followed(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
             )
         )
     )
-    return list(rows.all())
-
-
-async def _sender_translator(
-    session: AsyncSession, runtime: Runtime, broadcast: Broadcast
-) -> Translator:
-    locale = await session.scalar(
-        select(User.locale).where(User.id == broadcast.created_by_user_id)
-    )
-    if locale is None:
-        locale = await session.scalar(
-            select(School.default_locale).where(School.id == broadcast.school_id)
-        )
-    return runtime.i18n.get(locale)
+    return [(broadcast, locale) for broadcast, locale in rows.all()]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+import pytest
+from sqlalchemy import delete, func, select, update
 
 from bot import broadcasting
 from bot.context import KehouApplication
 from bot.i18n import I18n
-from bot.services import broadcasts, outbox
-from bot.services.broadcasts import Audience, AudienceKind
+from bot.services import broadcasts, members, outbox
+from bot.services.broadcasts import Audience, AudienceKind, Notice, Refused
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
@@ -29,10 +31,13 @@ from storage.models import (
     UserRole,
     utcnow,
 )
-from tests.factories import SchoolData, add_member
+from tests.factories import SchoolData, add_member, make_school
 from tests.harness import Call, FakeUser
 
 ADMIN, MOM, DAD, OTHER, TEACHER = 700, 701, 702, 703, 704
+ELSEWHERE = 705  # an admin of another school
+NOT_ADMIN = "只有学校的课后服务管理员"  # "Only the school's after-school admins can send …"
+INACTIVE = "此按钮已不再有效"  # "This button is no longer active."
 CST = ZoneInfo("Asia/Shanghai")
 MORNING = dt.datetime(2026, 12, 2, 10, 0, tzinfo=CST)
 
@@ -108,8 +113,156 @@ async def test_people_who_are_not_admins_cannot_broadcast(
     await admin.send("通知")
     async with db.transaction() as session:
         await session.execute(delete(UserRole).where(UserRole.user_id == ids[ADMIN]))
-    await admin.press(f"bc:a:{draft_id(admin)}:parents")
+    before = await audit_count(db)
+    pressed = f"bc:a:{draft_id(admin)}:parents"
+    replies = await admin.press(pressed)
+    assert NOT_ADMIN in json.dumps([c.params for c in replies], ensure_ascii=False)
     assert await rows(db) == []
+    # The preview's service refused it, and recorded that once.
+    assert await audit_since(db, before) == [("broadcast.refused", ids[ADMIN], pressed)]
+    # The conversation is over: the draft's other buttons change nothing either.
+    again = await admin.press(f"bc:v:{pressed.split(':')[2]}:grade:3")
+    assert NOT_ADMIN in json.dumps([c.params for c in again], ensure_ascii=False)
+    assert await rows(db) == [] and await broadcast_rows(db) == []
+
+
+async def audit_count(db: Database) -> int:
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(AuditLog)) or 0)
+
+
+async def audit_since(db: Database, count: int) -> list[tuple[str, int | None, str | None]]:
+    """The audit rows written after the first `count`: action, actor, the press's data."""
+    async with db.transaction() as session:
+        found = await session.execute(
+            select(AuditLog.action, AuditLog.actor_user_id, AuditLog.details)
+            .order_by(AuditLog.id)
+            .offset(count)
+        )
+        return [(a, actor, (d or {}).get("callback_data")) for a, actor, d in found.all()]
+
+
+async def everything(db: Database) -> tuple[list[Any], list[Any]]:
+    """What a broadcast press could change: the broadcasts and their outbox rows."""
+    async with db.transaction() as session:
+        found = await session.execute(
+            select(
+                Broadcast.id,
+                Broadcast.status,
+                Broadcast.held_at,
+                Broadcast.started_at,
+                Broadcast.cancelled_at,
+                Broadcast.recipients,
+            ).order_by(Broadcast.id)
+        )
+        messages = await session.execute(
+            select(Outbox.id, Outbox.status, Outbox.acknowledged_at).order_by(Outbox.id)
+        )
+        return [tuple(r) for r in found.all()], [tuple(r) for r in messages.all()]
+
+
+async def one_of_each(db: Database, school: SchoolData, admin: int) -> dict[str, int]:
+    """A broadcast scheduled for later, one held (it was due while Kehou was down) and one
+    sent with a confirm button; and a class, for audience presses."""
+    async with db.transaction() as session:
+        made = {}
+        for name, ack, scheduled_for in (
+            ("scheduled", False, utcnow() + dt.timedelta(hours=1)),
+            ("held", False, utcnow() + dt.timedelta(hours=1)),
+            ("sent", True, None),
+        ):
+            broadcast = await broadcasts.create(
+                session,
+                school.school_id,
+                sender_user_id=admin,
+                text=f"通知 {name}",
+                audience=Audience(AudienceKind.CLASS, school.class_ids["3-1"]),
+                ack=ack,
+                scheduled_for=scheduled_for,
+            )
+            made[name] = broadcast.id
+        await session.execute(
+            update(Broadcast).where(Broadcast.id == made["held"]).values(held_at=utcnow())
+        )
+        await session.execute(update(Outbox).values(status=OutboxStatus.SENT))
+    return made | {"class": school.class_ids["3-1"]}
+
+
+FORGED = [
+    ("bl:cancel:{scheduled}", NOT_ADMIN),
+    ("bl:unack:{sent}", NOT_ADMIN),
+    ("lb:s:{held}", INACTIVE),
+    ("lb:c:{held}", INACTIVE),
+    ("bc:v:0a1b2c3d:class:{class}", NOT_ADMIN),
+]
+
+
+@pytest.mark.parametrize("who", [MOM, TEACHER])
+@pytest.mark.parametrize(("data", "says"), FORGED)
+async def test_a_forged_broadcast_press_changes_nothing_and_is_recorded_once(
+    who: int, data: str, says: str, make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    """A parent or a teacher presses an admin's button they were never shown."""
+    ids = await people(db, school)
+    pressed = data.format(**await one_of_each(db, school, ids[ADMIN]))
+    before, count = await everything(db), await audit_count(db)
+    replies = await make_user(who).press(pressed)
+    assert [c.method for c in replies] == ["answerCallbackQuery"]  # nothing sent or edited
+    assert replies[0].params["show_alert"] is True and says in replies[0].params["text"]
+    assert await audit_since(db, count) == [("broadcast.refused", ids[who], pressed)]
+    assert await everything(db) == before
+
+
+@pytest.mark.parametrize(("data", "says"), FORGED[:4])
+async def test_an_admin_of_another_school_cannot_touch_this_schools_broadcasts(
+    data: str, says: str, make_user, db: Database, school: SchoolData
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    elsewhere = await add_member(db, await make_school(db, "other"), ELSEWHERE, {Role.ADMIN})
+    pressed = data.format(**await one_of_each(db, school, ids[ADMIN]))
+    before, count = await everything(db), await audit_count(db)
+    replies = await make_user(ELSEWHERE).press(pressed)
+    assert [c.method for c in replies] == ["answerCallbackQuery"]
+    assert INACTIVE in replies[0].params["text"]  # an admin: the id is what is refused
+    assert await audit_since(db, count) == [("broadcast.refused", elsewhere, pressed)]
+    assert await everything(db) == before
+    # Nor can they pick one of its classes for their own notice.
+    admin: FakeUser = make_user(ELSEWHERE)
+    await admin.send("/broadcast")
+    await admin.send("通知")
+    forged = f"bc:v:{draft_id(admin)}:class:{school.class_ids['3-1']}"
+    replies = await admin.press(forged)
+    assert INACTIVE in json.dumps([c.params for c in replies], ensure_ascii=False)
+    assert (await audit_since(db, count))[1:] == [("broadcast.refused", elsewhere, forged)]
+    assert await everything(db) == before
+
+
+async def test_the_broadcast_services_refuse_a_member_who_is_no_admin(
+    db: Database, school: SchoolData
+) -> None:
+    """Each service call asks the guard itself, whatever the handler checked before it."""
+    ids = await people(db, school)
+    made = await one_of_each(db, school, ids[ADMIN])
+    before, count = await everything(db), await audit_count(db)
+    async with db.transaction() as session:
+        teacher = await members.find_member(session, TEACHER)
+    class_3_1 = Audience(AudienceKind.CLASS, made["class"])
+    calls = {
+        "choices": lambda s, m: broadcasts.choices(s, m, AudienceKind.CLASS, pressed="x"),
+        "preview": lambda s, m: broadcasts.preview(s, m, class_3_1, pressed="x"),
+        "send": lambda s, m: broadcasts.send(s, m, Notice("停课", class_3_1), pressed="x"),
+        "recent": lambda s, m: broadcasts.recent(s, m, pressed="x"),
+        "stop": lambda s, m: broadcasts.stop(s, m, made["scheduled"], pressed="x"),
+        "unconfirmed": lambda s, m: broadcasts.unconfirmed(s, m, made["sent"], pressed="x"),
+        "release": lambda s, m: broadcasts.release(s, m, made["held"], utcnow(), pressed="x"),
+    }
+    for name, call in calls.items():
+        for member in (teacher, None):  # None: an account no school knows
+            async with db.transaction() as session:
+                assert await call(session, member) is Refused.NOT_ADMIN, name
+    # The teacher's refusals are in the school's log, once each; a stranger's in none.
+    assert await audit_since(db, count) == [("broadcast.refused", ids[TEACHER], "x")] * len(calls)
+    assert await everything(db) == before
 
 
 async def test_forged_audience_ids_are_refused_and_recorded(
@@ -235,7 +388,7 @@ async def test_confirm_button_records_each_recipient_once(
         figures = await broadcasts.progress(session, broadcast.id)
         missing = await broadcasts.unacknowledged(session, school.school_id, broadcast.id)
     assert (figures.sent, figures.acknowledged) == (2, 1)
-    assert missing == [(f"user {DAD}", ["张伟", "李小明"])]
+    assert missing == [broadcasts.Unconfirmed(f"user {DAD}", ("张伟", "李小明"))]
 
     # The admin's list shows the figures and who has not confirmed.
     admin: FakeUser = make_user(ADMIN)
@@ -414,8 +567,12 @@ async def test_a_broadcast_finishes_while_some_parents_wait_for_their_digest(
         figures = await broadcasts.progress(session, broadcast.id)
         assert (figures.sent, figures.held, figures.queued) == (1, 1, 0)
         assert await broadcasts.finish(session, broadcast, figures, utcnow())
+        (name,) = await broadcasts.audience_names(
+            session, [Audience.from_json(broadcast.audience)]
+        )
     t = I18n(ZoneInfo("Asia/Shanghai")).get("zh_CN")
-    text = broadcasting.status_text(t, broadcast, "三年级1班家长", figures)
+    text = broadcasting.status_text(t, broadcasts.Summary.of(broadcast, name, figures))
+    assert "三年级1班家长" in text
     assert "已完成" in text and "等待家长的每日汇总：1" in text
 
 

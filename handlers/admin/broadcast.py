@@ -1,10 +1,15 @@
 """/broadcast and /broadcasts: an admin writes a notice, picks an audience, previews, sends.
 
 The draft lives in `user_data` (persisted), so a restart does not lose it. Every press is
-checked again on the server: the presser must be an admin of the school, and every id in the
-callback data must belong to that school. Each draft has its own random id, carried in every
-button of its keyboards (`bc:<step>:<draft id>:…`): a button of an earlier draft's preview is
-refused instead of acting on whatever draft is current.
+checked again on the server. An update that reads or writes makes one call into
+`bot.services.broadcasts`, in one transaction; that call asks the guard whether the presser is
+an admin of the school and checks that every id in the callback data belongs to that school (a
+refusal is audited there; the handler only tells the person, `presses.refuse(...,
+audited=True)`). Steps that answer before or without a service call (writing the notice, going
+back, "Sending…", "Send later", cancelling the draft, a press no step takes) ask
+`broadcasts.may_broadcast` first, for the friendly answer. Each draft has its own random id,
+carried in every button of its keyboards (`bc:<step>:<draft id>:…`): a button of an earlier
+draft's preview is refused instead of acting on whatever draft is current.
 """
 
 from __future__ import annotations
@@ -32,12 +37,22 @@ from bot.broadcasting import audience_label, status_text
 from bot.context import BotContext
 from bot.i18n import N_, Translator
 from bot.services import broadcasts
-from bot.services.broadcasts import Audience, AudienceKind
+from bot.services.broadcasts import (
+    REFUSED,
+    Audience,
+    AudienceKind,
+    Cancelled,
+    Choice,
+    Notice,
+    Preview,
+    Refused,
+    Stop,
+    Unconfirmed,
+)
 from bot.services.outbox import MessageTooLong, split_html, utf16_len, visible_text
 from handlers.common.cancel import cancel
 from handlers.common.presses import as_int, edit_markup, edit_or_send, fields, ints, refuse
-from storage.models import Broadcast as BroadcastRow
-from storage.models import BroadcastStatus, Role, utcnow
+from storage.models import utcnow
 
 COMPOSE, AUDIENCE, OPTIONS, WHEN = range(4)
 DRAFT = "pending_broadcast"
@@ -63,7 +78,8 @@ AUDIENCE_CHOICES = {
 
 
 def _is_admin(context: BotContext) -> bool:
-    return context.member is not None and context.member.has(Role.ADMIN)
+    """The early, friendly check of a step that answers before or without a service call."""
+    return broadcasts.may_broadcast(context.member)
 
 
 def _draft(context: BotContext) -> dict[str, Any] | None:
@@ -74,17 +90,32 @@ def _draft(context: BotContext) -> dict[str, Any] | None:
     return draft if isinstance(draft, dict) and "id" in draft else None
 
 
-async def _refuse(update: Update, context: BotContext) -> int:
-    """Not an admin (any more): say so, drop any draft, end the conversation."""
-    t = context.t
+def _not_admin_text(context: BotContext) -> str:
+    return context.t.gettext("Only the school's after-school admins can send broadcasts.")
+
+
+async def _refuse(update: Update, context: BotContext, *, audited: bool = False) -> int:
+    """Not an admin (any more): say so, drop any draft, end the conversation.
+
+    `audited`: the service's guard recorded the refusal already.
+    """
     if context.user_data is not None:
         context.user_data.pop(DRAFT, None)
-    text = t.gettext("Only the school's after-school admins can send broadcasts.")
+    text = _not_admin_text(context)
     if update.callback_query is not None:
-        await refuse(update, context, "broadcast.refused", text=text)
+        await refuse(update, context, REFUSED, text=text, audited=audited)
     elif update.effective_message is not None:
         await update.effective_message.reply_text(text)
     return ConversationHandler.END
+
+
+async def _refused(update: Update, context: BotContext, refused: Refused) -> int | None:
+    """Tell the presser what the service refused (and audited): a non-admin's press ends the
+    conversation; a press naming nothing of the school changes nothing and keeps the step."""
+    if refused is Refused.NOT_ADMIN:
+        return await _refuse(update, context, audited=True)
+    await refuse(update, context, REFUSED, audited=True)
+    return None
 
 
 async def _outdated(update: Update, context: BotContext) -> None:
@@ -137,19 +168,24 @@ def parse_press(data: str | None) -> Press | None:
     return Press(step, draft_id, kind, number)
 
 
-async def _press(update: Update, context: BotContext) -> tuple[dict[str, Any], Press] | int | None:
+async def _press(
+    update: Update, context: BotContext, *, guarded: bool = False
+) -> tuple[dict[str, Any], Press] | int | None:
     """The current draft and the press on one of its buttons; else the refusal's next state.
 
     None keeps the conversation in its step: a forged press, or a button of an earlier draft.
+    `guarded`: the step calls the service, whose guard checks the presser's role; a step that
+    answers on its own, or a press no step takes, asks `_is_admin` here first.
     """
-    if not _is_admin(context):
-        return await _refuse(update, context)
     assert update.callback_query is not None
     press = parse_press(update.callback_query.data)
-    if press is None:
-        await refuse(update, context, "broadcast.refused")
-        return None
     draft = _draft(context)
+    current = press is not None and draft is not None and press.draft_id == draft["id"]
+    if not (guarded and current) and not _is_admin(context):
+        return await _refuse(update, context)
+    if press is None:
+        await refuse(update, context, REFUSED)
+        return None
     if draft is None:
         return await _expired(update, context)
     if press.draft_id != draft["id"]:
@@ -233,11 +269,13 @@ async def choose_audience(update: Update, context: BotContext) -> int | None:
     query = update.callback_query
     assert query is not None
     t = context.t
-    pressed = await _press(update, context)
+    pressed = await _press(update, context, guarded=True)
     if not isinstance(pressed, tuple):
         return pressed
     draft, press = pressed
     if press.kind is None:  # back to the kinds
+        if not _is_admin(context):
+            return await _refuse(update, context)
         await query.answer()
         await edit_or_send(
             query,
@@ -245,34 +283,34 @@ async def choose_audience(update: Update, context: BotContext) -> int | None:
             reply_markup=_audience_markup(t, draft["id"]),
         )
         return AUDIENCE
-    if press.step == "a" and press.kind in broadcasts.NEEDS_VALUE:
+    if press.step == "p" or (press.step == "a" and press.kind in broadcasts.NEEDS_VALUE):
+        async with context.db.transaction() as session:
+            found = await broadcasts.choices(
+                session, context.member, press.kind, pressed=query.data
+            )
+        if isinstance(found, Refused):
+            return await _refused(update, context, found)
         await query.answer()
-        markup = await _values_markup(context, draft["id"], press.kind, page=0)
-        await edit_or_send(query, t.gettext("Which one?"), reply_markup=markup)
-        return AUDIENCE
-    if press.step == "p":
-        await query.answer()
-        markup = await _values_markup(context, draft["id"], press.kind, page=press.number or 0)
-        await edit_markup(query, markup)
+        page = (press.number or 0) if press.step == "p" else 0
+        markup = _values_markup(t, draft["id"], press.kind, found, page)
+        if press.step == "p":
+            await edit_markup(query, markup)
+        else:
+            await edit_or_send(query, t.gettext("Which one?"), reply_markup=markup)
         return AUDIENCE
     audience = Audience(press.kind, press.number)
-    assert context.member is not None
     async with context.db.transaction() as session:
-        valid = await broadcasts.audience_is_valid(session, context.member.school_id, audience)
-    if not valid:
-        await refuse(update, context, "broadcast.refused")
-        return None
+        shown = await broadcasts.preview(session, context.member, audience, pressed=query.data)
+    if isinstance(shown, Refused):
+        return await _refused(update, context, shown)
     await query.answer()
     draft["audience"] = audience.to_json()
-    return await _show_preview(update, context)
+    return await _show_preview(query, context, draft, shown)
 
 
-async def _values_markup(
-    context: BotContext, draft_id: str, kind: AudienceKind, page: int
+def _values_markup(
+    t: Translator, draft_id: str, kind: AudienceKind, values: list[Choice], page: int
 ) -> InlineKeyboardMarkup:
-    t = context.t
-    assert context.member is not None
-    school_id = context.member.school_id
     buttons: list[InlineKeyboardButton] = []
     per_row = 3
     extra: list[InlineKeyboardButton] = []
@@ -286,45 +324,41 @@ async def _values_markup(
             ),
         ]
         per_row = 1
-    else:
-        async with context.db.transaction() as session:
-            values = await broadcasts.audience_values(session, school_id, kind)
-        if kind is AudienceKind.GRADE:
-            buttons = [
-                InlineKeyboardButton(
-                    t.gettext("Grade {grade}").format(grade=g),
-                    callback_data=f"bc:v:{draft_id}:grade:{g}",
-                )
-                for g, _ in values
-            ]
-        elif kind is AudienceKind.CLASS:
-            buttons = [
-                InlineKeyboardButton(name, callback_data=f"bc:v:{draft_id}:class:{cid}")
-                for cid, name in values
-            ]
-        else:
-            courses = values
-            pages = max((len(courses) - 1) // COURSES_PER_PAGE + 1, 1)
-            page = min(max(page, 0), pages - 1)
-            shown = courses[page * COURSES_PER_PAGE : (page + 1) * COURSES_PER_PAGE]
-            buttons = [
-                InlineKeyboardButton(name, callback_data=f"bc:v:{draft_id}:course:{cid}")
-                for cid, name in shown
-            ]
-            per_row = 2
-            if page > 0:
-                extra.append(
-                    InlineKeyboardButton("‹", callback_data=f"bc:p:{draft_id}:course:{page - 1}")
-                )
-            extra.append(
-                InlineKeyboardButton(
-                    f"{page + 1}/{pages}", callback_data=f"bc:p:{draft_id}:course:{page}"
-                )
+    elif kind is AudienceKind.GRADE:
+        buttons = [
+            InlineKeyboardButton(
+                t.gettext("Grade {grade}").format(grade=c.value),
+                callback_data=f"bc:v:{draft_id}:grade:{c.value}",
             )
-            if page < pages - 1:
-                extra.append(
-                    InlineKeyboardButton("›", callback_data=f"bc:p:{draft_id}:course:{page + 1}")
-                )
+            for c in values
+        ]
+    elif kind is AudienceKind.CLASS:
+        buttons = [
+            InlineKeyboardButton(c.name, callback_data=f"bc:v:{draft_id}:class:{c.value}")
+            for c in values
+        ]
+    else:
+        pages = max((len(values) - 1) // COURSES_PER_PAGE + 1, 1)
+        page = min(max(page, 0), pages - 1)
+        shown = values[page * COURSES_PER_PAGE : (page + 1) * COURSES_PER_PAGE]
+        buttons = [
+            InlineKeyboardButton(c.name, callback_data=f"bc:v:{draft_id}:course:{c.value}")
+            for c in shown
+        ]
+        per_row = 2
+        if page > 0:
+            extra.append(
+                InlineKeyboardButton("‹", callback_data=f"bc:p:{draft_id}:course:{page - 1}")
+            )
+        extra.append(
+            InlineKeyboardButton(
+                f"{page + 1}/{pages}", callback_data=f"bc:p:{draft_id}:course:{page}"
+            )
+        )
+        if page < pages - 1:
+            extra.append(
+                InlineKeyboardButton("›", callback_data=f"bc:p:{draft_id}:course:{page + 1}")
+            )
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
     if extra:
         rows.append(extra)
@@ -336,18 +370,13 @@ async def _values_markup(
 # Preview and options
 
 
-async def _show_preview(update: Update, context: BotContext) -> int:
-    query = update.callback_query
-    assert query is not None
-    draft = _draft(context)
-    assert draft is not None and context.member is not None
+async def _show_preview(
+    query: CallbackQuery, context: BotContext, draft: dict[str, Any], shown: Preview
+) -> int:
     t = context.t
     draft_id = draft["id"]
-    audience = Audience.from_json(draft["audience"])
-    async with context.db.transaction() as session:
-        people = await broadcasts.recipients(session, context.member.school_id, audience)
-        label = await audience_label(session, t, audience)
-    draft["count"] = len(people)
+    label = audience_label(t, shown.audience)
+    draft["count"] = shown.count
 
     def flag(on: bool) -> str:
         return t.gettext("on") if on else t.gettext("off")
@@ -355,7 +384,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
     lines = [
         "<b>" + t.gettext("Preview") + "</b>",
         t.gettext("To: {audience} ({count} recipients)").format(
-            audience=html.escape(label), count=len(people)
+            audience=html.escape(label), count=shown.count
         ),
         t.gettext(
             "Confirm button: {ack} · Reminder after {hours} h: {reping} · Urgent: {urgent}"
@@ -369,7 +398,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
     if draft.get("attachment"):
         kind = draft["attachment"]["type"]
         lines.append(t.gettext("With a photo.") if kind == "photo" else t.gettext("With a file."))
-    if not people:
+    if not shown.count:
         lines.append(t.gettext("No one is in this audience yet. Choose another."))
     body = draft["text"] or "…"
     if utf16_len(visible_text(body)) > PREVIEW_LENGTH:  # the preview must fit one message
@@ -403,7 +432,7 @@ async def _show_preview(update: Update, context: BotContext) -> int:
             )
         ]
     )
-    if people:
+    if shown.count:
         rows.append(
             [
                 InlineKeyboardButton(t.gettext("Send now"), callback_data=f"bc:send:{draft_id}"),
@@ -434,17 +463,22 @@ async def toggle_option(update: Update, context: BotContext) -> int | None:
     """Turn one option of the draft this preview shows on or off."""
     query = update.callback_query
     assert query is not None
-    pressed = await _press(update, context)
+    pressed = await _press(update, context, guarded=True)
     if not isinstance(pressed, tuple):
         return pressed
     draft, press = pressed
     if "audience" not in draft or press.option is None:
         return await _expired(update, context)
+    audience = Audience.from_json(draft["audience"])
+    async with context.db.transaction() as session:
+        shown = await broadcasts.preview(session, context.member, audience, pressed=query.data)
+    if isinstance(shown, Refused):
+        return await _refused(update, context, shown)
     await query.answer()
     draft[press.option] = not draft[press.option]
     if not draft["ack"]:
         draft["reping"] = False
-    return await _show_preview(update, context)
+    return await _show_preview(query, context, draft, shown)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,27 +582,28 @@ async def _create(
     *,
     scheduled_for: dt.datetime | None,
 ) -> int:
-    assert context.member is not None and context.user_data is not None
+    assert context.user_data is not None
     t = context.t
-    audience = Audience.from_json(draft["audience"])
+    notice = Notice(
+        text=draft["text"],
+        audience=Audience.from_json(draft["audience"]),
+        attachment=draft.get("attachment"),
+        ack=draft["ack"],
+        reping_hours=REPING_HOURS if draft["reping"] else None,
+        urgent=draft["urgent"],
+    )
+    query = update.callback_query
     try:
         async with context.db.transaction() as session:
-            broadcast = await broadcasts.create(
+            sent = await broadcasts.send(
                 session,
-                context.member.school_id,
-                sender_user_id=context.member.user_id,
-                text=draft["text"],
-                audience=audience,
-                attachment=draft.get("attachment"),
-                ack=draft["ack"],
-                reping_hours=REPING_HOURS if draft["reping"] else None,
-                urgent=draft["urgent"],
+                context.member,
+                notice,
                 scheduled_for=scheduled_for,
                 status_chat_id=status_message.chat_id,
+                status_message_id=status_message.message_id,
+                pressed=query.data if query is not None else None,
             )
-            broadcast.status_message_id = status_message.message_id
-            figures = await broadcasts.progress(session, broadcast.id)
-            label = await audience_label(session, t, audience)
     except MessageTooLong:
         await edit_or_send(
             status_message,
@@ -578,10 +613,16 @@ async def _create(
         )
         return COMPOSE
     context.user_data.pop(DRAFT, None)
+    if isinstance(sent, Refused):  # audited; the status message says why nothing went out
+        await edit_or_send(
+            status_message,
+            _not_admin_text(context)
+            if sent is Refused.NOT_ADMIN
+            else t.gettext("This step has expired. Send /broadcast to start again."),
+        )
+        return ConversationHandler.END
     context.runtime.wake_delivery()
-    await edit_or_send(
-        status_message, status_text(t, broadcast, label, figures), parse_mode=ParseMode.HTML
-    )
+    await edit_or_send(status_message, status_text(t, sent), parse_mode=ParseMode.HTML)
     return ConversationHandler.END
 
 
@@ -608,7 +649,7 @@ async def stray_press(update: Update, context: BotContext) -> None:
         return
     press = parse_press(query.data)
     if press is None:
-        await refuse(update, context, "broadcast.refused")
+        await refuse(update, context, REFUSED)
         return
     draft = _draft(context)
     if draft is not None and press.draft_id != draft["id"]:
@@ -639,37 +680,34 @@ async def _expired(update: Update, context: BotContext) -> int:
 async def list_recent(update: Update, context: BotContext) -> None:
     message = update.effective_message
     assert message is not None
-    if not _is_admin(context):
-        await _refuse(update, context)
-        return
-    assert context.member is not None
     t = context.t
+    async with context.db.transaction() as session:
+        found = await broadcasts.recent(session, context.member)
+    if isinstance(found, Refused):
+        await _refuse(update, context, audited=True)
+        return
     lines = ["<b>" + t.gettext("Recent broadcasts") + "</b>"]
     rows: list[list[InlineKeyboardButton]] = []
-    async with context.db.transaction() as session:
-        found = await broadcasts.recent(session, context.member.school_id)
-        for broadcast in found:
-            figures = await broadcasts.progress(session, broadcast.id)
-            label = await audience_label(session, t, Audience.from_json(broadcast.audience))
-            lines += ["", status_text(t, broadcast, label, figures)]
-            lines.append(html.escape(_snippet(broadcast)))
-            buttons = []
-            if broadcast.status in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
-                buttons.append(
-                    InlineKeyboardButton(
-                        t.gettext("Cancel #{id}").format(id=broadcast.id),
-                        callback_data=f"bl:cancel:{broadcast.id}",
-                    )
+    for broadcast in found:
+        lines += ["", status_text(t, broadcast)]
+        lines.append(html.escape(_snippet(broadcast.text)))
+        buttons = []
+        if broadcast.cancellable:
+            buttons.append(
+                InlineKeyboardButton(
+                    t.gettext("Cancel #{id}").format(id=broadcast.id),
+                    callback_data=f"bl:cancel:{broadcast.id}",
                 )
-            if broadcast.ack_requested and figures.sent > figures.acknowledged:
-                buttons.append(
-                    InlineKeyboardButton(
-                        t.gettext("Not confirmed #{id}").format(id=broadcast.id),
-                        callback_data=f"bl:unack:{broadcast.id}",
-                    )
+            )
+        if broadcast.unconfirmed:
+            buttons.append(
+                InlineKeyboardButton(
+                    t.gettext("Not confirmed #{id}").format(id=broadcast.id),
+                    callback_data=f"bl:unack:{broadcast.id}",
                 )
-            if buttons:
-                rows.append(buttons)
+            )
+        if buttons:
+            rows.append(buttons)
     if not found:
         lines.append(t.gettext("No broadcasts yet. Send /broadcast to write one."))
     await message.reply_text(
@@ -680,21 +718,18 @@ async def list_recent(update: Update, context: BotContext) -> None:
 
 
 async def _tell_cancelled(
-    query: CallbackQuery,
-    context: BotContext,
-    broadcast_id: int,
-    result: broadcasts.Cancelled | None,
+    query: CallbackQuery, context: BotContext, broadcast_id: int, result: Cancelled
 ) -> None:
     """Say what the cancel really did: nothing went out, it was stopped midway, or too late."""
     t = context.t
-    if result is None or result.outcome is broadcasts.Stop.FINISHED:
+    if result.outcome is Stop.FINISHED:
         await query.answer(
             t.gettext("Broadcast #{id} has already finished.").format(id=broadcast_id),
             show_alert=True,
         )
         return
     await query.answer(t.gettext("Broadcast #{id} cancelled.").format(id=broadcast_id))
-    if result.outcome is broadcasts.Stop.CANCELLED:
+    if result.outcome is Stop.CANCELLED:
         text = t.gettext("Broadcast #{id} cancelled before it started. Nothing was sent.")
     else:
         text = t.ngettext(
@@ -708,61 +743,59 @@ async def _tell_cancelled(
     await context.bot.send_message(query.from_user.id, text.format(id=broadcast_id, n=result.sent))
 
 
-def _snippet(broadcast: BroadcastRow) -> str:
-    plain = re.sub(r"<[^>]+>", "", broadcast.text)
+def _snippet(text: str) -> str:
+    plain = re.sub(r"<[^>]+>", "", text)
     plain = html.unescape(" ".join(plain.split()))
     return plain if len(plain) <= 60 else plain[:59] + "…"
 
 
 async def manage(update: Update, context: BotContext) -> None:
+    """A button under /broadcasts: cancel a broadcast, or list who has not confirmed it."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    t = context.t
-    if not _is_admin(context):
-        await _refuse(update, context)
-        return
-    assert context.member is not None
     parts = fields(query.data, "bl:", 2)
     broadcast_id = as_int(parts[1]) if parts else None
     if parts is None or broadcast_id is None or parts[0] not in ("cancel", "unack"):
-        await refuse(update, context, "broadcast.refused")
+        if not _is_admin(context):  # the friendly answer; the press is refused either way
+            await _refuse(update, context)
+        else:
+            await refuse(update, context, REFUSED)
         return
-    action = parts[0]
-    school_id = context.member.school_id
-    chat_id = query.from_user.id  # /broadcasts is private: the admin's own chat
+    result: Cancelled | list[Unconfirmed] | Refused
     async with context.db.transaction() as session:
-        found = await broadcasts.get(session, school_id, broadcast_id) is not None
-        if found and action == "cancel":
-            cancelled = await broadcasts.cancel(
-                session, school_id, broadcast_id, context.member.user_id
+        if parts[0] == "cancel":
+            result = await broadcasts.stop(
+                session, context.member, broadcast_id, pressed=query.data
             )
-        elif found:
-            missing = await broadcasts.unacknowledged(session, school_id, broadcast_id)
-    if not found:
-        await refuse(update, context, "broadcast.refused")
-        return
-    if action == "cancel":
-        await _tell_cancelled(query, context, broadcast_id, cancelled)
-        return
-    await query.answer()
+        else:
+            result = await broadcasts.unconfirmed(
+                session, context.member, broadcast_id, pressed=query.data
+            )
+    if isinstance(result, Refused):
+        await _refused(update, context, result)
+    elif isinstance(result, Cancelled):
+        await _tell_cancelled(query, context, broadcast_id, result)
+    else:
+        await query.answer()
+        # /broadcasts is private: the admin's own chat
+        for part in _chunks(_unconfirmed_text(context.t, broadcast_id, result)):
+            await context.bot.send_message(query.from_user.id, part)
+
+
+def _unconfirmed_text(t: Translator, broadcast_id: int, missing: list[Unconfirmed]) -> str:
     if not missing:
-        text = t.gettext("Everyone who received broadcast #{id} has confirmed.").format(
+        return t.gettext("Everyone who received broadcast #{id} has confirmed.").format(
             id=broadcast_id
         )
-    else:
-        separator = "、" if t.locale.startswith("zh") else ", "
-        lines = [
-            t.gettext("Not yet confirmed #{id} ({count}):").format(
-                id=broadcast_id, count=len(missing)
-            )
-        ]
-        lines += [
-            f"• {name}" + (f" ({separator.join(children)})" if children else "")
-            for name, children in missing
-        ]
-        text = "\n".join(lines)
-    for part in _chunks(text):
-        await context.bot.send_message(chat_id, part)
+    separator = "、" if t.locale.startswith("zh") else ", "
+    lines = [
+        t.gettext("Not yet confirmed #{id} ({count}):").format(id=broadcast_id, count=len(missing))
+    ]
+    lines += [
+        f"• {person.name}" + (f" ({separator.join(person.children)})" if person.children else "")
+        for person in missing
+    ]
+    return "\n".join(lines)
 
 
 def _chunks(text: str, limit: int = 4000) -> list[str]:
