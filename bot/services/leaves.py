@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -115,11 +116,13 @@ async def pickup_period(
     None (refused, audited) when the member is not one of the child's guardians.
     """
     user_id = guard.parent(member)
-    rows = []
+    rows: Sequence[Row[Any, Any]] = ()
     if user_id is not None:
+        columns: tuple[Any, ...] = (Student.school_id, Enrolment.course_id)
+        query = select(*columns)
         rows = (
             await session.execute(
-                of_guardian(select(Student.school_id, Enrolment.course_id), user_id)
+                of_guardian(query, user_id)
                 .outerjoin(
                     Enrolment,
                     (Enrolment.student_id == Student.id)
@@ -135,7 +138,7 @@ async def pickup_period(
     assert member is not None  # a parent, since guard.parent found one
     version = member.catalogue_version if member.school_id == school_id else None
     found = await catalogue.of(session, school_id, version)
-    enrolled = (found.course(course_id) for _, course_id in rows if course_id is not None)
+    enrolled = (found.course(row[1]) for row in rows if row[1] is not None)
     running = sessions_on(found, (c for c in enrolled if c is not None), day)
     period = next((c.period for c in running if c.starts_at < clock < c.ends_at), None)
     return LeaveRefusal.BAD_TIME if period is None else period
