@@ -46,6 +46,7 @@ async def decide(update: Update, context: BotContext) -> None:
         if result.outcome is Release.ALREADY:
             text = t.gettext("Broadcast #{id} was already sent or cancelled.")
         else:
+            context.runtime.wake_delivery()  # its rows are due now, as after "Send now"
             text = t.ngettext(
                 "Broadcast #{id} is going out now to {n} recipient.",
                 "Broadcast #{id} is going out now to {n} recipients.",
