@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import wording
 from bot.i18n import Translator
 from storage.models import DeliveryWorker as WorkerRow
 from storage.models import (
@@ -543,7 +544,8 @@ def render(row: Claimed, t: Translator) -> Rendered:
 def format_params(params: dict[str, Any], t: Translator) -> dict[str, str]:
     """Template parameters: plain values as they are, typed ones formatted for the locale.
 
-    ``{"$date": "2026-12-01"}``, ``{"$datetime": ISO}``, ``{"$money": fen}`` and
+    ``{"$date": "2026-12-01"}``, ``{"$day": "2026-12-01"}`` (weekday and date, as in lists),
+    ``{"$datetime": ISO}``, ``{"$time": "16:50"}``, ``{"$money": fen}`` and
     ``{"$msgid": text}`` are formatted (or translated) with the recipient's translator.
     """
     formatted = {}
@@ -554,6 +556,10 @@ def format_params(params: dict[str, Any], t: Translator) -> dict[str, str]:
                 value = t.date(dt.date.fromisoformat(raw))
             elif kind == "$datetime":
                 value = t.datetime(dt.datetime.fromisoformat(raw), "short")
+            elif kind == "$day":
+                value = wording.day(t, dt.date.fromisoformat(raw))
+            elif kind == "$time":
+                value = t.time(dt.time.fromisoformat(raw))
             elif kind == "$money":
                 value = t.money(int(raw))
             elif kind == "$msgid":
