@@ -12,9 +12,11 @@ import dataclasses
 import datetime as dt
 import html
 import logging
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
@@ -23,6 +25,7 @@ from bot.i18n import N_, I18n, Translator
 from bot.services import broadcasts, outbox
 from bot.services.broadcasts import Audience, AudienceKind, AudienceName, Summary
 from bot.services.outbox import Claimed, NewMessage
+from handlers.common.keyboards import grid
 from storage.models import (
     Broadcast,
     BroadcastStatus,
@@ -62,7 +65,42 @@ DIGEST_HEADER = N_("📬 Your daily digest: {count} messages from {school}")
 
 def audience_label(t: Translator, audience: AudienceName) -> str:
     """The audience in words ("parents of 三年级1班"), plain text (not yet HTML-escaped)."""
+    if audience.kind is AudienceKind.CLASS and audience.several:
+        return t.ngettext(
+            "parents of {n} class", "parents of {n} classes", audience.several
+        ).format(n=audience.several)
+    if audience.kind is AudienceKind.GROUPS and audience.several:
+        return t.ngettext(
+            "the parents' groups of {n} class",
+            "the parents' groups of {n} classes",
+            audience.several,
+        ).format(n=audience.several)
+    if audience.kind is AudienceKind.GROUPS and audience.name is not None:
+        return t.gettext("the parents' group of {value}").format(value=audience.name)
     return t.gettext(AUDIENCE_LABELS[audience.kind]).format(value=audience.name)
+
+
+def status_markup(t: Translator, broadcast: Summary) -> InlineKeyboardMarkup | None:
+    """The buttons under a broadcast's status: cancel it while it can be, and, for a notice
+    with a confirm button, who has not confirmed and a reminder to them."""
+    buttons = []
+    if broadcast.cancellable:
+        buttons.append(
+            InlineKeyboardButton(t.gettext("Cancel it"), callback_data=f"bl:cancel:{broadcast.id}")
+        )
+    if broadcast.ack_requested and broadcast.progress.families:
+        buttons.append(
+            InlineKeyboardButton(
+                t.gettext("Not confirmed"), callback_data=f"bl:unack:{broadcast.id}"
+            )
+        )
+        if broadcast.unconfirmed:
+            buttons.append(
+                InlineKeyboardButton(
+                    t.gettext("Remind now"), callback_data=f"bl:remind:{broadcast.id}"
+                )
+            )
+    return InlineKeyboardMarkup(grid(buttons)) if buttons else None
 
 
 def status_text(t: Translator, broadcast: Summary) -> str:
@@ -94,11 +132,13 @@ def status_text(t: Translator, broadcast: Summary) -> str:
                 blocked=figures.blocked,
             )
         )
-        if broadcast.ack_requested:
+        if broadcast.ack_requested and broadcast.audience.kind is not AudienceKind.GROUPS:
             lines.append(
-                t.gettext("Confirmed {acknowledged} of {sent}.").format(
-                    acknowledged=figures.acknowledged, sent=figures.sent
-                )
+                t.ngettext(
+                    "Confirmed by {confirmed} of {n} family.",
+                    "Confirmed by {confirmed} of {n} families.",
+                    figures.families,
+                ).format(confirmed=figures.confirmed, n=figures.families)
             )
         if figures.held:
             lines.append(
@@ -113,10 +153,11 @@ async def tick(context: BotContext) -> None:
     """The repeating progress job (see the module docstring)."""
     runtime = context.runtime
     now = utcnow()
-    edits: list[tuple[int, int, int, str]] = []
+    edits: list[tuple[int, int, int, str, InlineKeyboardMarkup | None]] = []
     async with runtime.db.transaction() as session:
         followed = await _followed(session, now)
         figures = await broadcasts.progress_of(session, [b.id for b, _ in followed])
+        figures = await _with_families(context, session, followed, figures)
         # Only those with a status message are shown: only their audiences are named.
         shown = [(b, locale) for b, locale in followed if b.status_message_id is not None]
         names = await broadcasts.audience_names(
@@ -128,18 +169,28 @@ async def tick(context: BotContext) -> None:
             if broadcast.status_chat_id is None or broadcast.status_message_id is None:
                 continue
             summary = Summary.of(broadcast, name, figures[broadcast.id])
-            text = status_text(runtime.i18n.get(locale), summary)
+            t = runtime.i18n.get(locale)
             edits.append(
-                (broadcast.id, broadcast.status_chat_id, broadcast.status_message_id, text)
+                (
+                    broadcast.id,
+                    broadcast.status_chat_id,
+                    broadcast.status_message_id,
+                    status_text(t, summary),
+                    status_markup(t, summary),
+                )
             )
     runtime.wake_delivery()
     on_screen: dict[int, str] = context.bot_data.setdefault("broadcast_status", {})
-    for broadcast_id, chat_id, message_id, text in edits:
+    for broadcast_id, chat_id, message_id, text, markup in edits:
         if on_screen.get(broadcast_id) == text:
             continue
         try:
             await context.bot.edit_message_text(
-                text, chat_id=chat_id, message_id=message_id, parse_mode=ParseMode.HTML
+                text,
+                chat_id=chat_id,
+                message_id=message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
             )
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():
@@ -148,6 +199,35 @@ async def tick(context: BotContext) -> None:
             log.warning("broadcast %s: status message not updated: %s", broadcast_id, exc)
             continue
         on_screen[broadcast_id] = text
+
+
+async def _with_families(
+    context: BotContext,
+    session: AsyncSession,
+    followed: list[tuple[Broadcast, str | None]],
+    figures: dict[int, broadcasts.Progress],
+) -> dict[int, broadcasts.Progress]:
+    """The figures with each confirm-button broadcast's families. Counting families reads a
+    row per recipient, so it is counted again only when the plain figures moved since the
+    last tick (a delivery, a digest or a confirmation); else the last count is kept."""
+    known: dict[int, tuple[Any, tuple[int, int]]] = context.bot_data.setdefault(
+        "broadcast_families", {}
+    )
+    confirming = [b.id for b, _ in followed if b.ack_requested]
+    moved = [
+        i for i in confirming if i not in known or known[i][0] != dataclasses.astuple(figures[i])
+    ]
+    for broadcast_id, counted in (await broadcasts.family_figures(session, moved)).items():
+        known[broadcast_id] = (dataclasses.astuple(figures[broadcast_id]), counted)
+    for broadcast_id in list(known):
+        if broadcast_id not in figures:
+            del known[broadcast_id]  # no longer followed
+    return {
+        i: dataclasses.replace(f, families=known[i][1][0], confirmed=known[i][1][1])
+        if i in known
+        else f
+        for i, f in figures.items()
+    }
 
 
 async def _followed(session: AsyncSession, now: dt.datetime) -> list[tuple[Broadcast, str | None]]:

@@ -12,15 +12,11 @@ from telegram.ext import (
     filters,
 )
 
-from handlers.admin import broadcast, late
-from handlers.admin import courses as admin_courses
-from handlers.common import cancel, groups, help, language, loader, privacy, start
-from handlers.parent import courses, leave, notices, photos, schedule
-from handlers.teacher import roster
 from storage.persistence import persist_now
 
 # Handler groups run in ascending order; within a group the first matching handler wins.
-#  -1  the loader: every update gets its user, roles and translator before any feature runs.
+#  -1  the loader: every update gets its user, roles and translator before any feature runs;
+#      a parent command from someone linked to no child is answered there and goes no further.
 #   0  features. Group redirects come first, so a personal command typed in a class group is
 #      never answered in front of the group; the onboarding conversation comes before the
 #      plain commands, so /start and a typed code reach it.
@@ -33,6 +29,15 @@ EARLY, LOADER, FEATURES, PERSIST = -2, -1, 0, 100
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
+    # Imported here, not at the top: a module outside `handlers` may use a shared piece such as
+    # `handlers.common.keyboards`, and importing this package must not pull in every feature
+    # (which import those modules back).
+    from handlers.admin import broadcast, late
+    from handlers.admin import courses as admin_courses
+    from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
+    from handlers.parent import courses, leave, notices, photos, schedule
+    from handlers.teacher import roster
+
     application.add_handler(
         CallbackQueryHandler(courses.acknowledge_sign_up, pattern=r"^cs:y:"), group=EARLY
     )
@@ -54,6 +59,9 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(broadcast.handlers(), group=FEATURES)
     application.add_handlers(admin_courses.handlers(), group=FEATURES)
     application.add_handlers(late.handlers(), group=FEATURES)
+    # Next-step buttons (go:<command>), after the features: a flow that lists its own go:
+    # press among its entry points takes it first.
+    application.add_handlers(intents.handlers(), group=FEATURES)
 
     application.add_handler(
         CommandHandler("cancel", cancel.nothing_to_cancel, filters=filters.ChatType.PRIVATE),

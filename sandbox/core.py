@@ -187,6 +187,18 @@ class Sandbox:
             }
         )
 
+    def update_persona(self, key: str, **changes: Any) -> None:
+        """Change a persona's entry (its label or description, say) while the page is open:
+        the page reloads the persona list when it sees the "persona" event."""
+        persona = next(p for p in self.personas if p["key"] == key)
+        for field in changes:
+            if field not in ("label", "description", "language"):
+                raise ValueError(f"a persona's {field} cannot be changed")
+        persona.update(
+            {k: v if isinstance(v, str) else dict(v) for k, v in changes.items()},
+        )
+        self.events.add({"type": "persona", "chat_id": persona["chat_id"], "key": key})
+
     def migrate_group(self, old_id: int) -> int:
         """Upgrade a group to a supergroup with a new id, as Telegram does; returns the new id.
 

@@ -79,18 +79,26 @@ async def test_admin_sends_a_notice_to_one_class_with_a_confirm_button(
     admin: FakeUser = make_user(ADMIN)
     assert "通知内容" in FakeUser.texts(await admin.send("/broadcast"))
     assert "发给谁" in FakeUser.texts(await admin.send("明天下午<b>停课</b>"))
-    await admin.click("某个班级")
-    preview = FakeUser.texts(await admin.click("三年级1班"))
-    assert "三年级1班家长（2 人）" in preview and "确认收到按钮：关" in preview
+    await admin.click("班级")
+    assert "可选一个或多个" in FakeUser.texts(await admin.click("三年级1班"))
+    # Both parents of 李小明 are one family.
+    preview = FakeUser.texts(await admin.click("下一步（1 个班）"))
+    assert "发给：三年级1班家长 · 1 个家庭 · 2 位家长" in preview
+    assert "确认收到按钮：关" in preview and "选择晚间汇总的家庭会在汇总中看到" in preview
     preview = FakeUser.texts(await admin.click("⬜ 请对方点击“确认收到”"))
-    assert "确认收到按钮：开" in preview
-    status = FakeUser.texts(await admin.click("立即发送"))
+    assert "确认收到按钮：开" in preview and "会立即发给每个家庭" in preview
+    question = FakeUser.texts(await admin.click("立即发送"))
+    assert "现在把这条通知发给三年级1班家长（1 个家庭 · 2 位家长）？" in question
+    assert await rows(db) == []  # nothing goes out before the confirm step
+    status = FakeUser.texts(await admin.click("✅ 确认发送"))
     assert "通知 #" in status and "接收人 2" in status and "排队 2" in status
 
     queued = await rows(db)
     assert [r.chat_id for r in queued] == [MOM, DAD]
     assert all(r.status is OutboxStatus.PENDING and r.kind == "broadcast" for r in queued)
-    assert queued[0].text == "明天下午&lt;b&gt;停课&lt;/b&gt;"  # typed tags are text, not HTML
+    params = queued[0].params or {}
+    assert params["html"] == "明天下午&lt;b&gt;停课&lt;/b&gt;"  # typed tags are text, not HTML
+    assert params["school"] == "河清实验学校" and queued[0].template == broadcasts.NOTICE_TEMPLATE
     assert queued[0].buttons == [[{"label": "✅ Got it", "data": f"ack:{queued[0].broadcast_id}"}]]
     assert "broadcast.create" in await audit_actions(db)
 
@@ -279,7 +287,7 @@ async def test_forged_audience_ids_are_refused_and_recorded(
     assert "broadcast.refused" in await audit_actions(db)
     # The draft survives: a valid choice still works.
     preview = FakeUser.texts(await admin.press(f"bc:a:{draft_id(admin)}:parents"))
-    assert "全体家长（3 人）" in preview
+    assert "全体家长 · 2 个家庭 · 3 位家长" in preview
 
 
 def button(calls: list[Call], label: str) -> tuple[str, Call]:
@@ -328,10 +336,11 @@ async def test_an_old_preview_acts_on_nothing_but_its_own_draft(
     assert await broadcast_rows(db) == [] and await rows(db) == []
 
     # B is untouched: its own Send now sends B, with B's options.
-    status = FakeUser.texts(await admin.click("Send now"))
+    await admin.click("Send now")
+    status = FakeUser.texts(await admin.click("✅ Send it"))
     assert "Recipients 3" in status
     assert await broadcast_rows(db) == [("Draft B", Priority.BULK, False)]  # not urgent
-    assert {r.text for r in await rows(db)} == {"Draft B"}
+    assert {(r.params or {})["html"] for r in await rows(db)} == {"Draft B"}
 
 
 async def test_every_audience_resolves_to_the_right_people(
@@ -385,17 +394,20 @@ async def test_confirm_button_records_each_recipient_once(
     assert "broadcast.ack_refused" in await audit_actions(db)
 
     async with db.transaction() as session:
-        figures = await broadcasts.progress(session, broadcast.id)
+        figures = await broadcasts.progress(session, broadcast.id, ack=True)
         missing = await broadcasts.unacknowledged(session, school.school_id, broadcast.id)
+    # Two people got it, one confirmed; they are 李小明's parents: one family, confirmed.
     assert (figures.sent, figures.acknowledged) == (2, 1)
-    assert missing == [broadcasts.Unconfirmed(f"user {DAD}", ("张伟", "李小明"))]
+    assert (figures.families, figures.confirmed) == (1, 1)
+    assert missing == []
 
-    # The admin's list shows the figures and who has not confirmed.
+    # The admin's list shows the figures per family, and who has not confirmed.
     admin: FakeUser = make_user(ADMIN)
     listing = FakeUser.texts(await admin.send("/broadcasts"))
-    assert "已确认 1 / 2" in listing and "家长会" in listing
-    names = FakeUser.texts(await admin.click(f"未确认名单 #{broadcast.id}"))
-    assert f"user {DAD}" in names and "张伟" in names and f"user {MOM}" not in names
+    assert "已确认 1 / 1 个家庭" in listing and "家长会" in listing
+    await admin.click(f"#{broadcast.id}")
+    names = FakeUser.texts(await admin.click("未确认名单"))
+    assert f"收到通知 #{broadcast.id} 的家庭都已确认" in names
 
 
 async def test_scheduled_broadcast_starts_on_time_and_can_be_cancelled(
@@ -412,7 +424,10 @@ async def test_scheduled_broadcast_starts_on_time_and_can_be_cancelled(
     status = FakeUser.texts(await admin.send("2099-01-01 08:00"))
     assert "90 天以内" in status
     tomorrow = (utcnow() + dt.timedelta(days=1)).astimezone(app.runtime.i18n.timezone)
-    status = FakeUser.texts(await admin.send(tomorrow.strftime("%Y-%m-%d %H:%M")))
+    question = FakeUser.texts(await admin.send(tomorrow.strftime("%Y-%m-%d %H:%M")))
+    assert "把这条通知发给全体教师（1 位教师）？" in question
+    assert await broadcast_rows(db) == []  # not before the confirm step
+    status = FakeUser.texts(await admin.click("✅ 确认定时"))
     assert "已定时" in status and "将于" in status
     assert await rows(db) == []  # nothing goes out before its time
 
@@ -434,7 +449,7 @@ async def test_scheduled_broadcast_starts_on_time_and_can_be_cancelled(
     assert "broadcast.cancel" in await audit_actions(db)
 
 
-async def test_reping_reminds_only_those_who_have_not_confirmed(
+async def test_reping_reminds_only_families_that_have_not_confirmed(
     db: Database, school: SchoolData
 ) -> None:
     ids = await people(db, school)
@@ -457,10 +472,11 @@ async def test_reping_reminds_only_those_who_have_not_confirmed(
         assert await broadcasts.due_repings(session, MORNING + dt.timedelta(hours=23)) == []
         later = MORNING + dt.timedelta(hours=25)
         (due,) = await broadcasts.due_repings(session, later)
-        assert await broadcasts.reping(session, due, later) == 2
+        # Mom confirmed for 李小明's family: Dad is not reminded; 李小红's parent is.
+        assert await broadcasts.reping(session, due, later) == 1
         assert await broadcasts.due_repings(session, later) == []  # only once
     reminders = [r for r in await rows(db) if r.kind == "broadcast_reping"]
-    assert sorted(r.chat_id for r in reminders) == [DAD, OTHER]
+    assert sorted(r.chat_id for r in reminders) == [OTHER]
 
 
 async def test_a_reminder_due_at_night_waits_for_the_morning(
@@ -587,8 +603,9 @@ async def test_a_long_notice_is_previewed_shortened_and_sent_whole(
     preview = FakeUser.texts(await admin.click("全体教师"))
     assert len(preview) < 4096 and preview.endswith("…") and "第0条" in preview
     await admin.click("立即发送")
+    await admin.click("✅ 确认发送")
     (row,) = await rows(db)
-    assert row.text == notice
+    assert (row.params or {})["html"] == notice
 
 
 async def _scheduled_now(db: Database, school: SchoolData) -> tuple[int, int]:

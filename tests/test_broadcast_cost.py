@@ -100,19 +100,31 @@ async def test_each_step_of_a_broadcast_is_one_transaction(
         await step(counter, lambda: admin.send("Closed tomorrow")),
     ):
         assert found.work == [] and len(found.state) == 1, str(found)
-    kinds = await step(counter, lambda: admin.click("A class"))  # the school's classes
+    kinds = await step(counter, lambda: admin.click("Classes"))  # the school's classes
     within(kinds, statements=1)
-    assert "Which one?" in FakeUser.texts(kinds.replies)
-    # The preview: the class is the school's, its name and its recipients, in one statement.
-    preview = await step(counter, lambda: admin.click("三年级1班"))
+    assert "Which classes?" in FakeUser.texts(kinds.replies)
+    # Picking a class: the classes again, the one picked among them, in one statement.
+    picked = await step(counter, lambda: admin.click("三年级1班"))
+    within(picked, statements=1)
+    assert "✓ 三年级1班" in picked.replies[-1].buttons()[0]["text"]
+    # The preview: the class is the school's, its name, its recipients and their children
+    # (to count families), in one statement.
+    preview = await step(counter, lambda: admin.click("Next: 1 class"))
     within(preview, statements=1)
-    assert "To: parents of 三年级1班 (2 recipients)" in FakeUser.texts(preview.replies)
+    assert "To: parents of 三年级1班 · 1 family · 2 parents" in FakeUser.texts(preview.replies)
     option = await step(counter, lambda: admin.click("⬜ Ask recipients to confirm"))
     within(option, statements=1)
     assert "Confirm button: on" in FakeUser.texts(option.replies)
+    # The confirm step counts again who it reaches: one statement.
+    confirm = await step(counter, lambda: admin.click("Send now"))
+    within(confirm, statements=1)
+    assert "(1 family · 2 parents) now?" in FakeUser.texts(confirm.replies)
     # Sending: the audience checked again, the broadcast, its audit row, its start, the
-    # recipients, the notice budget, the outbox rows and the figures the status shows.
-    sent = await step(counter, lambda: admin.click("Send now"))
+    # recipients, the header's school and sender, the outbox rows and the figures the status
+    # shows. A notice with a confirm button is never held for a digest, so the notice budget
+    # reads nothing; its figures add one statement: its recipients' families (both parents
+    # of a child confirm once), which the status counts.
+    sent = await step(counter, lambda: admin.click("✅ Send it"))
     within(sent, statements=10)
     assert "Recipients 2 · queued 2" in FakeUser.texts(sent.replies)
     async with db.transaction() as session:
@@ -134,7 +146,11 @@ async def test_scheduling_a_broadcast_is_one_transaction(
     later = await step(counter, lambda: admin.click("Send later"))  # asks for the time
     assert later.work == [], str(later)
     when = (utcnow() + dt.timedelta(days=1)).astimezone(app.runtime.i18n.timezone)
-    scheduled = await step(counter, lambda: admin.send(when.strftime("%Y-%m-%d %H:%M")))
+    # The confirm step: who it reaches, counted again in one statement.
+    confirm = await step(counter, lambda: admin.send(when.strftime("%Y-%m-%d %H:%M")))
+    within(confirm, statements=1)
+    assert "(1 teacher) at" in FakeUser.texts(confirm.replies)
+    scheduled = await step(counter, lambda: admin.click("✅ Schedule it"))
     # The broadcast, its audit row and its (empty) figures: nothing starts yet.
     within(scheduled, statements=3)
     assert "scheduled" in FakeUser.texts(scheduled.replies)
@@ -178,12 +194,15 @@ async def test_the_list_of_broadcasts_reads_the_same_however_many(
     made = await some_broadcasts(db, school, ids[ADMIN], count)
     admin: FakeUser = make_user(ADMIN, language_code="en")
     listing = await step(counter, lambda: admin.send("/broadcasts"))
-    # The broadcasts; the figures of all of them; the names of their classes and courses.
-    within(listing, statements=3)
+    # The broadcasts; the figures of all of them; the families of those that asked for a
+    # confirmation, of all of them at once (confirmations count per family: a fourth statement
+    # since the status says "Confirmed by 1 of 2 families"); the names of their classes and
+    # courses.
+    within(listing, statements=4)
     assert listing.state == []
     text = FakeUser.texts(listing.replies)
     assert all(f"Broadcast #{i} to" in text for i in made), text
-    assert "parents of 三年级1班" in text and "Confirmed 0 of " in text
+    assert "parents of 三年级1班" in text and "Confirmed by 0 of " in text
     if count > 1:
         assert "parents of children in 课程0" in text and "parents of grade 3" in text
 
@@ -195,14 +214,29 @@ async def test_the_buttons_under_the_list_are_one_transaction_each(
     (sent,) = await some_broadcasts(db, school, ids[ADMIN], 1)
     admin: FakeUser = make_user(ADMIN, language_code="en")
     await admin.send("/broadcasts")
-    unconfirmed = await step(counter, lambda: admin.click(f"Not confirmed #{sent}"))
+    # A broadcast's card: the broadcast, its class's name, its figures and its families.
+    card = await step(counter, lambda: admin.click(f"#{sent}"))
+    within(card, statements=4)
+    unconfirmed = await step(counter, lambda: admin.click("Not confirmed"))
     within(unconfirmed, statements=1)  # the broadcast and who has not confirmed, at once
-    assert "Not yet confirmed #1 (2):" in FakeUser.texts(unconfirmed.replies)
+    assert "Broadcast #1: 1 family has not confirmed yet:" in FakeUser.texts(unconfirmed.replies)
+    # The reminder: who has not confirmed; the broadcast; its ledger (compare-and-set); the
+    # header; the reminders; the audit row; then the card as it is now (the broadcast, its
+    # class's name, its figures and families).
+    reminded = await step(counter, lambda: admin.click("Remind now"))
+    within(reminded, statements=10)
+    assert "Reminder for broadcast #1 queued for 2 parents." in FakeUser.texts(reminded.replies)
     async with db.transaction() as session:
-        await session.execute(update(Outbox).values(status=OutboxStatus.PENDING))
-    # The broadcast, its compare-and-set, what has not gone out, the audit row, the figures.
-    stopped = await step(counter, lambda: admin.click(f"Cancel #{sent}"))
-    within(stopped, statements=5)
+        await session.execute(
+            update(Outbox).where(Outbox.kind == "broadcast").values(status=OutboxStatus.PENDING)
+        )
+    asked = await step(counter, lambda: admin.click("Cancel it"))  # the confirm step: the card
+    within(asked, statements=4)
+    assert "Cancel broadcast #1? 0 messages have gone out" in FakeUser.texts(asked.replies)
+    # The broadcast, its compare-and-set, what has not gone out, the audit row, the figures
+    # it tells; then the card as it is now (its class's name, its figures and families).
+    stopped = await step(counter, lambda: admin.click("Yes, cancel it"))
+    within(stopped, statements=8)
     assert "had already started: 0 messages were sent" in FakeUser.texts(stopped.replies)
 
 
@@ -231,6 +265,10 @@ async def test_the_answers_about_a_late_broadcast_are_one_transaction_each(
     assert f"Broadcast #{held[0]} is going out now to 3 recipients." in FakeUser.texts(
         released.replies
     )
+    asked = await step(counter, lambda: admin.press(f"lb:q:{held[1]}"))
+    # The confirm step reads the broadcast and its figures (no names: it goes to everyone).
+    within(asked, statements=2)
+    assert "It has not gone out yet: nobody will receive it." in FakeUser.texts(asked.replies)
     cancelled = await step(counter, lambda: admin.press(f"lb:c:{held[1]}"))
     within(cancelled, statements=4)
     assert "cancelled before it started" in FakeUser.texts(cancelled.replies)

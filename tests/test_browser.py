@@ -77,9 +77,13 @@ async def test_new_parent_redeems_an_invite_in_the_web_chat(
     await page.get_by_test_id("inline-button").filter(has_text="同意").first.click()
     await bot_says(page, "照片")
     await page.get_by_test_id("inline-button").filter(has_text="可以出现孩子的照片").click()
-    await bot_says(page, "绑定成功")
-    # The consent message was edited in place: its buttons are gone.
-    await expect(page.get_by_test_id("inline-button")).to_have_count(0)
+    # The list of people follows at once, without reloading the page: now a linked parent.
+    entry = page.get_by_test_id("persona-new-parent")
+    await expect(entry).to_contain_text("尹铭的家长，三年级2班", timeout=TIMEOUT_MS)
+    await expect(entry).not_to_contain_text("尚未绑定")
+    await bot_says(page, "已与尹铭绑定")
+    # The consent message was edited in place: its consent buttons are gone.
+    await expect(page.get_by_test_id("inline-button").filter(has_text="照片")).to_have_count(0)
     await screenshot(page, "browser-new-parent-zh.png")
 
 

@@ -115,3 +115,21 @@ def test_teacher_codes(imported: Path) -> None:
     with (imported / "t" / "teachers.csv").open(encoding="utf-8-sig") as fp:
         rows = list(csv.DictReader(fp))
     assert rows and all(len(r["code"]) == 19 for r in rows)
+
+
+def test_an_import_warning_is_a_line_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "students.csv").write_bytes((DEMO.parent / "students.csv").read_bytes())
+    text = DEMO.read_text(encoding="utf-8")
+    # One provider's contract ends before the term does: a warning, not an error.
+    text = text.replace("contract_ends_on: 2027-01-31", "contract_ends_on: 2026-12-31", 1)
+    (tmp_path / "school.yaml").write_text(text, encoding="utf-8")
+    result = kehou("import", "school.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n")
+    warnings = [line for line in result.stdout.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert re.fullmatch(
+        r"warning: school\.yaml:\d+ providers: the contract with 'QIZHI' ends on 2026-12-31, "
+        r"before the term ends \(\d{4}-\d\d-\d\d\)",
+        warnings[0],
+    )

@@ -7,7 +7,7 @@ import json
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.services import enrolment, lottery
 from storage.db import Database
@@ -65,25 +65,29 @@ async def test_parent_browses_reads_the_card_and_signs_up(
     listing = FakeUser.texts(await mom.send("/courses"))
     assert "李小明可选的课程" in listing and "共 2 门课程" in listing
     assert any("机器人编程" in b for b in mom.all_buttons())
-    only_period_2 = FakeUser.texts(await mom.click("第2时段"))
-    assert "共 1 门课程" in only_period_2
+    await mom.click("🔍 筛选")
+    only_period_2 = FakeUser.texts(await mom.click("第二时段"))
+    assert "共 1 门课程" in only_period_2 and "筛选：第二时段" in only_period_2
     card = FakeUser.texts(await mom.click(next(b for b in mom.all_buttons() if "机器人编程" in b)))
     for fact in (
         "机器人编程",
-        "科技活动",
-        "第二时段",
+        "科技活动 · 第二时段",
+        "时间：周一 16:40–17:40",
         "创客教室",
         "承办：学校",
-        "班额 20",
+        "1–6 年级 · 班额 20",
         "剩余 20 个名额",
         "免费",
     ):
         assert fact in card, fact
     confirm = FakeUser.texts(await mom.click("报名"))
     assert "为李小明报名这门课程" in confirm and "/withdraw" in confirm
-    done = FakeUser.texts(await mom.click("确认报名"))
-    assert "✅ 李小明已成功报名机器人编程" in done
-    assert "符合“1+N”建议" in done  # Monday has an interest activity, and it is science
+    done = await mom.click("确认报名")
+    assert "✅ 李小明已成功报名机器人编程，周一 16:40–17:40" in FakeUser.texts(done)
+    # Monday has an interest activity, and it is science; no sports course yet.
+    assert "· 还没有体育类课程。" in FakeUser.texts(done)
+    assert "科技类" not in FakeUser.texts(done).split("其中包括科技和体育")[1]
+    assert [b["text"] for b in done[-1].buttons()] == ["查看课表", "继续选课", "撤销"]
     assert await statuses(db) == {school.student_ids["李小明"]: ("enrolled", None)}
 
 
@@ -121,12 +125,16 @@ async def test_withdrawal_frees_a_seat_that_is_offered_and_accepted(
     other: FakeUser = make_user(OTHER, language_code="en")
     await mom.press(f"cs:y:{school.student_ids['李小明']}:{course}")
     full = FakeUser.texts(await other.press(f"cs:y:{school.student_ids['张伟']}:{course}"))
-    assert "waitlist at position 1" in full
+    assert "张伟 is on its waitlist at position 1 (Mon 4:40\u202fPM–5:40\u202fPM)" in full
+    assert "1+N" not in full  # the advice follows an enrolment, not a waitlist place
 
     await mom.send("/withdraw")
     question = FakeUser.texts(await mom.click("李小明 · 机器人编程"))
-    assert "退出机器人编程" in question and "免费" in question
-    assert "已退出机器人编程" in FakeUser.texts(await mom.click("确认退出"))
+    assert "退出机器人编程（周一 16:40–17:40）" in question and "免费" in question
+    assert {"确认退出", "‹ 返回", "取消"} <= set(mom.all_buttons()[-3:])
+    assert "李小明已退出机器人编程，周一 16:40–17:40" in FakeUser.texts(
+        await mom.click("确认退出")
+    )
 
     async with db.transaction() as session:
         (offer,) = (await session.scalars(select(Outbox).where(Outbox.kind == "seat_offer"))).all()
@@ -135,7 +143,7 @@ async def test_withdrawal_frees_a_seat_that_is_offered_and_accepted(
     # Mom cannot answer an offer made to another family.
     assert "不再有效" in alerts(await mom.press(f"of:{enrolment_id}:1"))
     answer = FakeUser.texts(await other.press(f"of:{enrolment_id}:1"))
-    assert "Seat accepted" in answer
+    assert "Seat accepted: 张伟 is enrolled in 机器人编程, Mon 4:40\u202fPM" in answer
     xiaoming, zhangwei = school.student_ids["李小明"], school.student_ids["张伟"]
     assert await statuses(db) == {xiaoming: ("withdrawn", None), zhangwei: ("enrolled", None)}
 
@@ -143,10 +151,13 @@ async def test_withdrawal_frees_a_seat_that_is_offered_and_accepted(
 async def test_people_without_children_are_told_politely(
     make_user, db: Database, school: SchoolData
 ) -> None:  # type: ignore[no-untyped-def]
+    stranger: FakeUser = make_user(804)
+    await add_member(db, school, 804, set())
     teacher: FakeUser = make_user(803)
     await add_member(db, school, 803, {Role.TEACHER})
     for command in ("/courses", "/signup", "/withdraw"):
-        assert "已关联孩子的监护人" in FakeUser.texts(await teacher.send(command))
+        assert "孩子的家长" in FakeUser.texts(await stranger.send(command))
+    assert "孩子的家长" in FakeUser.texts(await teacher.send("/withdraw"))
     assert await statuses(db) == {}
 
 
@@ -184,16 +195,36 @@ async def test_schedule_shows_the_week_the_history_and_a_calendar_file(
     replies = await mom.send("/schedule")
     text = FakeUser.texts(replies)
     assert "李小明的一周课表" in text and "星期一" in text and "机器人编程 · 创客教室" in text
+    assert "16:40–17:40 机器人编程" in text
     assert "国画候补：第 1 位" in text
     assert "报名成功（家长）" in text and "进入候补（家长）" in text
+    # The calendar comes on request, not with every /schedule.
+    assert not [c for c in replies if c.method == "sendDocument"]
+    replies = await mom.click("📅 添加到手机日历")
     (document,) = [c for c in replies if c.method == "sendDocument"]
     name, content, _ = document.files["document"]
-    assert name == "kehou-S001.ics"
+    assert name == "李小明的课表.ics"
     calendar = Calendar.from_ical(content)
     (event,) = calendar.walk("VEVENT")
+    assert [str(z["tzid"]) for z in calendar.walk("VTIMEZONE")] == ["Asia/Shanghai"]
     assert str(event["summary"]) == "机器人编程" and str(event["location"]) == "创客教室"
     assert event["rrule"]["FREQ"] == ["WEEKLY"] and event["rrule"]["BYDAY"] == ["MO"]
-    assert event["dtstart"].dt == dt.datetime(2026, 9, 7, 16, 40, tzinfo=ZoneInfo("Asia/Shanghai"))
+    # Signed up today: from the first Monday on or after today, not from the start of term.
+    zone = ZoneInfo("Asia/Shanghai")
+    first = max(utcnow().astimezone(zone).date(), dt.date(2026, 9, 1))
+    first += dt.timedelta(days=(7 - first.weekday()) % 7)
+    assert event["dtstart"].dt == dt.datetime.combine(first, dt.time(16, 40), zone)
+    # Signed up before term began: from the first Monday of term, with the calendar's days.
+    async with db.transaction() as session:
+        await session.execute(
+            update(Enrolment)
+            .where(Enrolment.course_id == robo)
+            .values(updated_at=dt.datetime(2026, 8, 20, tzinfo=dt.UTC))
+        )
+    replies = await mom.press(f"sc:i:{school.student_ids['李小明']}")
+    (document,) = [c for c in replies if c.method == "sendDocument"]
+    (event,) = Calendar.from_ical(document.files["document"][1]).walk("VEVENT")
+    assert event["dtstart"].dt == dt.datetime(2026, 9, 7, 16, 40, tzinfo=zone)
     assert [d.dt.date() for d in event["exdate"].dts] == [dt.date(2026, 10, 5)]
     assert [d.dt.date() for d in event["rdate"].dts] == [dt.date(2026, 10, 11)]
 
@@ -208,7 +239,7 @@ async def test_a_lottery_course_takes_entries_and_the_draw_runs_once_at_close(
     card = FakeUser.texts(await mom.press(f"cs:c:{school.student_ids['李小明']}:{chess}:0:0:0:0"))
     assert "摇号分配" in card
     entered = FakeUser.texts(await mom.press(f"cs:y:{school.student_ids['李小明']}:{chess}"))
-    assert "已参加围棋的摇号（第 1 志愿）" in entered
+    assert "已参加围棋（周一 16:40–17:40）的摇号，第 1 志愿" in entered
     assert "围棋摇号：第 1 志愿" in FakeUser.texts(await mom.send("/schedule"))
 
     async with db.transaction() as session:

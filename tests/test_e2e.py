@@ -45,10 +45,17 @@ async def test_new_parent_redeems_an_invite_and_links_the_child(
     notice = await parent.send(invites.pretty(demo_world.new_parent_code), expecting="尹铭")
     assert "/forget" in notice["text"]
     await parent.press("同意", expecting="照片")
-    done = await parent.press("可以出现孩子的照片", expecting="绑定成功")
-    assert "尹铭" in done["text"], parent.transcript()
-    # The notice was edited in place, not answered with new messages.
-    assert done["message_id"] == notice["message_id"] and done.get("edit_date")
+    done = await parent.press("可以出现孩子的照片", expecting="已与尹铭绑定")
+    # The notice stays in the chat as the parent agreed to it; the answers came as new messages.
+    assert done["message_id"] != notice["message_id"], parent.transcript()
+    kept = next(
+        m
+        for m in demo_world.sandbox.messages(demo.NEW_PARENT_ID)
+        if m["message_id"] == notice["message_id"]
+    )
+    assert kept["text"] == notice["text"] and not kept.get("reply_markup", {}).get(
+        "inline_keyboard"
+    )
 
     db = Database(database_url)
     try:
@@ -103,12 +110,14 @@ async def test_language_switch_changes_answers_and_menu(demo_world: demo.DemoWor
 async def test_personal_commands_in_the_class_group_point_to_the_private_chat(
     demo_world: demo.DemoWorld,
 ) -> None:
-    group = Person(demo_world.sandbox, MOM, chat_id=demo.GROUP_CHAT_ID)
-    answer = await group.send(f"/mydata@{demo.BOT_USERNAME}", expecting="私聊")
-    buttons = [b for row in answer["reply_markup"]["inline_keyboard"] for b in row]
-    assert buttons[0]["url"] == f"https://t.me/{demo.BOT_USERNAME}?start=help"
-    # Nothing personal was said in front of the group.
-    assert "张琪" not in answer["text"]
+    # A linked parent is answered in her private chat; the group sees nothing.
+    group_before = [m for m in demo_world.sandbox.messages(demo.GROUP_CHAT_ID) if m["outgoing"]]
+    before = demo_world.sandbox.seq
+    await demo_world.sandbox.user_sends(MOM, demo.GROUP_CHAT_ID, f"/mydata@{demo.BOT_USERNAME}")
+    private = await Person(demo_world.sandbox, MOM).answer(before, "/mydata")
+    assert demo.GROUP_TITLE in private["text"]
+    group_after = [m for m in demo_world.sandbox.messages(demo.GROUP_CHAT_ID) if m["outgoing"]]
+    assert group_after == group_before
 
 
 async def test_admin_broadcast_reaches_the_class_and_confirmations_come_back(
@@ -117,26 +126,33 @@ async def test_admin_broadcast_reaches_the_class_and_confirmations_come_back(
     admin = Person(demo_world.sandbox, ADMIN)
     await admin.send("/broadcast", expecting="通知内容")
     await admin.send("明天下午 3 点家长会，请准时参加。", expecting="发给谁")
-    await admin.press("某个班级", expecting="请选择")
-    await admin.press("三年级2班", expecting="三年级2班家长（3 人）")
+    await admin.press("班级", expecting="发给哪些班级")
+    await admin.press("三年级2班", expecting="发给哪些班级")
+    await admin.press("下一步（1 个班）", expecting="三年级2班家长 · 2 个家庭 · 3 位家长")
     await admin.press("⬜ 请对方点击“确认收到”", expecting="确认收到按钮：开")
-    status = await admin.press("立即发送", expecting="接收人 3")
+    await admin.press("立即发送", expecting="现在把这条通知发给三年级2班家长")
+    status = await admin.press("✅ 确认发送", expecting="接收人 3")
 
     mom, dad, anna = (Person(demo_world.sandbox, who) for who in (MOM, DAD, ANNA))
     notice = await mom.answer(0, "家长会")
+    assert "📣" in notice["text"] and "发布人" in notice["text"]
     assert notice["reply_markup"]["inline_keyboard"][0][0]["text"] == "✅ 确认收到"
-    english = await anna.answer(0, "家长会")  # the text is the admin's; the button is Anna's
+    english = await anna.answer(0, "家长会")  # the text is the admin's; the header is Anna's
+    assert "Notice" in english["text"] and "From:" in english["text"]
     assert english["reply_markup"]["inline_keyboard"][0][0]["text"] == "✅ Got it"
     await dad.answer(0, "家长会")
 
     await mom.press("✅ 确认收到", expecting="家长会")
-    # The admin's status message is edited in place as delivery and confirmations come in.
-    final = await admin.answer(0, "已确认 1 / 3")
+    # The admin's status message is edited in place as delivery and confirmations come in:
+    # 张琪's two parents are one family, confirmed by her mother.
+    final = await admin.answer(0, "已确认 1 / 2 个家庭")
     assert final["message_id"] == status["message_id"] and "已发送 3" in final["text"]
     listing = await admin.send("/broadcasts", expecting="最近的通知")
     assert "家长会" in listing["text"]
-    names = await admin.press("未确认名单 #1", expecting="尚未确认")
-    assert "张琪爸爸" in names["text"] and "Anna" in names["text"]
+    number = status["text"].split("#", 1)[1].split()[0]  # the demo has a broadcast of its own
+    await admin.press(f"#{number}", expecting="家长会")
+    names = await admin.press("未确认名单", expecting="个家庭未确认")
+    assert "Anna" in names["text"] and "张琪爸爸" not in names["text"]
     assert "张琪妈妈" not in names["text"]
 
 
@@ -146,7 +162,9 @@ async def test_a_parent_signs_up_reads_the_week_and_withdraws_over_the_wire(
     mom = Person(demo_world.sandbox, MOM)
     listing = await mom.send("/courses", expecting="可选的课程")
     assert "张琪" in listing["text"]
-    await mom.press("第2时段", expecting="门课程符合条件")
+    await mom.press("🔍 筛选", expecting="筛选课程")
+    await mom.press("第二时段", expecting="门课程符合条件")
+    await mom.press("筛选", expecting="筛选课程", partial=True)
     await mom.press("科技活动", expecting="门课程符合条件")
     card = await mom.press("剩余", expecting="承办", partial=True)
     course = card["text"].splitlines()[0]
@@ -158,8 +176,9 @@ async def test_a_parent_signs_up_reads_the_week_and_withdraws_over_the_wire(
     before = demo_world.sandbox.seq
     week = await mom.send("/schedule", expecting="的一周课表")
     assert course in week["text"] and "报名成功（家长）" in week["text"]
+    await mom.press("📅 添加到手机日历", expecting="")
     calendar = await mom.answer(before, "日历")
-    assert calendar["document_name"].endswith(".ics")
+    assert calendar["document_name"] == "张琪的课表.ics"
 
     await mom.send("/withdraw", expecting="要退出哪门课程")
     await mom.press(course, expecting="退出", partial=True)
@@ -172,7 +191,8 @@ async def test_waitlist_offer_and_leave_in_english_over_the_wire(
 ) -> None:
     mom, anna = Person(demo_world.sandbox, MOM), Person(demo_world.sandbox, ANNA)
     await mom.send("/courses", expecting="可选的课程")
-    await mom.press("第2时段", expecting="门课程符合条件")
+    await mom.press("🔍 筛选", expecting="筛选课程")
+    await mom.press("第二时段", expecting="门课程符合条件")
     card = await mom.press("剩余", expecting="承办", partial=True)
     course = card["text"].splitlines()[0]
     db = Database(database_url)
@@ -187,10 +207,11 @@ async def test_waitlist_offer_and_leave_in_english_over_the_wire(
     await mom.press("确认报名", expecting="已成功报名")
 
     await anna.send("/courses", expecting="Courses for")
+    await anna.press("🔍 Filter", expecting="Filter the courses")
     await anna.press("Period 2", expecting="courses match")
     await anna.press(course, expecting="Run by", partial=True)
-    await anna.press("Sign up", expecting="up for this course?")
-    full = await anna.press("Confirm sign-up", expecting="waitlist")
+    await anna.press("Join the waitlist", expecting="would be number 1")
+    full = await anna.press("Join the waitlist", expecting="waitlist")
     assert "position 1" in full["text"]
 
     await mom.send("/withdraw", expecting="要退出哪门课程")
@@ -217,7 +238,8 @@ async def test_lottery_draw_and_an_expired_offer_reach_families_over_the_wire(
 ) -> None:
     mom, anna = Person(demo_world.sandbox, MOM), Person(demo_world.sandbox, ANNA)
     await mom.send("/courses", expecting="可选的课程")
-    await mom.press("第2时段", expecting="门课程符合条件")
+    await mom.press("🔍 筛选", expecting="筛选课程")
+    await mom.press("第二时段", expecting="门课程符合条件")
     card = await mom.press("剩余", expecting="承办", partial=True)
     course = card["text"].splitlines()[0]
     db = Database(database_url)
@@ -230,14 +252,15 @@ async def test_lottery_draw_and_an_expired_offer_reach_families_over_the_wire(
             )
         await mom.press("‹ 返回", expecting="门课程符合条件")
         await mom.press(course, expecting="摇号分配", partial=True)
-        await mom.press("报名", expecting="为张琪报名")
-        await mom.press("确认报名", expecting="第 1 志愿")
+        await mom.press("参加摇号", expecting="为张琪报名参加")
+        await mom.press("确认参加摇号", expecting="第 1 志愿")
 
         await anna.send("/courses", expecting="Courses for")
+        await anna.press("🔍 Filter", expecting="Filter the courses")
         await anna.press("Period 2", expecting="courses match")
         await anna.press(course, expecting="drawn by lot", partial=True)
-        await anna.press("Sign up", expecting="up for this course?")
-        await anna.press("Confirm sign-up", expecting="choice 1")
+        await anna.press("Enter the draw", expecting="in the draw for")
+        await anna.press("Confirm entry", expecting="choice 1")
 
         # Enrolment closes and the draw runs (the job does this every minute).
         async with db.transaction() as session:

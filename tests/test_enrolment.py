@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from bot.services import enrolment, lottery
+from bot.services import enrolment, lottery, timetable
+from bot.services.catalogue import CourseInfo
 from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
 from bot.services.fees import AfterWithdrawal, WithdrawalFee, withdrawal_fee
 from storage.db import Database
@@ -220,18 +221,55 @@ async def test_a_freed_seat_is_offered_in_order_and_moves_on(
     ]
 
 
-def test_one_plus_n_advice() -> None:
-    homework = Course(category=Category.HOMEWORK, weekdays=0b0011111)
-    science = Course(category=Category.SCIENCE, weekdays=MONDAY)
-    sports = Course(category=Category.SPORTS, weekdays=0b0011110)
-    advice = enrolment.advise([homework, science])
-    assert (advice.days_without_interest, advice.has_science, advice.meets) == (
-        [2, 3, 4, 5],
-        True,
-        False,
+def info(category: Category, weekdays: int, term_id: int = 1, period: int = 2) -> CourseInfo:
+    """A course as the catalogue holds it, for the pure rules."""
+    return CourseInfo(
+        id=hash((category, weekdays, term_id, period)) & 0xFFFF,
+        school_id=1,
+        term_id=term_id,
+        code="C",
+        name="课程",
+        description=None,
+        category=category,
+        period=period,
+        level=None,
+        grade_min=1,
+        grade_max=6,
+        weekdays=weekdays,
+        starts_at=dt.time(16, 40),
+        ends_at=dt.time(17, 40),
+        venue="教室",
+        teacher_id=None,
+        provider_id=None,
+        capacity=None,
+        allocation=Allocation.FIRST_COME,
+        min_size=None,
+        cancelled_at=None,
+        teacher=None,
+        provider=None,
+        provider_ok=True,
+        fee_fen=None,
+        fee_unit=None,
+        fee_disclosed=True,
     )
-    assert enrolment.advise([homework, science, sports]).meets
-    assert not enrolment.advise([homework, sports]).has_science
+
+
+def test_one_plus_n_advice_reads_the_enrolled_courses_of_the_term_only() -> None:
+    enrolled, waiting = EnrolmentStatus.ENROLLED, EnrolmentStatus.WAITLISTED
+    homework = info(Category.HOMEWORK, 0b0011111, period=1)
+    science = info(Category.SCIENCE, MONDAY)
+    sports = info(Category.SPORTS, 0b0011110)
+    advice = timetable.advice([(enrolled, homework), (enrolled, science)], 1)
+    assert advice == timetable.Advice((2, 3, 4, 5), without_science=False, without_sports=True)
+    assert not advice.meets
+    assert timetable.advice([(enrolled, c) for c in (homework, science, sports)], 1).meets  # type: ignore[union-attr]
+    # A waitlist place is not attended: the same week as without it.
+    assert timetable.advice([(enrolled, homework), (enrolled, science), (waiting, sports)], 1) == (
+        advice
+    )
+    # Another term's courses do not count; nothing enrolled gives no advice at all.
+    assert timetable.advice([(enrolled, info(Category.SPORTS, 0b11111, term_id=2))], 1) is None
+    assert timetable.advice([(waiting, sports)], 1) is None
     assert enrolment.weekdays_of(0b1000101) == [1, 3, 7]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from bot.services import enrolment, leaves
@@ -118,6 +121,71 @@ async def test_early_pick_up_is_within_the_session(db: Database, school: SchoolD
         )
 
 
+async def test_a_pick_up_is_filed_until_its_own_time_not_the_absence_cut_off(
+    db: Database, school: SchoolData
+) -> None:
+    """Homework 15:40–16:30 and robotics 16:40–17:40: absences closed at 14:40, yet at 16:00
+    a parent can still collect the child early, at any time until the last session ends."""
+    child = await enrolled_child(db, school)
+    afternoon = at(MONDAY, 16)
+    async with db.transaction() as session:
+        assert (
+            await leaves.announce(session, child, MONDAY, 2, user_id=None, now=afternoon)
+            is LeaveRefusal.TOO_LATE
+        )
+        # As period 2 starts (the prompt's own example) is a pick-up that skips period 2.
+        early = await leaves.announce(
+            session, child, MONDAY, 2, user_id=None, pickup_at=dt.time(16, 40), now=afternoon
+        )
+        assert isinstance(early, Leave) and early.pickup_at == dt.time(16, 40)
+        # A pick-up whose time has passed is too late; one after the sessions is no pick-up.
+        tuesday = MONDAY + dt.timedelta(days=1)
+        assert (
+            await leaves.announce(
+                session,
+                child,
+                tuesday,
+                1,
+                user_id=None,
+                pickup_at=dt.time(16, 0),
+                now=at(tuesday, 16, 5),
+            )
+            is LeaveRefusal.TOO_LATE
+        )
+        assert (
+            await leaves.announce(
+                session,
+                child,
+                tuesday,
+                2,
+                user_id=None,
+                pickup_at=dt.time(17, 40),
+                now=at(tuesday, 9),
+            )
+            is LeaveRefusal.BAD_TIME
+        )
+        # Taken back until the pick-up time, not the absences' cut-off.
+        assert await leaves.cancel(session, early.id, now=at(MONDAY, 16, 41)) is (
+            LeaveRefusal.TOO_LATE
+        )
+        assert await leaves.cancel(session, early.id, now=at(MONDAY, 16, 39)) is True
+
+
+def test_the_period_a_pick_up_takes_the_child_out_of() -> None:
+    homework = _info(1, dt.time(15, 40), dt.time(16, 30))
+    robotics = _info(2, dt.time(16, 40), dt.time(17, 40))
+    running = [homework, robotics]
+    assert leaves.pickup_period_of(running, dt.time(15, 40)) == 1
+    assert leaves.pickup_period_of(running, dt.time(16, 35)) == 2  # between the two: skips 2
+    assert leaves.pickup_period_of(running, dt.time(16, 40)) == 2
+    assert leaves.pickup_period_of(running, dt.time(15, 39)) is None
+    assert leaves.pickup_period_of(running, dt.time(17, 40)) is None
+
+
+def _info(period: int, starts: dt.time, ends: dt.time) -> Any:
+    return SimpleNamespace(period=period, starts_at=starts, ends_at=ends)
+
+
 async def test_the_school_calendar_decides_which_days_have_sessions(
     db: Database, school: SchoolData
 ) -> None:
@@ -202,11 +270,12 @@ async def test_parent_takes_a_child_out_of_several_days_and_back(
     parent: FakeUser = make_user(901)
     assert "李小明什么时候不参加" in FakeUser.texts(await parent.send("/leave"))
     await parent.click("其他日期…")
-    assert "没能识别" in FakeUser.texts(await parent.send("下周一"))
+    assert "没能识别" in FakeUser.texts(await parent.send("随便哪天都行"))
     asked = FakeUser.texts(await parent.send(f"{monday:%m-%d} 至 {wednesday:%m-%d}"))
     assert "原因" in asked
     done = FakeUser.texts(await parent.click("生病"))
-    assert "已为李小明登记" in done and done.count("全天") == 3
+    # Updated with the result wording (docs/UX.md 2): it names the child and each day's courses.
+    assert "已为李小明请假 3 天（全天）" in done and done.count("全天 · 课程HW、课程ROBO") == 3
     async with db.transaction() as session:
         stored = await leaves.upcoming(session, child, today)
     assert [x.date for x in stored] == [monday + dt.timedelta(days=i) for i in range(3)]
@@ -223,7 +292,7 @@ async def test_parent_takes_a_child_out_of_several_days_and_back(
     async with db.transaction() as session:
         assert len(await leaves.upcoming(session, child, today)) == 2
     week = FakeUser.texts(await parent.send("/schedule"))
-    assert "请假和提前接走" in week and week.count("：全天") == 2
+    assert "请假和提前接走" in week and week.count("全天 · ") == 2
 
 
 async def test_the_teachers_roster_shows_who_is_away_and_who_leaves_early(
@@ -324,8 +393,13 @@ async def test_today_is_the_schools_day_not_the_deployments(
 
 
 async def test_an_early_pick_up_time_must_fall_in_a_session_and_stays_guarded(
-    make_user, db: Database, school: SchoolData
+    make_user, db: Database, school: SchoolData, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
+    # A pick-up is filed until its own time: the clock is set to the morning, so the test does
+    # not depend on when it runs.
+    morning = at(dt.datetime.now(CST).date(), 9).astimezone(dt.UTC)
+    monkeypatch.setattr("handlers.parent.leave.utcnow", lambda: morning)
+    monkeypatch.setattr("bot.services.leaves.utcnow", lambda: morning)
     await term_around_today(db)
     await add_member(db, school, 903, {Role.PARENT}, ("李小明",))
     child = school.student_ids["李小明"]
@@ -336,9 +410,10 @@ async def test_an_early_pick_up_time_must_fall_in_a_session_and_stays_guarded(
 
     parent: FakeUser = make_user(903)
     await parent.send("/leave")
-    assert "16:50" in FakeUser.texts(await parent.click("今天提前接走…"))
+    # The example the prompt gives is the first time the child can be collected.
+    assert "如 16:40" in FakeUser.texts(await parent.click("今天提前接走…"))
     # Robotics runs 16:40–17:40: 18:30 is no time to collect the child from it.
-    assert "课程进行期间" in FakeUser.texts(await parent.send("18:30"))
+    assert "可在 16:40–17:40 之间提前接" in FakeUser.texts(await parent.send("18:30"))
     assert "原因" in FakeUser.texts(await parent.send("17:10"))
 
     # Between two steps the parent is no longer this child's guardian: the step is refused.

@@ -139,7 +139,7 @@ async def test_a_broadcast_due_long_ago_waits_for_the_admin(
     assert sent[0].buttons == [
         [
             {"label": broadcasts.SEND_NOW_LABEL, "data": f"lb:s:{broadcast_id}"},
-            {"label": broadcasts.CANCEL_LATE_LABEL, "data": f"lb:c:{broadcast_id}"},
+            {"label": broadcasts.CANCEL_LATE_LABEL, "data": f"lb:q:{broadcast_id}"},
         ]
     ]
     # Later ticks leave it waiting; the admin's "send now" starts it.

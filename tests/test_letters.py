@@ -235,7 +235,7 @@ class Catalog(Translations):
     """A stand-in catalog: one translated message is enough to show the letter uses gettext."""
 
     def gettext(self, message: str) -> str:
-        return {"A Letter to Parents": "致家长的一封信"}.get(message, message)
+        return {"Letter to parents": "致家长的一封信"}.get(message, message)
 
 
 def translator(locale: str, translations: Translations | None = None) -> Translator:
@@ -267,7 +267,11 @@ def test_english_letter_shows_the_school_local_expiry_date() -> None:
     )
     assert page_count(pdf) == 2
     text = shown_text(pdf)
-    assert b"A Letter to Parents" in text
+    assert b"Letter to parents" in text  # one name everywhere: the bot says it too
+    # Only today's features (bot.features): no fees, daily updates or ratings yet.
+    assert b"calendar" in text and b"digest" in text
+    for not_yet in (b"fee", b"daily update", b"evaluate", b"attendance"):
+        assert not_yet not in text
     assert b"December 21, 2026" in text  # the code's expiry, in Shanghai
     assert b"November 22, 2026" in text  # the letter's date
     assert "李小明".encode("utf-16-be") in text  # a Chinese name in an English letter

@@ -63,3 +63,16 @@ async def test_every_school_table_carries_school_id() -> None:
         if t.name not in deployment_wide and "school_id" not in t.columns
     ]
     assert missing == []
+
+
+def test_each_migration_logs_one_line() -> None:
+    """`kehou migrate` and `kehou import` log each migration's message as it runs: the first
+    paragraph of its docstring must be one line, or the log breaks in the middle of a line."""
+    from pathlib import Path
+
+    for path in sorted(
+        (Path(__file__).parent.parent / "storage/migrations/versions").glob("0*.py")
+    ):
+        doc = path.read_text(encoding="utf-8").split('"""')[1]
+        first_paragraph = doc.split("\n\n")[0]
+        assert "\n" not in first_paragraph.strip(), path.name

@@ -173,7 +173,8 @@ async def test_group_commands_point_to_the_private_chat(make_user, school: Schoo
     parent: FakeUser = make_user(111, chat=group)
     replies = await parent.send("/mydata@kehou_test_bot")
     assert len(replies) == 1
-    assert replies[0].buttons()[0]["url"] == "https://t.me/kehou_test_bot?start=help"
+    # The link opens what was asked for, not /help.
+    assert replies[0].buttons()[0]["url"] == "https://t.me/kehou_test_bot?start=mydata"
 
 
 async def test_mydata_sends_summary_and_file(make_user, db: Database, school: SchoolData) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import struct
 import time
 import zlib
@@ -15,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -25,9 +27,13 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from telegram.ext import ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes
 from yarl import URL
 
-from sandbox import server
+from bot.services import broadcasts, catalogue, enrolment, guard, leaves, members
+from sandbox import demo, server
 from sandbox.entities import EntityParseError, detect, parse_html, sort_entities, to_html
 from sandbox.server import Faults, Limits, Sandbox, create_app
+from storage.db import Database
+from storage.models import BroadcastStatus
+from tests.e2e import Person
 
 TOKEN = "123456789:SANDBOX-test-token"
 BOT = "kehou_test_bot"
@@ -1112,3 +1118,106 @@ async def test_python_telegram_bot_application(client: Client, sandbox: Sandbox)
         await application.shutdown()
     assert sandbox.counters.methods["getMe"] == 1
     assert sandbox.updates.pending == deque()
+
+
+async def test_a_persona_changed_while_the_page_is_open(client: Client, sandbox: Sandbox) -> None:
+    sandbox.add_persona("mom", kind="private", chat_id=MOM, user_id=MOM, label="家长")
+    after = sandbox.seq
+    sandbox.update_persona("mom", description={"zh_CN": "张琪的家长", "en": "Parent of 张琪"})
+    events = await (await client.get(f"/sandbox/api/events?after={after}&timeout=0")).json()
+    assert [e["type"] for e in events["events"]] == ["persona"]
+    personas = (await (await client.get("/sandbox/api/personas")).json())["personas"]
+    assert personas[0]["description"] == {"zh_CN": "张琪的家长", "en": "Parent of 张琪"}
+    with pytest.raises(ValueError, match="chat_id"):
+        sandbox.update_persona("mom", chat_id=ANNA)
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's scene: every role has something to do, whatever the weekday and hour
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize(
+    "local",
+    [
+        dt.datetime(2026, 12, 9, 14, 3, tzinfo=SHANGHAI),  # a Wednesday afternoon
+        dt.datetime(2026, 12, 5, 10, 30, tzinfo=SHANGHAI),  # a Saturday morning
+        dt.datetime(2026, 12, 13, 2, 23, tzinfo=SHANGHAI),  # a Sunday, small hours
+        dt.datetime(2026, 12, 8, 22, 50, tzinfo=SHANGHAI),  # late evening
+        dt.datetime(2026, 12, 8, 23, 10, tzinfo=SHANGHAI),  # the last session to start
+        dt.datetime(2026, 12, 8, 23, 40, tzinfo=SHANGHAI),  # too late for a session to start
+        dt.datetime(2027, 1, 1, 9, 0, tzinfo=SHANGHAI),  # New Year's Day, a holiday
+    ],
+    ids=["wednesday", "saturday", "sunday-night", "evening", "last", "late-evening", "holiday"],
+)
+async def test_the_demo_shows_every_role_at_work(database_url: str, local: dt.datetime) -> None:
+    now = local.astimezone(dt.UTC)
+    await demo.prepare(database_url, "http://127.0.0.1:9", now=now)
+    teacher, mom, admin = (
+        next(p for p in demo.PERSONAS if p.key == key).user_id
+        for key in ("teacher", "parent-zhang", "admin")
+    )
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:
+            # The teacher's /roster: a session today, about to start, with their class in it.
+            member = await members.find_member(session, teacher)
+            assert member is not None
+            roster = await leaves.roster(session, member, local.date())
+            assert len(roster) == 1, roster
+            course, children = roster[0]
+            starts = dt.datetime.combine(local.date(), course.starts_at, SHANGHAI)
+            ends = dt.datetime.combine(local.date(), course.ends_at, SHANGHAI)
+            if local.time() <= dt.time(23, 10):
+                assert dt.timedelta(minutes=10) <= starts - local <= dt.timedelta(minutes=30)
+                assert ends - starts >= dt.timedelta(minutes=30)
+            else:  # no room before midnight: today's session is under way
+                assert starts <= local < ends
+            assert len(children) >= 20 and all(leave is None for _, leave in children)
+
+            # A course the parents' child may join is full, with children waiting.
+            parent = await members.find_member(session, mom)
+            assert parent is not None
+            child = (await guard.children(session, parent))[0]
+            found = await catalogue.of(session, parent.school_id)
+            offered = enrolment.offered(found, child.grade, local.date(), period=2)
+            figures = await enrolment.counted(session, offered)
+            full = [f for f in figures if f.seats_left == 0 and f.waitlisted]
+            assert [f.course.code for f in full] == [demo.FULL_COURSE]
+            assert full[0].waitlisted == demo.WAITING
+
+            # The admin's /broadcasts: a notice to the class waits for tomorrow morning.
+            manager = await members.find_member(session, admin)
+            recent = await broadcasts.recent(session, manager)
+            assert not isinstance(recent, broadcasts.Refused)
+            waiting = [b for b in recent if b.status is BroadcastStatus.SCHEDULED]
+            assert len(waiting) == 1 and waiting[0].scheduled_for is not None
+            due = waiting[0].scheduled_for.astimezone(SHANGHAI)
+            assert due.date() == local.date() + dt.timedelta(days=1)
+            assert due.time() == demo.NOTICE_AT
+            assert await broadcasts.due_scheduled(session, now) == []
+    finally:
+        await db.dispose()
+
+
+async def test_the_demo_at_work_over_the_wire(demo_world: demo.DemoWorld) -> None:
+    """Started now, whatever the hour: the teacher's /roster has today's session, about to
+    start, and the admin's /broadcasts has the notice waiting for tomorrow."""
+    teacher, admin = (
+        Person(demo_world.sandbox, next(p for p in demo.PERSONAS if p.key == key).user_id)
+        for key in ("teacher", "admin")
+    )
+    roster = await teacher.send("/roster", expecting="三年级课业辅导")
+    local = dt.datetime.now(SHANGHAI)
+    found = re.search(r"(\d\d):(\d\d)–(\d\d):(\d\d)", roster["text"])
+    assert found, roster["text"]
+    starts = local.replace(hour=int(found[1]), minute=int(found[2]), second=0, microsecond=0)
+    ends = local.replace(hour=int(found[3]), minute=int(found[4]), second=0, microsecond=0)
+    if starts > local:  # the usual case: it starts within half an hour
+        assert starts - local <= dt.timedelta(minutes=30)
+    else:  # late in the evening, today's session is under way
+        assert local < ends
+    listing = await admin.send("/broadcasts", expecting=demo.NOTICE_TEXT[:16])
+    assert "8:00" in listing["text"]  # tomorrow morning

@@ -157,6 +157,7 @@ FEES: list[dict[str, Any]] = [
      "disclosed_on": DISCLOSED, "description": "校车往返，按实际出行次数收取。"},
 ]  # fmt: skip
 
+DEMO_CLASS = "3-2"  # the class of the demo's teacher and parents (sandbox/demo.py)
 PRIMARY_P1, PRIMARY_P2 = "15:40-16:40", "16:50-17:50"
 MIDDLE_P1, MIDDLE_P2 = "16:40-17:40", "17:50-18:40"
 WEEK = ["mon", "tue", "wed", "thu", "fri"]
@@ -166,10 +167,14 @@ def homework_courses(classes: list[Klass]) -> list[dict[str, Any]]:
     """Period 1 per grade, run by the head teachers in their own classrooms.
 
     Grades 1-2 get no written homework under 双减, so their first period is reading instead.
+    A grade's period 1 is led by the head teacher of its first class, except that grade 3's
+    is led by the head of 3-2, the demo's class, so that the demo's teacher has sessions.
     """
     courses = []
     for grade in range(1, 10):
-        lead = next(c for c in classes if c.grade == grade).head_teacher
+        lead = next(
+            c for c in sorted(classes, key=lambda c: c.code != DEMO_CLASS) if c.grade == grade
+        ).head_teacher
         reading = grade <= 2
         courses.append({
             "code": f"P1-G{grade}",

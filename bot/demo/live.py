@@ -70,7 +70,7 @@ async def prepare(database_url: str, sandbox_url: str, students: int) -> demo.De
         school = await big.build_school(
             db, students, progress=lambda text: print(text, flush=True)
         )
-        await big.open_for_today(db, school.report.school_id)
+        await big.open_for_today(db, school.report.school_id, weekday_today=True)
         cast = await _cast(db, school)
     finally:
         await db.dispose()

@@ -15,13 +15,27 @@ name, a grade number); turning them into words is the caller's (`bot.broadcastin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, literal_column, null, or_, select, update
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -52,7 +66,14 @@ from storage.models import (
 )
 
 ACK_LABEL = N_("✅ Got it")
-REPING_TEMPLATE = N_("⏰ Reminder: please confirm that you have read this notice.\n\n{html}")
+# Every notice carries a header in the reader's language: the school, the sender, what it is.
+# The admin's own text ({html}) is never translated.
+NOTICE_TEMPLATE = N_("<b>📣 {school} · Notice</b>\nFrom: {sender}\n\n{html}")
+REPING_TEMPLATE = N_(
+    "<b>⏰ {school} · Reminder</b>\nFrom: {sender}\nPlease confirm that you have read this "
+    "notice.\n\n{html}"
+)
+MAX_PICK = 40  # classes picked for one notice at most (the choice screen pages through them)
 RECENT = 10
 REFUSED = "broadcast.refused"  # the audit action of a refused broadcast press or command
 
@@ -72,13 +93,28 @@ class AudienceKind(enum.StrEnum):
 class Audience:
     kind: AudienceKind
     value: int | None = None  # the grade, class id, course id or period
+    # Several classes (CLASS: their parents; GROUPS: their parents' groups, none = all groups)
+    values: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "value": self.value}
+        found: dict[str, Any] = {"kind": str(self.kind), "value": self.value}
+        if self.values:
+            found["values"] = list(self.values)
+        return found
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Audience:
-        return cls(AudienceKind(data["kind"]), data.get("value"))
+        values = data.get("values") or ()
+        return cls(AudienceKind(data["kind"]), data.get("value"), tuple(int(v) for v in values))
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The classes this audience names, one or several; () if it names none."""
+        if self.values:
+            return self.values
+        if self.kind is AudienceKind.CLASS and self.value is not None:
+            return (self.value,)
+        return ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,7 @@ class AudienceName:
 
     kind: AudienceKind
     name: str | int | None = None
+    several: int = 0  # several classes (or their groups): how many; the name is then None
 
 
 @dataclass(frozen=True)
@@ -138,18 +175,31 @@ class Choice:
 
 
 async def choices(
-    session: AsyncSession, member: Member | None, kind: AudienceKind, *, pressed: str | None = None
+    session: AsyncSession,
+    member: Member | None,
+    kind: AudienceKind,
+    *,
+    pick: int | None = None,
+    pressed: str | None = None,
 ) -> list[Choice] | Refused:
     """What an admin picks from for an audience of `kind`, in the school's order: grades,
-    classes, courses (one statement) or the periods (none)."""
+    classes, courses (one statement) or the periods (none); for GROUPS, the classes whose
+    parents' group the bot is in. `pick`: the class (or group) the press picks, refused
+    (audited) unless it is among them."""
     admin = _admin(session, member, pressed)
     if admin is None:
         return Refused.NOT_ADMIN
-    if kind not in NEEDS_VALUE:
+    if kind not in (*NEEDS_VALUE, AudienceKind.GROUPS):
         return _not_found(session, admin, pressed)
+    found = await _choices(session, admin.school_id, kind)
+    if pick is not None and all(c.value != pick for c in found):
+        return _not_found(session, admin, pressed)
+    return found
+
+
+async def _choices(session: AsyncSession, school_id: int, kind: AudienceKind) -> list[Choice]:
     if kind is AudienceKind.PERIOD:
         return [Choice(p, str(p)) for p in PERIODS]
-    school_id = admin.school_id
     if kind is AudienceKind.GRADE:
         grades = await session.scalars(
             select(SchoolClass.grade)
@@ -158,12 +208,11 @@ async def choices(
             .order_by(SchoolClass.grade)
         )
         return [Choice(g, str(g)) for g in grades.all()]
-    if kind is AudienceKind.CLASS:
-        rows = await session.execute(
-            select(SchoolClass.id, SchoolClass.name)
-            .where(SchoolClass.school_id == school_id)
-            .order_by(SchoolClass.grade, SchoolClass.code)
-        )
+    if kind in (AudienceKind.CLASS, AudienceKind.GROUPS):
+        query = select(SchoolClass.id, SchoolClass.name).where(SchoolClass.school_id == school_id)
+        if kind is AudienceKind.GROUPS:
+            query = query.where(SchoolClass.group_chat_id.is_not(None))
+        rows = await session.execute(query.order_by(SchoolClass.grade, SchoolClass.code))
     else:
         rows = await session.execute(
             select(Course.id, Course.name)
@@ -175,7 +224,15 @@ async def choices(
 
 def _well_formed(audience: Audience) -> bool:
     """A value where the kind needs one, and a period that exists; nothing read."""
-    value = audience.value
+    value, values = audience.value, audience.values
+    if len(values) != len(set(values)) or len(values) > MAX_PICK:
+        return False
+    if audience.kind is AudienceKind.GROUPS:
+        return value is None
+    if audience.kind is AudienceKind.CLASS and values:
+        return value is None
+    if values:
+        return False
     if audience.kind not in NEEDS_VALUE:
         return value is None
     if value is None:
@@ -188,6 +245,13 @@ def _of_school(school_id: int, audience: Audience) -> Any | None:
     school's: the class's or course's name, whether the grade exists. None when the audience
     names nothing to look up (ids from buttons are never trusted)."""
     value = audience.value
+    if audience.values:
+        of_school = [SchoolClass.school_id == school_id, SchoolClass.id.in_(audience.values)]
+        if audience.kind is AudienceKind.GROUPS:
+            of_school.append(SchoolClass.group_chat_id.is_not(None))
+        if len(audience.values) == 1:  # its name, or NULL
+            return select(SchoolClass.name).where(*of_school).scalar_subquery()
+        return select(func.count()).select_from(SchoolClass).where(*of_school).scalar_subquery()
     if audience.kind is AudienceKind.CLASS:
         return (
             select(SchoolClass.name)
@@ -205,14 +269,18 @@ def _of_school(school_id: int, audience: Audience) -> Any | None:
     return None
 
 
-def _absent(found: Any) -> bool:
+def _absent(found: Any, audience: Audience | None = None) -> bool:
     """What `_of_school` gave for a class, course or grade that is not the school's: no name,
-    or a false EXISTS (0 on SQLite)."""
+    or a false EXISTS (0 on SQLite); for several classes, fewer of them than were named."""
+    if audience is not None and len(audience.values) > 1:
+        return found != len(audience.values)
     return found is None or found is False or found == 0
 
 
 def _named(audience: Audience, found: Any) -> AudienceName:
-    if audience.kind in (AudienceKind.CLASS, AudienceKind.COURSE):
+    if len(audience.values) > 1:
+        return AudienceName(audience.kind, None, len(audience.values))
+    if audience.values or audience.kind in (AudienceKind.CLASS, AudienceKind.COURSE):
         return AudienceName(audience.kind, found)
     return AudienceName(audience.kind, audience.value)
 
@@ -223,27 +291,93 @@ class Preview:
 
     audience: AudienceName
     count: int  # recipients: people, or the class groups
+    families: int = 0  # the families those people make (guardians sharing a child: one)
+    parents: int = 0  # for class groups: the parents of those classes, in or out of the groups
+
+    @property
+    def groups(self) -> bool:
+        return self.audience.kind is AudienceKind.GROUPS
+
+
+def family_key(schools: Any) -> Any:
+    """(user, key) for every guardian of these schools (`schools`: a school id, or a subquery
+    of them): their family, as one of its guardians' ids. A child's key is the least of its
+    guardians' ids; a guardian's is the least of their children's keys. So both parents of a
+    child (and of all their children) are one family; a person with no child (a teacher) has
+    no row and is a family alone (`func.coalesce(key, user id)`). Computed by the database:
+    counting the families of 10,000 recipients reads no rows into Python."""
+    of_school = (
+        Guardianship.school_id == schools
+        if isinstance(schools, int)
+        else Guardianship.school_id.in_(schools)
+    )
+    child = (
+        select(Guardianship.student_id.label("child"), func.min(Guardianship.user_id).label("key"))
+        .where(of_school)
+        .group_by(Guardianship.student_id)
+        .subquery()
+    )
+    return (
+        select(Guardianship.user_id.label("user"), func.min(child.c.key).label("key"))
+        .join(child, child.c.child == Guardianship.student_id)
+        .where(of_school)
+        .group_by(Guardianship.user_id)
+        .subquery()
+    )
 
 
 async def preview(
     session: AsyncSession, member: Member | None, audience: Audience, *, pressed: str | None = None
 ) -> Preview | Refused:
-    """The audience's name and how many it reaches: one statement, which also checks that
-    the class, course or grade is the member's school's."""
+    """The audience's name and how many people, families (or groups) it reaches: one
+    statement, which also checks that the classes, course or grade are the member's school's."""
     admin = _admin(session, member, pressed)
     if admin is None:
         return Refused.NOT_ADMIN
     if not _well_formed(audience):
         return _not_found(session, admin, pressed)
-    query = _recipients_query(admin.school_id, audience).order_by(None).subquery()
-    count = select(func.count()).select_from(query).scalar_subquery()
-    known = _of_school(admin.school_id, audience)
-    if known is None:
-        return Preview(_named(audience, None), int(await session.scalar(select(count)) or 0))
-    row = (await session.execute(select(count, known))).one()
-    if _absent(row[1]):
+    school_id = admin.school_id
+    known = _of_school(school_id, audience)
+    checked = known if known is not None else literal(1)
+    if audience.kind is AudienceKind.GROUPS:
+        groups = _recipients_query(school_id, audience).order_by(None).subquery()
+        reached = (
+            select(func.count(func.distinct(User.id)))
+            .join(Guardianship, Guardianship.user_id == User.id)
+            .join(Student, Student.id == Guardianship.student_id)
+            .join(SchoolClass, SchoolClass.id == Student.class_id)
+            .where(*_group_classes(school_id, audience), Student.active.is_(True))
+            .scalar_subquery()
+        )
+        count = select(func.count()).select_from(groups).scalar_subquery()
+        row = (await session.execute(select(count, reached, checked))).one()
+        if known is not None and _absent(row[2], audience):
+            return _not_found(session, admin, pressed)
+        return Preview(_named(audience, row[2]), int(row[0] or 0), parents=int(row[1] or 0))
+    people = _recipients_query(school_id, audience).order_by(None).subquery()
+    person = next(iter(people.c))
+    keys = family_key(school_id)
+    counted = (
+        select(
+            func.count(person).label("people"),
+            func.count(func.distinct(func.coalesce(keys.c.key, person))).label("families"),
+        )
+        .select_from(people)
+        .outerjoin(keys, keys.c.user == person)
+        .subquery()
+    )
+    one = select(literal(1).label("one")).subquery()
+    row = (
+        await session.execute(
+            select(checked, counted.c.people, counted.c.families).select_from(
+                one.outerjoin(counted, true())
+            )
+        )
+    ).one()
+    if known is not None and _absent(row[0], audience):
         return _not_found(session, admin, pressed)
-    return Preview(_named(audience, row[1]), int(row[0] or 0))
+    people_count = int(row[1] or 0)
+    return Preview(_named(audience, row[0]), people_count, int(row[2] or 0), people_count)
 
 
 async def audience_names(
@@ -251,7 +385,7 @@ async def audience_names(
 ) -> list[AudienceName]:
     """The names of these audiences, in their order: one statement for all the classes and
     courses among them (none if there are none)."""
-    classes = {a.value for a in audiences if a.kind is AudienceKind.CLASS and a.value is not None}
+    classes = {a.classes[0] for a in audiences if len(a.classes) == 1}
     courses = {a.value for a in audiences if a.kind is AudienceKind.COURSE and a.value is not None}
     names: dict[tuple[AudienceKind, int], str] = {}
     if classes or courses:
@@ -272,9 +406,15 @@ async def audience_names(
         for which, value, name in (await session.execute(query)).all():
             kind = AudienceKind.COURSE if int(which) else AudienceKind.CLASS
             names[(kind, value)] = name
-    return [
-        _named(a, names.get((a.kind, a.value)) if a.value is not None else None) for a in audiences
-    ]
+    return [_named(a, _name_of(a, names)) for a in audiences]
+
+
+def _name_of(audience: Audience, names: dict[tuple[AudienceKind, int], str]) -> str | None:
+    if len(audience.classes) == 1:
+        return names.get((AudienceKind.CLASS, audience.classes[0]))
+    if audience.value is None:
+        return None
+    return names.get((audience.kind, audience.value))
 
 
 async def recipients(session: AsyncSession, school_id: int, audience: Audience) -> list[Recipient]:
@@ -283,12 +423,20 @@ async def recipients(session: AsyncSession, school_id: int, audience: Audience) 
     return [Recipient(user_id, chat_id) for user_id, chat_id in rows.all() if chat_id is not None]
 
 
+def _group_classes(school_id: int, audience: Audience) -> list[Any]:
+    """The conditions on `SchoolClass` for a notice to class groups: all of them, or some."""
+    found = [SchoolClass.school_id == school_id, SchoolClass.group_chat_id.is_not(None)]
+    if audience.values:
+        found.append(SchoolClass.id.in_(audience.values))
+    return found
+
+
 def _recipients_query(school_id: int, audience: Audience) -> Select[Any, Any]:
     """(user id, chat id) of each recipient, once, ordered; (NULL, chat id) for the groups."""
     if audience.kind is AudienceKind.GROUPS:
         return (
             select(null().label("user_id"), SchoolClass.group_chat_id)
-            .where(SchoolClass.school_id == school_id, SchoolClass.group_chat_id.is_not(None))
+            .where(*_group_classes(school_id, audience))
             .order_by(SchoolClass.grade, SchoolClass.code)
         )
     if audience.kind is AudienceKind.TEACHERS:
@@ -324,7 +472,7 @@ def _children(audience: Audience, school_id: int) -> Any:
                 )
             )
         case AudienceKind.CLASS:
-            return Student.class_id == value
+            return Student.class_id.in_(audience.classes)
         case AudienceKind.COURSE:
             return exists().where(enrolled, Enrolment.course_id == value)
         case AudienceKind.PERIOD:
@@ -363,6 +511,8 @@ async def create(
     now = now or utcnow()
     if attachment is None:
         outbox.split_html(text)  # refuse what cannot be sent, before anything is stored
+    if audience.kind is AudienceKind.GROUPS:
+        ack = False  # a class group stays quiet: nobody in it is asked to press anything
     broadcast = Broadcast(
         school_id=school_id,
         created_by_user_id=sender_user_id,
@@ -432,7 +582,7 @@ async def send(
         return _not_found(session, admin, pressed)
     known = _of_school(admin.school_id, audience)
     found = await session.scalar(select(known)) if known is not None else None
-    if known is not None and _absent(found):
+    if known is not None and _absent(found, audience):
         return _not_found(session, admin, pressed)  # gone since the preview, or not this school's
     broadcast = await create(
         session,
@@ -449,7 +599,7 @@ async def send(
         status_message_id=status_message_id,
         now=now,
     )
-    figures = await progress(session, broadcast.id)
+    figures = await progress(session, broadcast.id, ack=broadcast.ack_requested)
     return Summary.of(broadcast, _named(audience, found), figures)
 
 
@@ -473,6 +623,7 @@ async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -
         if broadcast.ack_requested
         else None
     )
+    header, _school = await _header(session, broadcast)
     await outbox.enqueue_many(
         session,
         broadcast.school_id,
@@ -482,11 +633,14 @@ async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -
                 user_id=p.user_id,
                 kind="broadcast",
                 priority=Priority(broadcast.priority),
-                text=broadcast.text,
+                template=NOTICE_TEMPLATE,
+                params=header | {"html": broadcast.text},
                 buttons=buttons if p.user_id is not None else None,
                 attachment=broadcast.attachment,
                 dedupe_key=f"broadcast:{broadcast.id}:{p.chat_id}",
                 broadcast_id=broadcast.id,
+                # A notice that asks for a confirmation is read when it comes, not at 19:00.
+                digest=not broadcast.ack_requested,
             )
             for p in people
         ],
@@ -497,6 +651,20 @@ async def start(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -
     )
     set_committed_value(broadcast, "recipients", len(people))
     return len(people)
+
+
+async def _header(session: AsyncSession, broadcast: Broadcast) -> tuple[dict[str, Any], School]:
+    """The header's parameters: the school's name and the sender's (one statement), and the
+    school: kept by the caller, the notice budget that comes next finds it loaded."""
+    school, sender = (
+        await session.execute(
+            select(School, User.display_name)
+            .select_from(School)
+            .outerjoin(User, User.id == broadcast.created_by_user_id)
+            .where(School.id == broadcast.school_id)
+        )
+    ).one()
+    return {"school": school.name, "sender": sender or school.name}, school
 
 
 async def _set_status(
@@ -531,7 +699,11 @@ class Progress:
     failed: int
     blocked: int
     cancelled: int
-    acknowledged: int
+    acknowledged: int  # people who confirmed
+    # Families (guardians sharing a child count once) whose copy was delivered or waits in
+    # their digest, and those of them where someone confirmed: only with a confirm button.
+    families: int = 0
+    confirmed: int = 0
 
     @property
     def finished(self) -> bool:
@@ -539,17 +711,92 @@ class Progress:
 
 
 EMPTY = Progress(0, 0, 0, 0, 0, 0, 0, 0)
+REACHED = (OutboxStatus.SENT, OutboxStatus.DIGESTED, OutboxStatus.HELD)
 
 
-async def progress(session: AsyncSession, broadcast_id: int) -> Progress:
-    return (await progress_of(session, [broadcast_id]))[broadcast_id]
+async def progress(session: AsyncSession, broadcast_id: int, *, ack: bool = False) -> Progress:
+    return (await progress_of(session, [broadcast_id], acks=[broadcast_id] if ack else ()))[
+        broadcast_id
+    ]
 
 
-async def progress_of(session: AsyncSession, broadcast_ids: Iterable[int]) -> dict[int, Progress]:
-    """The figures of each of these broadcasts, in one statement (none for no broadcasts)."""
+async def progress_of(
+    session: AsyncSession, broadcast_ids: Iterable[int], *, acks: Iterable[int] = ()
+) -> dict[int, Progress]:
+    """The figures of each of these broadcasts, in one statement (none for no broadcasts);
+    a second one for the families of those that asked for a confirmation (`acks`)."""
     ids = sorted(set(broadcast_ids))
     if not ids:
         return {}
+    figures = await _progress_of(session, ids)
+    confirming = sorted(set(acks) & set(ids))
+    if not confirming:
+        return figures
+    for broadcast_id, (count, confirmed) in (await family_figures(session, confirming)).items():
+        figures[broadcast_id] = dataclasses.replace(
+            figures[broadcast_id], families=count, confirmed=confirmed
+        )
+    return figures
+
+
+async def family_figures(
+    session: AsyncSession, broadcast_ids: Iterable[int]
+) -> dict[int, tuple[int, int]]:
+    """For each of these broadcasts: the families it reached (delivered, or waiting in their
+    digest) and how many of them confirmed. One statement, counted by the database; it still
+    goes over a row per recipient, so the progress job asks only when a broadcast's plain
+    figures moved."""
+    ids = sorted(set(broadcast_ids))
+    if not ids:
+        return {}
+    keys = family_key(select(Broadcast.school_id).where(Broadcast.id.in_(ids)))
+    family = func.coalesce(keys.c.key, Outbox.user_id)
+    rows = await session.execute(
+        select(
+            Outbox.broadcast_id,
+            func.count(func.distinct(family)),
+            func.count(func.distinct(case((Outbox.acknowledged_at.is_not(None), family)))),
+        )
+        .outerjoin(keys, keys.c.user == Outbox.user_id)
+        .where(
+            Outbox.broadcast_id.in_(ids),
+            Outbox.kind == "broadcast",
+            Outbox.user_id.is_not(None),
+            Outbox.status.in_(REACHED),
+        )
+        .group_by(Outbox.broadcast_id)
+    )
+    found = dict.fromkeys(ids, (0, 0))
+    for broadcast_id, families, confirmed in rows.all():
+        assert broadcast_id is not None
+        found[broadcast_id] = (int(families), int(confirmed))
+    return found
+
+
+@dataclass
+class _Family:
+    people: set[int]
+    confirmed: bool = False
+    delivered: bool = False  # someone's copy was sent (alone or in a digest)
+    held: bool = False  # someone's copy waits in the digest
+
+
+def _family_tally(rows: Iterable[Sequence[Any]]) -> dict[int, _Family]:
+    """The families that got the notice (delivered or held for the digest), by their key,
+    from (user id, outbox status, acknowledged, family key) rows (`family_key`)."""
+    tally: dict[int, _Family] = {}
+    for user, status, acknowledged, key in rows:
+        if status not in REACHED:
+            continue
+        family = tally.setdefault(key if key is not None else user, _Family(set()))
+        family.people.add(user)
+        family.confirmed = family.confirmed or bool(acknowledged)
+        family.delivered = family.delivered or status is not OutboxStatus.HELD
+        family.held = family.held or status is OutboxStatus.HELD
+    return tally
+
+
+async def _progress_of(session: AsyncSession, ids: list[int]) -> dict[int, Progress]:
     rows = await session.execute(
         select(
             Outbox.broadcast_id, Outbox.status, func.count(), func.count(Outbox.acknowledged_at)
@@ -610,8 +857,8 @@ class Summary:
 
     @property
     def unconfirmed(self) -> bool:
-        """Some who received it have not confirmed it yet."""
-        return self.ack_requested and self.progress.sent > self.progress.acknowledged
+        """Some families who received it have not confirmed it yet."""
+        return self.ack_requested and self.progress.families > self.progress.confirmed
 
 
 async def get(session: AsyncSession, school_id: int, broadcast_id: int) -> Broadcast | None:
@@ -646,7 +893,9 @@ async def recent(
             .limit(RECENT)
         )
     ).all()
-    figures = await progress_of(session, [row.id for row in rows])
+    figures = await progress_of(
+        session, [row.id for row in rows], acks=[row.id for row in rows if row.ack_requested]
+    )
     names = await audience_names(session, [Audience.from_json(row.audience) for row in rows])
     return [
         Summary(
@@ -672,6 +921,7 @@ class Stop(enum.Enum):
 class Cancelled:
     outcome: Stop
     sent: int = 0  # what had gone out already (STOPPED)
+    summary: Summary | None = None  # the broadcast as it is now (an admin's `stop`)
 
 
 async def cancel(
@@ -684,6 +934,14 @@ async def cancel(
     it cancelled and sends nothing, or the cancel finds it sending and says how many went out.
     None if the broadcast is not this school's.
     """
+    found = await _cancel(session, school_id, broadcast_id, actor_user_id)
+    return found[0] if found else None
+
+
+async def _cancel(
+    session: AsyncSession, school_id: int, broadcast_id: int, actor_user_id: int
+) -> tuple[Cancelled, Broadcast] | None:
+    """`cancel`, with the broadcast as it is afterwards."""
     for _ in range(3):
         broadcast = await session.scalar(
             select(Broadcast)
@@ -694,13 +952,14 @@ async def cancel(
             return None
         status = broadcast.status
         if status not in (BroadcastStatus.SCHEDULED, BroadcastStatus.SENDING):
-            return Cancelled(Stop.FINISHED)
+            return Cancelled(Stop.FINISHED), broadcast
         if await _set_status(
             session, broadcast, status, BroadcastStatus.CANCELLED, cancelled_at=utcnow()
         ):
             break
     else:
-        return Cancelled(Stop.FINISHED)
+        assert broadcast is not None
+        return Cancelled(Stop.FINISHED), broadcast
     await session.execute(
         update(Outbox)
         .where(
@@ -719,19 +978,61 @@ async def cancel(
         details={"was": str(status)},
     )
     if status is BroadcastStatus.SCHEDULED:
-        return Cancelled(Stop.CANCELLED)
-    return Cancelled(Stop.STOPPED, (await progress(session, broadcast.id)).sent)
+        return Cancelled(Stop.CANCELLED), broadcast
+    return Cancelled(Stop.STOPPED, (await progress(session, broadcast.id)).sent), broadcast
 
 
 async def stop(
-    session: AsyncSession, member: Member | None, broadcast_id: int, *, pressed: str | None = None
+    session: AsyncSession,
+    member: Member | None,
+    broadcast_id: int,
+    *,
+    show: bool = True,
+    pressed: str | None = None,
 ) -> Cancelled | Refused:
-    """An admin's cancel (/broadcasts, or the question about a late one): `cancel`, guarded."""
+    """An admin's cancel (/broadcasts, or the question about a late one): `cancel`, guarded;
+    `show`: with the broadcast as it is afterwards, for the screen to show it."""
     admin = _admin(session, member, pressed)
     if admin is None:
         return Refused.NOT_ADMIN
-    result = await cancel(session, admin.school_id, broadcast_id, admin.user_id)
-    return _not_found(session, admin, pressed) if result is None else result
+    found = await _cancel(session, admin.school_id, broadcast_id, admin.user_id)
+    if found is None:
+        return _not_found(session, admin, pressed)
+    result, broadcast = found
+    if not show:
+        return result
+    return dataclasses.replace(result, summary=await _summary_of(session, broadcast))
+
+
+async def card(
+    session: AsyncSession, member: Member | None, broadcast_id: int, *, pressed: str | None = None
+) -> Summary | Refused:
+    """One broadcast of the admin's school as its status message shows it."""
+    admin = _admin(session, member, pressed)
+    if admin is None:
+        return Refused.NOT_ADMIN
+    found = await _summary(session, broadcast_id, admin.school_id)
+    return _not_found(session, admin, pressed) if found is None else found
+
+
+async def _summary(
+    session: AsyncSession, broadcast_id: int, school_id: int | None = None
+) -> Summary | None:
+    """The broadcast as read now (of this school, if given); None if there is no such one."""
+    broadcast = await session.scalar(
+        select(Broadcast)
+        .where(Broadcast.id == broadcast_id)
+        .execution_options(populate_existing=True)
+    )
+    if broadcast is None or (school_id is not None and broadcast.school_id != school_id):
+        return None
+    return await _summary_of(session, broadcast)
+
+
+async def _summary_of(session: AsyncSession, broadcast: Broadcast) -> Summary:
+    (name,) = await audience_names(session, [Audience.from_json(broadcast.audience)])
+    figures = await progress(session, broadcast.id, ack=broadcast.ack_requested)
+    return Summary.of(broadcast, name, figures)
 
 
 class Ack(enum.Enum):
@@ -765,16 +1066,17 @@ async def acknowledge(
 
 @dataclass(frozen=True)
 class Unconfirmed:
-    """A recipient who got the notice and has not confirmed it."""
+    """A family that got the notice and where nobody has confirmed it yet."""
 
-    name: str
-    children: tuple[str, ...]  # the children they are a guardian of, by name
+    names: tuple[str, ...]  # the guardians who got it
+    children: tuple[str, ...]  # their children, by name
+    waiting: bool = False  # their copy waits in tonight's digest: they have not seen it yet
 
 
 async def unconfirmed(
     session: AsyncSession, member: Member | None, broadcast_id: int, *, pressed: str | None = None
 ) -> list[Unconfirmed] | Refused:
-    """Who has not confirmed a broadcast of the admin's school yet: one statement."""
+    """The families that have not confirmed a broadcast of the admin's school: one statement."""
     admin = _admin(session, member, pressed)
     if admin is None:
         return Refused.NOT_ADMIN
@@ -785,37 +1087,81 @@ async def unconfirmed(
 async def unacknowledged(
     session: AsyncSession, school_id: int, broadcast_id: int
 ) -> list[Unconfirmed] | None:
-    """Recipients who got the notice and have not confirmed, by name, with their children;
-    None if the broadcast is not this school's. One statement."""
-    rows = await session.execute(
-        select(Broadcast.id, User.id, User.display_name, Student.name)
-        .select_from(Broadcast)
-        .outerjoin(
-            Outbox,
-            and_(
-                Outbox.broadcast_id == Broadcast.id,
-                Outbox.kind == "broadcast",
-                Outbox.acknowledged_at.is_(None),
-                Outbox.status.in_((OutboxStatus.SENT, OutboxStatus.DIGESTED)),
-            ),
-        )
-        .outerjoin(User, User.id == Outbox.user_id)
-        .outerjoin(Guardianship, Guardianship.user_id == User.id)
-        .outerjoin(Student, Student.id == Guardianship.student_id)
-        .where(Broadcast.id == broadcast_id, Broadcast.school_id == school_id)
-        .order_by(User.display_name, User.id, Student.name)
-    )
-    found = rows.all()
-    if not found:
+    """Families who got the notice (or whose copy waits in their digest) where nobody has
+    confirmed it, with their guardians' and children's names; None if the broadcast is not
+    this school's. One statement."""
+    found = await _families_of(session, school_id, broadcast_id)
+    if found is None:
         return None
-    people: dict[int, tuple[str, list[str]]] = {}
-    for _, user_id, name, child in found:
-        if user_id is None:  # nobody (left), or a class group
-            continue
-        entry = people.setdefault(user_id, (name, []))
-        if child:
-            entry[1].append(child)
-    return [Unconfirmed(name, tuple(children)) for name, children in people.values()]
+    missing = [
+        Unconfirmed(
+            tuple(sorted({found.names[p] for p in family.people})),
+            tuple(sorted({c for p in family.people for c in found.children.get(p, ())})),
+            waiting=not family.delivered,
+        )
+        for family in found.tally.values()
+        if not family.confirmed
+    ]
+    return sorted(missing, key=lambda u: (u.waiting, u.children, u.names))
+
+
+@dataclass
+class _Recipients:
+    broadcast: Any  # the row of the broadcast's own columns
+    tally: dict[int, _Family]
+    names: dict[int, str]
+    children: dict[int, list[str]]
+    chats: dict[int, int]  # person → the chat their copy went to
+
+
+async def _families_of(
+    session: AsyncSession, school_id: int, broadcast_id: int
+) -> _Recipients | None:
+    """A broadcast's recipients by family, with names (one statement); None if the broadcast
+    is not this school's."""
+    keys = family_key(school_id)
+    rows = (
+        await session.execute(
+            select(
+                Broadcast.id,
+                Broadcast.ack_requested,
+                Outbox.user_id,
+                Outbox.status,
+                Outbox.acknowledged_at.is_not(None),
+                keys.c.key,
+                User.display_name,
+                Student.name,
+                Outbox.chat_id,
+            )
+            .select_from(Broadcast)
+            .outerjoin(
+                Outbox,
+                and_(
+                    Outbox.broadcast_id == Broadcast.id,
+                    Outbox.kind == "broadcast",
+                    Outbox.user_id.is_not(None),
+                ),
+            )
+            .outerjoin(User, User.id == Outbox.user_id)
+            .outerjoin(keys, keys.c.user == User.id)
+            .outerjoin(Guardianship, Guardianship.user_id == User.id)
+            .outerjoin(Student, Student.id == Guardianship.student_id)
+            .where(Broadcast.id == broadcast_id, Broadcast.school_id == school_id)
+        )
+    ).all()
+    if not rows:
+        return None
+    people = [r for r in rows if r.user_id is not None]
+    names: dict[int, str] = {}
+    children: dict[int, list[str]] = {}
+    chats: dict[int, int] = {}
+    for r in people:
+        names[r.user_id] = r.display_name
+        chats[r.user_id] = r.chat_id
+        if r.name:
+            children.setdefault(r.user_id, []).append(r.name)
+    tally = _family_tally((r[2], r[3], r[4], r[5]) for r in people)
+    return _Recipients(rows[0], tally, names, children, chats)
 
 
 async def due_scheduled(session: AsyncSession, now: dt.datetime) -> list[Broadcast]:
@@ -862,32 +1208,99 @@ async def due_repings(session: AsyncSession, now: dt.datetime) -> list[Broadcast
 
 
 async def reping(session: AsyncSession, broadcast: Broadcast, now: dt.datetime) -> int:
-    """Remind, once, those who got the notice and have not confirmed it."""
-    rows = await session.execute(
-        select(Outbox.user_id, Outbox.chat_id).where(
-            Outbox.broadcast_id == broadcast.id,
-            Outbox.kind == "broadcast",
-            Outbox.acknowledged_at.is_(None),
-            Outbox.status == OutboxStatus.SENT,
-        )
+    """Remind, once, the families who got the notice and where nobody has confirmed it."""
+    found = await _families_of(session, broadcast.school_id, broadcast.id)
+    count = await _remind(session, broadcast, found, now) if found is not None else 0
+    broadcast.reping_at = now
+    return count
+
+
+async def _remind(
+    session: AsyncSession, broadcast: Broadcast, found: _Recipients, now: dt.datetime
+) -> int:
+    """Queue the reminder for every guardian of an unconfirmed family whose copy was delivered
+    (a copy still waiting in the digest is not yet read); returns how many were queued."""
+    people = sorted(
+        p
+        for family in found.tally.values()
+        if not family.confirmed and family.delivered
+        for p in family.people
     )
+    header, _school = await _header(session, broadcast) if people else ({}, None)
     reminders = [
         NewMessage(
-            chat_id=chat_id,
-            user_id=user_id,
+            chat_id=found.chats[p],
+            user_id=p,
             kind="broadcast_reping",
             priority=Priority(broadcast.priority),
             template=REPING_TEMPLATE,
-            params={"html": broadcast.text},
+            params=header | {"html": broadcast.text},
             buttons=[[{"label": ACK_LABEL, "data": f"ack:{broadcast.id}"}]],
-            dedupe_key=f"broadcast-reping:{broadcast.id}:{chat_id}",
+            # One reminder per person and broadcast, whoever asks for it and however often.
+            dedupe_key=f"broadcast-reping:{broadcast.id}:{found.chats[p]}",
             broadcast_id=broadcast.id,
+            digest=False,
         )
-        for user_id, chat_id in rows.all()
+        for p in people
     ]
-    await outbox.enqueue_many(session, broadcast.school_id, reminders, now=now)
-    broadcast.reping_at = now
-    return len(reminders)
+    return len(await outbox.enqueue_many(session, broadcast.school_id, reminders, now=now))
+
+
+class Remind(enum.Enum):
+    SENT = "sent"  # the reminder is queued for `count` people
+    ALREADY = "already"  # it was reminded before (at `at`): nothing more is sent
+    NOBODY = "nobody"  # every family that got it has confirmed (or still waits for its digest)
+
+
+@dataclass(frozen=True)
+class Reminded:
+    outcome: Remind
+    count: int = 0
+    at: dt.datetime | None = None
+    summary: Summary | None = None
+
+
+async def remind(
+    session: AsyncSession,
+    member: Member | None,
+    broadcast_id: int,
+    now: dt.datetime,
+    *,
+    pressed: str | None = None,
+) -> Reminded | Refused:
+    """An admin's "remind the unconfirmed now": once per broadcast. The broadcast's
+    `reping_at` is the ledger (compare-and-set), and each reminder's dedupe key keeps a
+    second press, or the automatic reminder, from sending anyone a second one."""
+    admin = _admin(session, member, pressed)
+    if admin is None:
+        return Refused.NOT_ADMIN
+    found = await _families_of(session, admin.school_id, broadcast_id)
+    if found is None or not found.broadcast.ack_requested:
+        return _not_found(session, admin, pressed)
+    broadcast = await session.get(Broadcast, broadcast_id)
+    assert broadcast is not None
+    if not any(not f.confirmed and f.delivered for f in found.tally.values()):
+        return Reminded(Remind.NOBODY, summary=await _summary(session, broadcast_id))
+    won = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.reping_at.is_(None))
+        .values(reping_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        at = await session.scalar(select(Broadcast.reping_at).where(Broadcast.id == broadcast_id))
+        return Reminded(Remind.ALREADY, at=at, summary=await _summary(session, broadcast_id))
+    set_committed_value(broadcast, "reping_at", now)
+    count = await _remind(session, broadcast, found, now)
+    audit.record(
+        session,
+        admin.school_id,
+        "broadcast.remind",
+        actor_user_id=admin.user_id,
+        target=("broadcast", broadcast_id),
+        details={"reminded": count},
+    )
+    return Reminded(Remind.SENT, count, now, await _summary(session, broadcast_id))
 
 
 async def finish(
@@ -1028,7 +1441,8 @@ async def ask_about_late(session: AsyncSession, broadcast: Broadcast, now: dt.da
             buttons=[
                 [
                     {"label": SEND_NOW_LABEL, "data": f"lb:s:{broadcast.id}"},
-                    {"label": CANCEL_LATE_LABEL, "data": f"lb:c:{broadcast.id}"},
+                    # asks first (handlers/admin/late.py), then `lb:c` cancels
+                    {"label": CANCEL_LATE_LABEL, "data": f"lb:q:{broadcast.id}"},
                 ]
             ],
             dedupe_key=f"broadcast-late:{broadcast.id}:{user_id}",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -48,10 +48,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
-from bot.services import audit, catalogue, deadlines, guard, outbox
+from bot.services import audit, catalogue, deadlines, family, guard, outbox
 from bot.services.catalogue import Catalogue, CourseInfo, TermInfo
 from bot.services.guard import Child, child_columns, of_guardian, with_child
 from bot.services.members import Member
@@ -59,7 +60,6 @@ from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
     Allocation,
-    Category,
     Course,
     Enrolment,
     EnrolmentActor,
@@ -67,6 +67,8 @@ from storage.models import (
     EnrolmentStatus,
     Guardianship,
     LotteryDraw,
+    Outbox,
+    OutboxStatus,
     Priority,
     Role,
     School,
@@ -95,6 +97,36 @@ OFFER_EXTENDED_TEXT = N_(
 )
 ACCEPT_LABEL = N_("Accept the seat")
 DECLINE_LABEL = N_("Decline")
+# What the child's other guardians are told (docs/UX.md, convention 5), in their language.
+TOLD_OTHERS = {
+    EnrolmentStatus.ENROLLED: N_(
+        "👪 {child}'s other guardian signed {child} up for {course} ({start}–{end}). "
+        "Send /schedule to see the week."
+    ),
+    EnrolmentStatus.WAITLISTED: N_(
+        "👪 {child}'s other guardian put {child} on the waitlist of {course} "
+        "({start}–{end}): position {position}."
+    ),
+    EnrolmentStatus.ENTERED: N_(
+        "👪 {child}'s other guardian entered {child} in the draw for {course} "
+        "({start}–{end}) as choice {rank}."
+    ),
+}
+WITHDRAWN_BY_OTHER = N_(
+    "👪 {child}'s other guardian took {child} out of {course} ({start}–{end}) for good."
+)
+LEFT_WAITLIST_BY_OTHER = N_(
+    "👪 {child}'s other guardian took {child} off the waitlist of {course} ({start}–{end})."
+)
+OFFER_ACCEPTED_BY_OTHER = N_(
+    "👪 The seat in {course} offered for {child} was accepted by {child}'s other guardian: "
+    "{child} is enrolled ({start}–{end})."
+)
+OFFER_DECLINED_BY_OTHER = N_(
+    "👪 The seat in {course} offered for {child} was declined by {child}'s other guardian; "
+    "it goes to the next child on the waitlist."
+)
+OFFER_KINDS = ("seat_offer", "seat_offer_extended")
 
 
 class Refusal(enum.StrEnum):
@@ -136,6 +168,9 @@ class Situation:
     drawn: bool  # the term's lottery was drawn
     places: tuple[tuple[int, int, EnrolmentStatus], ...]  # (enrolment id, course id, status)
     catalogue: Catalogue
+    # The child's other guardians the bot can write to, (user id, chat id): read in the same
+    # statement, so telling them of a sign-up costs no statement when there are none.
+    others: tuple[tuple[int, int], ...] = ()
 
     def place(self, course_id: int) -> tuple[int, EnrolmentStatus] | None:
         return next(((e, st) for e, c, st in self.places if c == course_id), None)
@@ -145,6 +180,15 @@ class Situation:
         wanted = set(statuses)
         found = (self.catalogue.course(c) for _, c, st in self.places if st in wanted)
         return [c for c in found if c is not None]
+
+    def clashes(self) -> list[CourseInfo]:
+        """The child's courses (enrolled or waitlisted) at the same time as this one."""
+        return clashing(self.course, self.courses(ACTIVE))
+
+    def week(self) -> list[tuple[EnrolmentStatus, CourseInfo]]:
+        """The child's places with their courses (what the "1+N" advice reads)."""
+        found = ((st, self.catalogue.course(c)) for _, c, st in self.places)
+        return [(st, c) for st, c in found if c is not None]
 
 
 async def situation(
@@ -178,20 +222,30 @@ async def situation(
         .outerjoin(Enrolment, Enrolment.student_id == Student.id)
         .where(Student.id == student_id)
     )
+    if guardian is not None:
+        other, reader = aliased(Guardianship), aliased(User)
+        query = (
+            query.add_columns(reader.id, reader.chat_id)
+            .outerjoin(other, (other.student_id == Student.id) & (other.user_id != guardian))
+            .outerjoin(reader, (reader.id == other.user_id) & reader.chat_id.is_not(None))
+        )
     if lock:
         query = query.with_for_update(of=[Student, Course])  # type: ignore[list-item]
     rows = (await session.execute(query)).all()
     if not rows:
         return None
     first = rows[0]
+    places = {row[8]: (row[8], row[9], EnrolmentStatus(row[10])) for row in rows if row[8]}
+    others = {row[11]: (row[11], row[12]) for row in rows if len(row) > 11 and row[11]}
     return Situation(
         child=Child(*first[:6]),
         course=course,
         term=found.term(course.term_id),
         cancelled=first[6] is not None,
         drawn=bool(first[7]),
-        places=tuple((e, c, EnrolmentStatus(st)) for *_, e, c, st in rows if e is not None),
+        places=tuple(places.values()),
         catalogue=found,
+        others=tuple(others.values()),
     )
 
 
@@ -214,6 +268,12 @@ async def check(found: Situation, now: dt.datetime) -> Refusal | None:
     if any(_overlap(course, other) for other in found.courses(ACTIVE)):
         return Refusal.CLASH
     return None
+
+
+def clashing(course: CourseInfo, others: Iterable[CourseInfo]) -> list[CourseInfo]:
+    """Those of `others` that run at the same time as `course` (same term, a shared weekday,
+    overlapping times), by time."""
+    return sorted((o for o in others if _overlap(course, o)), key=lambda o: o.starts_at)
 
 
 def _overlap(course: CourseInfo, other: CourseInfo) -> bool:
@@ -243,13 +303,15 @@ def _draw_rank(found: Situation) -> int:
 
 @dataclass(frozen=True)
 class SignUpOutcome:
-    """What the parent is told after pressing Confirm: the child, the course, the result, and
-    the child's courses afterwards (for the "1+N" advice)."""
+    """What the parent is told after pressing Confirm: the child, the course, the result, the
+    child's places afterwards (for the "1+N" advice, `timetable.advice`), and for a clash the
+    course it clashes with."""
 
     child: Child
     course: CourseInfo
     result: SignedUp | Refusal
-    plan: list[CourseInfo]
+    week: list[tuple[EnrolmentStatus, CourseInfo]]
+    clashes: list[CourseInfo]
 
 
 async def confirm_sign_up(
@@ -263,8 +325,9 @@ async def confirm_sign_up(
 ) -> SignUpOutcome | None:
     """A guardian's sign-up; None (refused and audited) if the child or course is not theirs.
 
-    Three statements in one transaction: the locked read (`situation`), the seat and the write
-    in one statement, the history event.
+    Three statements in one transaction: the locked read (`situation`, which also finds the
+    child's other guardians), the seat and the write in one statement, the history event; and
+    when the child has another guardian, the outbox insert that tells them.
     """
     parent = guard.parent(member)
     if parent is None or member is None:
@@ -283,14 +346,58 @@ async def confirm_sign_up(
                 guard.refuse(session, member, REFUSED, pressed)
                 return None
             result = await _decide(session, current, member.user_id, EnrolmentActor.PARENT, now)
+            if isinstance(result, SignedUp):
+                await _tell_others_signed_up(session, current, result, member.user_id)
     except IntegrityError:  # the other guardian's press got there first
         if current is None:
             raise
         result = Refusal.ALREADY
-    plan = current.courses(LISTED)
+    week = [(st, c) for st, c in current.week() if c.id != current.course.id]
     if isinstance(result, SignedUp):
-        plan.append(current.course)
-    return SignUpOutcome(current.child, current.course, result, plan)
+        week.append((result.status, current.course))
+    clashes = current.clashes() if result is Refusal.CLASH else []
+    return SignUpOutcome(current.child, current.course, result, week, clashes)
+
+
+def _times(course: CourseInfo) -> dict[str, Any]:
+    """A course's times as outbox parameters, formatted for each reader."""
+    return {
+        "start": {"$time": course.starts_at.isoformat(timespec="minutes")},
+        "end": {"$time": course.ends_at.isoformat(timespec="minutes")},
+    }
+
+
+async def _tell_others_signed_up(
+    session: AsyncSession, found: Situation, result: SignedUp, user_id: int
+) -> None:
+    """The child's other guardians learn of the sign-up (docs/UX.md, convention 5), as
+    `family.tell_other_guardians` tells them, but from the guardians `situation` read already:
+    the sign-up rush path spends no statement on finding them."""
+    params = {
+        "child": found.child.name,
+        "course": found.course.name,
+        "position": result.waitlist_position or "",
+        "rank": result.draw_rank or "",
+        **_times(found.course),
+    }
+    dedupe = f"sign-up:{result.enrolment_id}:{utcnow().isoformat()}"
+    await outbox.enqueue_many(
+        session,
+        found.child.school_id,
+        [
+            NewMessage(
+                chat_id=chat_id,
+                user_id=other,
+                kind="family_sign_up",
+                priority=Priority.INTERACTIVE,
+                template=TOLD_OTHERS[result.status],
+                params=params,
+                dedupe_key=f"{dedupe}:{other}",
+            )
+            for other, chat_id in found.others
+            if other != user_id
+        ],
+    )
 
 
 async def sign_up(
@@ -1123,12 +1230,40 @@ REFUSED = "enrolment.refused"  # the audit action of every refused enrolment pre
 
 
 @dataclass(frozen=True)
-class CourseView:
-    """A course card for one child: what the card, the confirm screen and their buttons show."""
+class Holding:
+    """The child's place in a course: what "already registered" shows."""
 
-    child: Child
+    enrolment_id: int
+    status: EnrolmentStatus
+
+
+@dataclass(frozen=True)
+class CourseView:
+    """A course card for one child (or, for staff, for nobody: read-only): what the card, the
+    confirm screen and their buttons show."""
+
+    child: Child | None
     facts: CourseFacts
     refusal: Refusal | None = None  # set on the confirm screen when a rule already says no
+    clashes: tuple[CourseInfo, ...] = ()  # the child's courses at the same time
+    holding: Holding | None = None  # the child is enrolled, waitlisted or in the draw already
+
+
+async def _child_places(
+    session: AsyncSession, student_id: int
+) -> list[tuple[int, int, EnrolmentStatus]]:
+    """(enrolment id, course id, status) of the child's listed places: one statement."""
+    rows = await session.execute(
+        select(Enrolment.id, Enrolment.course_id, Enrolment.status).where(
+            Enrolment.student_id == student_id, Enrolment.status.in_(LISTED)
+        )
+    )
+    return [(e, c, EnrolmentStatus(st)) for e, c, st in rows.all()]
+
+
+def _staff(member: Member | None) -> bool:
+    """Teachers and admins may browse the programme read-only."""
+    return member is not None and (member.has(Role.TEACHER) or member.has(Role.ADMIN))
 
 
 async def course_card(
@@ -1139,19 +1274,33 @@ async def course_card(
     *,
     pressed: str | None = None,
 ) -> CourseView | None:
-    """The card of a course of the child's school, for one of the child's guardians; None (and
-    the refusal audited) otherwise. Two statements: the guard, the seat figures."""
+    """The card of a course of the child's school, for one of the child's guardians, with the
+    child's place in it and the courses it clashes with; for staff with `student_id` 0, the
+    card alone (read-only). None (and the refusal audited) otherwise. Three statements: the
+    guard, the seat figures, the child's places."""
+    if student_id == 0 and _staff(member) and member is not None:
+        found = (await catalogue.of(session, member.school_id, member.catalogue_version)).course(
+            course_id
+        )
+        if found is None:
+            guard.refuse(session, member, REFUSED, pressed)
+            return None
+        (counts,) = await counted(session, [found])
+        return CourseView(None, counts)
     child = await guard.child(session, member, student_id, action=REFUSED, pressed=pressed)
     if child is None or member is None:
         return None
-    found = (await catalogue.of(session, member.school_id, member.catalogue_version)).course(
-        course_id
-    )
+    programme = await catalogue.of(session, member.school_id, member.catalogue_version)
+    found = programme.course(course_id)
     if found is None or found.school_id != child.school_id:
         guard.refuse(session, member, REFUSED, pressed)
         return None
     (counts,) = await counted(session, [found])
-    return CourseView(child, counts)
+    places = await _child_places(session, child.id)
+    holding = next((Holding(e, st) for e, c, st in places if c == course_id), None)
+    active = [programme.course(c) for _, c, st in places if st in ACTIVE]
+    clashes = clashing(found, [c for c in active if c is not None])
+    return CourseView(child, counts, clashes=tuple(clashes), holding=holding)
 
 
 async def sign_up_preview(
@@ -1175,16 +1324,28 @@ async def sign_up_preview(
         guard.refuse(session, member, REFUSED, pressed)
         return None
     (counts,) = await counted(session, [current.course])
-    return CourseView(current.child, counts, await check(current, now))
+    place = current.place(course_id)
+    holding = Holding(*place) if place is not None and place[1] in LISTED else None
+    return CourseView(
+        current.child,
+        counts,
+        await check(current, now),
+        clashes=tuple(current.clashes()),
+        holding=holding,
+    )
 
 
 @dataclass(frozen=True)
 class Browse:
-    """The course list: the member's children, the child it is for, and that child's courses."""
+    """The course list: the member's children, the child it is for, and that child's courses;
+    for staff (`read_only`), the whole programme of the term, without a child."""
 
     children: list[Child]
-    child: Child | None  # None: several children and none chosen yet
+    child: Child | None  # None: several children and none chosen yet, or staff
     courses: list[CourseFacts]
+    clashes: dict[int, list[CourseInfo]] = field(default_factory=dict)  # course id → clashing
+    holding: dict[int, EnrolmentStatus] = field(default_factory=dict)  # course id → place
+    read_only: bool = False
 
 
 async def browse(
@@ -1198,13 +1359,20 @@ async def browse(
     weekday: int | None = None,
     pressed: str | None = None,
 ) -> Browse | None:
-    """The catalogue for one of the member's children (the only one, if `student_id` is None);
-    None (audited) if not theirs. Two statements: the guard, the seat figures."""
+    """The catalogue for one of the member's children (the only one, if `student_id` is None),
+    each course marked if the child holds a place in it or it clashes with one; for staff
+    without children (`student_id` None or 0), the term's whole programme, read-only. None
+    (audited) if not theirs. Three statements: the guard, the seat figures, the child's places.
+    """
     if student_id is None:
         children = await guard.children(session, member)
         if len(children) != 1:
+            if not children and _staff(member):
+                return await _browse_all(session, member, today, period, category, weekday)
             return Browse(children, None, [])
         child: Child | None = children[0]
+    elif student_id == 0 and _staff(member):
+        return await _browse_all(session, member, today, period, category, weekday)
     else:
         child = await guard.child(session, member, student_id, action=REFUSED, pressed=pressed)
         children = [child] if child is not None else []
@@ -1212,7 +1380,41 @@ async def browse(
         return None
     found = await catalogue.of(session, member.school_id, member.catalogue_version)
     courses = offered(found, child.grade, today, period=period, category=category, weekday=weekday)
-    return Browse(children, child, await counted(session, courses))
+    places = await _child_places(session, child.id)
+    holding = {c: st for _, c, st in places}
+    active = [found.course(c) for _, c, st in places if st in ACTIVE]
+    mine = [c for c in active if c is not None]
+    clashes = {c.id: clashing(c, mine) for c in courses if c.id not in holding}
+    return Browse(
+        children,
+        child,
+        await counted(session, courses),
+        clashes={k: v for k, v in clashes.items() if v},
+        holding=holding,
+    )
+
+
+async def _browse_all(
+    session: AsyncSession,
+    member: Member | None,
+    today: dt.date,
+    period: int | None,
+    category: str | None,
+    weekday: int | None,
+) -> Browse:
+    """The term's programme for staff: every grade, nothing to sign up for."""
+    assert member is not None
+    found = await catalogue.of(session, member.school_id, member.catalogue_version)
+    term = found.current_term(today)
+    courses = [
+        c
+        for c in (found.of_term(term.id) if term is not None else ())
+        if c.cancelled_at is None
+        and (period is None or c.period == period)
+        and (category is None or c.category.value == category)
+        and (weekday is None or c.weekdays & (1 << (weekday - 1)) != 0)
+    ]
+    return Browse([], None, await counted(session, courses), read_only=True)
 
 
 @dataclass(frozen=True)
@@ -1292,33 +1494,116 @@ async def withdraw_place(
     if done is None:
         return False
     await make_offers(session, place.course.id, now)
+    await family.tell_other_guardians(
+        session,
+        place.child.school_id,
+        place.child.id,
+        member.user_id,
+        kind="family_withdrawal",
+        template=(
+            LEFT_WAITLIST_BY_OTHER
+            if place.status is EnrolmentStatus.WAITLISTED
+            else WITHDRAWN_BY_OTHER
+        ),
+        params={"child": place.child.name, "course": place.course.name, **_times(place.course)},
+        dedupe=f"withdrawal:{place.enrolment_id}:{now.isoformat()}",
+    )
     return True
 
 
 @dataclass(frozen=True)
-class PlanAdvice:
-    """The "1+N" guidance as advice: an interest activity each attended day, science present."""
+class OfferCopy:
+    """Another guardian's copy of a seat offer, sent already: edited to show the outcome."""
 
-    days_without_interest: list[int]  # ISO weekdays with homework help only
-    has_science: bool
-
-    @property
-    def meets(self) -> bool:
-        return not self.days_without_interest and self.has_science
+    chat_id: int
+    message_id: int
+    locale: str | None
 
 
-def advise(courses: Iterable[CourseInfo]) -> PlanAdvice:
-    attended: set[int] = set()
-    interest: set[int] = set()
-    for course in courses:
-        days = set(weekdays_of(course.weekdays))
-        attended |= days
-        if course.category is not Category.HOMEWORK:
-            interest |= days
-    return PlanAdvice(
-        days_without_interest=sorted(attended - interest),
-        has_science=any(c.category is Category.SCIENCE for c in courses),
+@dataclass(frozen=True)
+class OfferReply:
+    """A guardian's answer to a seat offer: the place, what came of it, and the copies of the
+    offer the child's other guardians hold (to be edited so their buttons no longer mislead)."""
+
+    place: Place
+    answer: OfferAnswer
+    copies: list[OfferCopy]
+
+
+async def reply_to_offer(
+    session: AsyncSession,
+    member: Member | None,
+    enrolment_id: int,
+    accept: bool,
+    *,
+    pressed: str | None = None,
+    now: dt.datetime | None = None,
+) -> OfferReply | None:
+    """A guardian's Accept or Decline (`answer_offer`); None (refused, audited) unless the
+    member is a guardian of the child. When it decides the offer, the other guardians are
+    told, and their copies still waiting to be sent are withdrawn."""
+    place = await place_of(session, member, enrolment_id, pressed=pressed)
+    if place is None or member is None:
+        return None
+    now = now or utcnow()
+    answer = await answer_offer(session, enrolment_id, accept, user_id=member.user_id, now=now)
+    copies: list[OfferCopy] = []
+    if answer in (OfferAnswer.ACCEPTED, OfferAnswer.DECLINED):
+        copies = await _other_offer_copies(session, place, member.user_id)
+        await family.tell_other_guardians(
+            session,
+            place.child.school_id,
+            place.child.id,
+            member.user_id,
+            kind="family_offer",
+            template=(
+                OFFER_ACCEPTED_BY_OTHER
+                if answer is OfferAnswer.ACCEPTED
+                else OFFER_DECLINED_BY_OTHER
+            ),
+            params={
+                "child": place.child.name,
+                "course": place.course.name,
+                **_times(place.course),
+            },
+            dedupe=f"offer-answer:{enrolment_id}:{now.isoformat()}",
+        )
+    return OfferReply(place, answer, copies)
+
+
+async def _other_offer_copies(
+    session: AsyncSession, place: Place, user_id: int
+) -> list[OfferCopy]:
+    """The other guardians' copies of this place's offers: those sent, to edit; those not sent
+    yet are cancelled (compare-and-set on their status), so no live buttons arrive later."""
+    prefix = f"{place.child.school_id}:offer:{place.enrolment_id}:"
+    rows = await session.execute(
+        select(Outbox.id, Outbox.chat_id, Outbox.message_id, Outbox.status, User.locale)
+        .outerjoin(User, User.id == Outbox.user_id)
+        .where(
+            Outbox.school_id == place.child.school_id,
+            Outbox.kind.in_(OFFER_KINDS),
+            Outbox.dedupe_key.startswith(prefix, autoescape=True),
+            Outbox.user_id != user_id,
+        )
     )
+    copies, waiting = [], []
+    for row_id, chat_id, message_id, status, locale in rows.all():
+        if status is OutboxStatus.SENT and message_id is not None:
+            copies.append(OfferCopy(chat_id, message_id, locale))
+        elif status in (OutboxStatus.PENDING, OutboxStatus.HELD):
+            waiting.append(row_id)
+    if waiting:
+        await session.execute(
+            update(Outbox)
+            .where(
+                Outbox.id.in_(waiting),
+                Outbox.status.in_((OutboxStatus.PENDING, OutboxStatus.HELD)),
+            )
+            .values(status=OutboxStatus.CANCELLED)
+            .execution_options(synchronize_session=False)
+        )
+    return copies
 
 
 # ---------------------------------------------------------------------------------------------

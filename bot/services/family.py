@@ -36,7 +36,11 @@ async def tell_other_guardians(
         .join(Guardianship, Guardianship.user_id == User.id)
         .where(Guardianship.student_id == student_id, User.chat_id.is_not(None))
     )
-    others = [(user_id, chat_id) for user_id, chat_id in rows.all() if user_id != actor_user_id]
+    others = [
+        (user_id, chat_id)
+        for user_id, chat_id in rows.all()
+        if user_id != actor_user_id and chat_id is not None
+    ]
     return await outbox.enqueue_many(
         session,
         school_id,

@@ -2,8 +2,11 @@
 
 Opting out is always allowed (POLICY: voluntary participation), before a cut-off the school sets
 (`School.leave_cutoff_minutes`, default one hour before the session starts), so the teacher
-knows in time. Which sessions a date has follows the school calendar: none on holidays and
-no-service days, and a swapped working day (调休) runs the timetable of the weekday it names.
+knows in time. An early pick-up is for the day as it goes: it can be filed (and taken back)
+until the pick-up time itself, from the first session's start until the last one ends. The
+child's other guardians are told of what one of them files or takes back (docs/UX.md, 5).
+Which sessions a date has follows the school calendar: none on holidays and no-service days,
+and a swapped working day (调休) runs the timetable of the weekday it names.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +22,8 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bot.services import catalogue, guard
+from bot.i18n import N_
+from bot.services import catalogue, family, guard
 from bot.services.catalogue import Catalogue, CourseInfo
 from bot.services.guard import Child, child_columns, of_guardian, with_child
 from bot.services.members import Member
@@ -35,6 +39,15 @@ from storage.models import (
     utcnow,
 )
 
+# What the child's other guardians are told (outbox templates, translated for each reader).
+FAMILY_LEAVE = N_("👪 {child}'s other guardian recorded a leave: {course}, {day} {start}–{end}.")
+FAMILY_PICKUP = N_(
+    "👪 {child}'s other guardian will collect {child} early on {day} at {pickup} ({course})."
+)
+FAMILY_DAYS = N_("👪 {child}'s other guardian recorded leaves from {day} to {last} (whole days).")
+FAMILY_TAKEN_BACK = N_(
+    "👪 {child}'s other guardian took back the leave of {day}: {child} takes part as usual."
+)
 MAX_DAYS = 31  # a longer absence is a withdrawal, or a word with the school
 REFUSED = "leave.refused"  # the audit action of a refused leave press
 
@@ -140,8 +153,17 @@ async def pickup_period(
     found = await catalogue.of(session, school_id, version)
     enrolled = (found.course(row[1]) for row in rows if row[1] is not None)
     running = sessions_on(found, (c for c in enrolled if c is not None), day)
-    period = next((c.period for c in running if c.starts_at < clock < c.ends_at), None)
+    period = pickup_period_of(running, clock)
     return LeaveRefusal.BAD_TIME if period is None else period
+
+
+def pickup_period_of(running: Sequence[CourseInfo], clock: dt.time) -> int | None:
+    """The period a pick-up at `clock` takes the child out of: the session running then, or
+    (between two sessions) the next one. From the first session's start (a pick-up as period 2
+    starts is the usual way to skip it) until the last one ends; None outside that."""
+    if not running or not min(c.starts_at for c in running) <= clock:
+        return None
+    return next((c.period for c in running if clock < c.ends_at), None)
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,9 @@ class Filed:
     made: list[Leave]
     refusal: LeaveRefusal | None
     cutoff_minutes: int
+    # The sessions each leave made takes the child out of; with a refusal, those of the first
+    # day asked for (whose teacher the refusal names).
+    sessions: dict[dt.date, list[CourseInfo]] = field(default_factory=dict)
 
 
 async def file(
@@ -183,7 +208,52 @@ async def file(
         filed = await _file(session, found, student_id, request, user_id, user_id, now)
     if filed is None:
         guard.refuse(session, member, REFUSED)
+    elif filed.made:
+        await _tell_family(session, filed.child, filed.made, filed.sessions, user_id, taken=False)
     return filed
+
+
+async def _tell_family(
+    session: AsyncSession,
+    child: Child,
+    made: list[Leave],
+    sessions: dict[dt.date, list[CourseInfo]],
+    user_id: int | None,
+    *,
+    taken: bool,
+) -> None:
+    """Tell the child's other guardians what one of them filed or took back (docs/UX.md, 5)."""
+    first, last = made[0], made[-1]
+    courses = sessions.get(first.date, [])
+    params: dict[str, Any] = {
+        "child": child.name,
+        "day": {"$day": first.date.isoformat()},
+        "last": {"$day": last.date.isoformat()},
+        "course": "、".join(c.name for c in courses),
+        "start": {"$time": min(c.starts_at for c in courses).isoformat("minutes")}
+        if courses
+        else "",
+        "end": {"$time": max(c.ends_at for c in courses).isoformat("minutes")} if courses else "",
+        "pickup": {"$time": first.pickup_at.isoformat("minutes")} if first.pickup_at else "",
+    }
+    if taken:
+        template = FAMILY_TAKEN_BACK
+    elif len(made) > 1:
+        template = FAMILY_DAYS
+    elif first.pickup_at is not None:
+        template = FAMILY_PICKUP
+    else:
+        template = FAMILY_LEAVE
+    await family.tell_other_guardians(
+        session,
+        child.school_id,
+        child.id,
+        user_id,
+        kind="leave",
+        template=template,
+        params=params,
+        dedupe=f"leave:{'x' if taken else 'f'}:{first.id}",
+    )
 
 
 async def _file(
@@ -245,7 +315,9 @@ async def _file(
     if leaves:
         session.add_all(leaves)
         await session.flush()
-    return Filed(child, leaves, refusal, child.leave_cutoff_minutes)
+    period = request.period if single else None
+    sessions = {day: sessions_on(found, enrolled, day, period) for day in made or [first]}
+    return Filed(child, leaves, refusal, child.leave_cutoff_minutes, sessions)
 
 
 def _plan(
@@ -283,21 +355,35 @@ def _day(
     """Why a leave (or pick-up) on `day` cannot be recorded, if it cannot."""
     if day < now.astimezone(rules.zone).date():
         return LeaveRefusal.PAST
-    courses = sessions_on(found, enrolled, day, request.period)
-    if not courses:
-        return LeaveRefusal.NO_SESSION
-    starts = min(c.starts_at for c in courses)
-    if now >= dt.datetime.combine(day, starts, rules.zone) - rules.cutoff:
-        return LeaveRefusal.TOO_LATE
     pickup = request.pickup_at
-    if pickup is not None and not starts < pickup < max(c.ends_at for c in courses):
-        return LeaveRefusal.BAD_TIME
+    if pickup is not None:
+        # An early pick-up is for the day as it goes: it can be filed until the pick-up time
+        # itself (the absences' cut-off does not apply), within the day's sessions.
+        running = sessions_on(found, enrolled, day)
+        if not running:
+            return LeaveRefusal.NO_SESSION
+        if pickup_period_of(running, pickup) is None:
+            return LeaveRefusal.BAD_TIME
+        if now >= dt.datetime.combine(day, pickup, rules.zone):
+            return LeaveRefusal.TOO_LATE
+    else:
+        courses = sessions_on(found, enrolled, day, request.period)
+        if not courses:
+            return LeaveRefusal.NO_SESSION
+        if now >= deadline(rules, day, courses):
+            return LeaveRefusal.TOO_LATE
     for leave in existing:
         if leave.date == day and (
             leave.period is None or request.period is None or leave.period == request.period
         ):
             return LeaveRefusal.ALREADY
     return None
+
+
+def deadline(rules: Rules, day: dt.date, courses: Sequence[CourseInfo]) -> dt.datetime:
+    """Until when an absence from these sessions of `day` can be filed or taken back."""
+    starts = min(c.starts_at for c in courses)
+    return dt.datetime.combine(day, starts, rules.zone) - rules.cutoff
 
 
 async def announce(
@@ -374,10 +460,12 @@ async def cancel(
     if leave is None or leave.cancelled_at is not None:
         return False
     rules = await rules_for(session, leave.student_id)
-    courses = await courses_on(session, leave.student_id, leave.date, leave.period)
-    if courses:
-        starts = min(c.starts_at for c in courses)
-        if now >= dt.datetime.combine(leave.date, starts, rules.zone) - rules.cutoff:
+    if leave.pickup_at is not None:  # a pick-up is taken back until its time, like it is filed
+        if now >= dt.datetime.combine(leave.date, leave.pickup_at, rules.zone):
+            return LeaveRefusal.TOO_LATE
+    else:
+        courses = await courses_on(session, leave.student_id, leave.date, leave.period)
+        if courses and now >= deadline(rules, leave.date, courses):
             return LeaveRefusal.TOO_LATE
     taken_back = await session.execute(
         update(Leave)
@@ -391,14 +479,46 @@ async def cancel(
     return True
 
 
+HORIZON = 28  # days ahead the leave screen offers, session days only
+
+
+@dataclass(frozen=True)
+class Day:
+    """A day on which the child has sessions, by the school calendar."""
+
+    date: dt.date
+    sessions: list[CourseInfo]  # by start time
+
+
 @dataclass(frozen=True)
 class Overview:
-    """The first screen of /leave: the member's children, and for the one chosen (or the only
-    one) the leaves already recorded from today."""
+    """The screens of /leave: the member's children, and for the one chosen (or the only one)
+    the leaves already recorded from today, the days with sessions ahead and the rules."""
 
     children: list[Child]
     child: Child | None
     upcoming: list[Leave]
+    days: list[Day] = field(default_factory=list)
+    weekdays: list[int] = field(default_factory=list)  # ISO weekdays the child's courses meet
+    rules: Rules | None = None
+    found: Catalogue | None = None
+    enrolled: list[CourseInfo] = field(default_factory=list)
+
+    def day(self, date: dt.date) -> Day | None:
+        return next((d for d in self.days if d.date == date), None)
+
+    def sessions_of(self, leave: Leave) -> list[CourseInfo]:
+        """The sessions a recorded leave takes the child out of."""
+        if self.found is None:
+            return []
+        return sessions_on(self.found, self.enrolled, leave.date, leave.period)
+
+
+def session_days(
+    found: Catalogue, enrolled: list[CourseInfo], today: dt.date, horizon: int = HORIZON
+) -> list[Day]:
+    days = (today + dt.timedelta(days=n) for n in range(horizon))
+    return [Day(d, s) for d in days if (s := sessions_on(found, enrolled, d))]
 
 
 async def overview(
@@ -410,7 +530,7 @@ async def overview(
     pressed: str | None = None,
 ) -> Overview | None:
     """None (refused, audited) if `student_id` is given and not one of the member's children.
-    Two statements."""
+    Three statements once a child is chosen (the children, their leaves, their courses)."""
     children = await guard.children(session, member)
     if student_id is None and len(children) == 1:
         student_id = children[0].id
@@ -418,8 +538,43 @@ async def overview(
     if student_id is not None and child is None:
         guard.refuse(session, member, REFUSED, pressed)
         return None
-    recorded = await upcoming(session, child.id, today) if child is not None else []
-    return Overview(children, child, recorded)
+    if child is None or member is None:
+        return Overview(children, None, [])
+    recorded = await upcoming(session, child.id, today)
+    course_ids = (
+        await session.scalars(
+            select(Enrolment.course_id).where(
+                Enrolment.student_id == child.id, Enrolment.status == EnrolmentStatus.ENROLLED
+            )
+        )
+    ).all()
+    version = member.catalogue_version if member.school_id == child.school_id else None
+    found = await catalogue.of(session, child.school_id, version)
+    enrolled = [c for c in (found.course(i) for i in course_ids) if c is not None]
+    weekdays = sorted({d for c in enrolled for d in range(1, 8) if c.weekdays & (1 << (d - 1))})
+    rules = Rules(ZoneInfo(found.timezone), dt.timedelta(minutes=child.leave_cutoff_minutes))
+    return Overview(
+        children,
+        child,
+        recorded,
+        session_days(found, enrolled, today),
+        weekdays,
+        rules,
+        found,
+        enrolled,
+    )
+
+
+@dataclass(frozen=True)
+class TakenBack:
+    """What became of a take-back: True (done), False (already), or a refusal; with what the
+    answer names."""
+
+    result: bool | LeaveRefusal
+    cutoff_minutes: int
+    child: Child
+    leave: Leave
+    sessions: list[CourseInfo]
 
 
 async def take_back(
@@ -429,9 +584,10 @@ async def take_back(
     *,
     pressed: str | None = None,
     now: dt.datetime | None = None,
-) -> tuple[bool | LeaveRefusal, int] | None:
-    """A guardian takes a leave back (`cancel`); with the school's cut-off in minutes, for the
-    answer. None (refused, audited) if the leave is not of one of their children."""
+) -> TakenBack | None:
+    """A guardian takes a leave back (`cancel`); with the school's cut-off in minutes and the
+    sessions concerned, for the answer. None (refused, audited) if the leave is not of one of
+    their children. The child's other guardians are told."""
     user_id = guard.parent(member)
     row = None
     if user_id is not None:
@@ -445,7 +601,14 @@ async def take_back(
     if row is None:
         guard.refuse(session, member, REFUSED, pressed)
         return None
-    return await cancel(session, leave_id, now), Child(*row).leave_cutoff_minutes
+    child = Child(*row)
+    result = await cancel(session, leave_id, now)
+    leave = await session.get(Leave, leave_id)
+    assert leave is not None  # the guard found it
+    sessions = await courses_on(session, child.id, leave.date, leave.period)
+    if result is True:
+        await _tell_family(session, child, [leave], {leave.date: sessions}, user_id, taken=True)
+    return TakenBack(result, child.leave_cutoff_minutes, child, leave, sessions)
 
 
 async def absences(

@@ -41,6 +41,7 @@ from reportlab.platypus import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.features import FEATURES, LETTER
 from bot.i18n import Translator
 from bot.services import invites, qr
 from storage.models import Invite, Role, School, SchoolClass, Student
@@ -380,7 +381,7 @@ def _one_letter(
 
     story: list[Flowable] = [
         Paragraph(school, letter.school),
-        Paragraph(fill(t.gettext("A Letter to Parents")), letter.title),
+        Paragraph(fill(t.gettext(LETTER)), letter.title),
         HRFlowable(width="100%", thickness=1.2, color=NAVY, spaceAfter=10),
         Paragraph(
             fill(
@@ -401,15 +402,8 @@ def _one_letter(
             letter.body,
         ),
     ]
-    features = (
-        t.gettext("sign your child up for after-school sessions, or take them out;"),
-        t.gettext("tell the school when your child will miss a session;"),
-        t.gettext("see the fees the school has publicly disclosed, before anything is charged;"),
-        t.gettext("receive daily updates on attendance and on what the group did;"),
-        t.gettext("evaluate the service at the end of each term."),
-    )
-    for feature in features:
-        story.append(Paragraph(fill(feature), letter.item, bulletText=letter.bullet))
+    for feature in FEATURES:
+        story.append(Paragraph(fill(t.gettext(feature)), letter.item, bulletText=letter.bullet))
     story += [
         Spacer(0, 3),
         Paragraph(
@@ -563,7 +557,7 @@ def render_letters_pdf(
         rightMargin=22 * mm,
         topMargin=18 * mm,
         bottomMargin=16 * mm,
-        title=translator.gettext("A Letter to Parents"),
+        title=translator.gettext(LETTER),
         author=school_name,
         creator="Kehou",
     )

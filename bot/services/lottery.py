@@ -50,7 +50,7 @@ WON = N_(
 )
 WAITING = N_(
     "Draw result: {child} did not get a seat in <b>{course}</b> this time (choice {rank}, drawn "
-    "{position} of {entries}, {seats} seats) and is on its waitlist at position {waitlist}. "
+    "{position} of {entries}; seats: {seats}) and is on its waitlist at position {waitlist}. "
     "The draw's seed, for anyone to check: {seed}"
 )
 ENDED = N_(

@@ -10,7 +10,8 @@ send time) with its parameters, or ready HTML text, plus buttons and an optional
 
 The notice budget is applied at enqueue time: a non-urgent message to a parent who chose the
 daily digest, or beyond the school's daily cap for that parent, is HELD for the digest instead
-of sent at once. Urgent messages always go straight through.
+of sent at once. Urgent messages, and messages that wait for an answer (`digest=False`: a
+notice with a confirm button and its reminder), always go straight through.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class NewMessage:
     dedupe_key: str | None = None
     not_before: dt.datetime | None = None
     broadcast_id: int | None = None
+    # False: never held for the digest, whatever the recipient chose (a notice that asks the
+    # reader to confirm it, or its reminder: an answer is awaited, not an evening read).
+    digest: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,7 +170,10 @@ async def _held_recipients(
     candidates = [
         (i, m)
         for i, m in enumerate(messages)
-        if m.user_id is not None and m.priority >= Priority.NORMAL and m.kind not in NEVER_HELD
+        if m.user_id is not None
+        and m.priority >= Priority.NORMAL
+        and m.kind not in NEVER_HELD
+        and m.digest
     ]
     if not candidates:
         return set()

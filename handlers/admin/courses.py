@@ -18,6 +18,7 @@ from bot.context import BotContext
 from bot.i18n import N_, Translator
 from bot.services import enrolment
 from bot.services.enrolment import Cancellation, CancelOutcome
+from handlers.common.keyboards import grid
 from handlers.common.presses import as_int, edit_or_send, fields, refuse
 from storage.models import utcnow
 
@@ -33,8 +34,9 @@ NOT_CANCELLED = {
 
 
 def _buttons(t: Translator, course_id: int) -> InlineKeyboardMarkup:
+    """Cancel the course · Keep it running, in rows that fit a phone."""
     return InlineKeyboardMarkup(
-        [
+        grid(
             [
                 InlineKeyboardButton(
                     t.gettext(enrolment.CANCEL_LABEL), callback_data=f"ms:c:{course_id}"
@@ -43,7 +45,7 @@ def _buttons(t: Translator, course_id: int) -> InlineKeyboardMarkup:
                     t.gettext(enrolment.KEEP_LABEL), callback_data=f"ms:k:{course_id}"
                 ),
             ]
-        ]
+        )
     )
 
 
@@ -113,14 +115,14 @@ async def _confirm(
             found.families,
         ).format(course=html.escape(found.course), n=found.families),
         reply_markup=InlineKeyboardMarkup(
-            [
+            grid(
                 [
                     InlineKeyboardButton(
                         t.gettext("Yes, cancel it"), callback_data=f"ms:y:{course_id}"
                     ),
                     InlineKeyboardButton(t.gettext("‹ Back"), callback_data=f"ms:b:{course_id}"),
                 ]
-            ]
+            )
         ),
         parse_mode=ParseMode.HTML,
     )

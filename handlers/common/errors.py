@@ -9,7 +9,7 @@ from telegram import Update
 from telegram.error import TelegramError
 
 from bot.context import BotContext
-from handlers.common.loader import load_member
+from handlers.common.loader import identify
 
 log = logging.getLogger("kehou.errors")
 
@@ -26,7 +26,7 @@ async def report_error(update: object, context: BotContext) -> None:
     if context.member is None and update.effective_user is not None:
         # The error context is a fresh one: find the user's language again, if we still can.
         try:
-            await load_member(update, context)
+            await identify(update, context)
         except Exception:
             log.warning("could not load the user for the apology %s", reference, exc_info=True)
     if update.callback_query is not None:

@@ -48,9 +48,7 @@ async def show_my_data(update: Update, context: BotContext) -> None:
             )
         )
         lines.append(
-            t.gettext(
-                "Consent (version {version}) given {time}; photos in daily updates: {photos}"
-            ).format(
+            t.gettext("Consent (version {version}) given {time}; photos: {photos}").format(
                 version=child.consent_version,
                 time=t.datetime(child.consented_at, format="short"),
                 photos=photos,

@@ -16,14 +16,16 @@ from telegram.warnings import PTBUserWarning
 
 from bot import menus
 from bot.context import BotContext
+from bot.features import LETTER
 from bot.i18n import N_, Translator
 from bot.services import invites
 from bot.services.invites import InvitePreview, Redeemed, Refusal
+from handlers.common import intents
 from handlers.common.cancel import cancel
 from handlers.common.help import show_help
 from handlers.common.loader import LOCALE_KEY
-from handlers.common.presses import edit_or_send
-from handlers.common.text import role_names
+from handlers.common.presses import edit_markup, edit_or_send
+from handlers.common.text import features, how_to_link, role_names
 from storage.models import Role
 
 AWAIT_CODE, CONSENT, PHOTOS = range(3)
@@ -35,7 +37,8 @@ REFUSALS = {
         "for a new code."
     ),
     Refusal.UNKNOWN: N_(
-        "That is not a valid invite code. Please check it against your letter and send it again."
+        "That is not a valid invite code. Please check it against the “{letter}” and send it "
+        "again."
     ),
     Refusal.EXPIRED: N_("This code has expired. Please ask the school for a new one."),
     Refusal.USED: N_(
@@ -49,13 +52,17 @@ REFUSALS = {
 
 
 async def start(update: Update, context: BotContext) -> int:
-    """/start, /start <code> from a deep link, or a welcome back."""
-    if context.args and context.args[0] == "help":
-        # The deep link from a group chat ("open a private chat with me").
+    """/start, /start <code> from a letter's QR code, /start <command> from a group's pointer."""
+    payload = context.args[0] if context.args else None
+    if payload == "help":
         await show_help(update, context)
         return ConversationHandler.END
-    if context.args:
-        return await _try_code(update, context, context.args[0])
+    if payload in menus.PRIVATE_ONLY and context.member is not None:
+        # The deep link of a group pointer (handlers/common/groups.py) names what was asked.
+        await intents.open_flow(update, context, payload)
+        return ConversationHandler.END
+    if payload is not None and payload not in menus.PRIVATE_ONLY:
+        return await _try_code(update, context, payload)
     t = context.t
     member = context.member
     if member is not None:
@@ -64,20 +71,23 @@ async def start(update: Update, context: BotContext) -> int:
                 "Welcome back to Kehou. You are linked to {school} as {roles}.\n"
                 "Send /help to see what you can do, or send another invite code to link "
                 "another child."
-            ).format(school=member.school_name, roles=role_names(t, member.roles))
+            ).format(school=member.school_name, roles=role_names(t, member.roles)),
+            reply_markup=intents.next_steps(t, member.roles),
         )
         # A code is welcome at any time (the code-shaped entry point below); waiting for one
         # here would swallow whatever the member types next.
         return ConversationHandler.END
     await update.effective_message.reply_text(  # type: ignore[union-attr]
         t.gettext(
-            "Welcome to Kehou (课后), your school's after-school service assistant.\n\n"
-            "Parents sign their children up for after-school sessions, tell the school when a "
-            "child will be away, see fees and daily updates, and rate the service at the end "
-            "of term. Teachers take attendance, and the school publishes its programme here.\n\n"
-            "To begin, send the invite code from your school's letter: 16 letters and digits, "
-            "like ABCD-EFGH-JKMN-PQRS."
+            "Welcome to Kehou (课后), your school's after-school service assistant. "
+            "As a parent, you can:"
         )
+        + "\n"
+        + features(t)
+        + "\n\n"
+        + how_to_link(t)
+        + "\n\n"
+        + t.gettext("Teachers and admins: send the code the school office gave you.")
     )
     return AWAIT_CODE
 
@@ -103,7 +113,7 @@ async def _try_code(update: Update, context: BotContext, text: str) -> int:
             locale=context.user_data.get(LOCALE_KEY),  # type: ignore[union-attr]
         )
     if isinstance(result, Refusal):
-        await message.reply_text(t.gettext(REFUSALS[result]))
+        await message.reply_text(_refusal(t, result))
         return _after_refusal(context, result)
     if isinstance(result, invites.Joined):
         await menus.set_user_menu(context.bot, chat.id, result.redeemed.roles, context.t)
@@ -112,6 +122,10 @@ async def _try_code(update: Update, context: BotContext, text: str) -> int:
     context.user_data[PENDING] = result.invite_id  # type: ignore[index]
     await message.reply_text(_privacy_notice(t, result), reply_markup=_consent_keyboard(t))
     return CONSENT
+
+
+def _refusal(t: Translator, refusal: Refusal) -> str:
+    return t.gettext(REFUSALS[refusal]).format(letter=t.gettext(LETTER))
 
 
 def _after_refusal(context: BotContext, refusal: Refusal) -> int:
@@ -126,7 +140,8 @@ def _privacy_notice(t: Translator, preview: InvitePreview) -> str:
         "This code links your Telegram account to {child} ({class_name}) at {school}.\n\n"
         "Before we link it, please read how Kehou handles your child's information:\n"
         "• We keep only what the after-school service needs: your child's name, class and "
-        "school number, the courses chosen, attendance and leave, fees, and your ratings.\n"
+        "school number, the courses chosen, leave and early pick-ups, and the messages the "
+        "school sends you.\n"
         "• Only you, your child's other guardians, the teachers of your child's sessions "
         "and the school's after-school admins can see it.\n"
         "• You can see everything we hold with /mydata and delete your account with /forget "
@@ -148,21 +163,30 @@ def _consent_keyboard(t: Translator) -> InlineKeyboardMarkup:
 
 
 async def answer_consent(update: Update, context: BotContext) -> int:
-    """The guardian accepts or declines the privacy notice."""
+    """The guardian accepts or declines the privacy notice.
+
+    The notice stays in the chat as it was read, only its buttons go: what the guardian agreed
+    to remains theirs to scroll back to. The answer and the next question come as new messages.
+    """
     query = update.callback_query
     assert query is not None
     await query.answer()
     t = context.t
+    chat = update.effective_chat
+    assert chat is not None
+    await edit_markup(query, None)
     if context.user_data.get(PENDING) is None:  # type: ignore[union-attr]
-        await edit_or_send(query, t.gettext("This step has expired. Send /start to begin again."))
+        await context.bot.send_message(
+            chat.id, t.gettext("This step has expired. Send /start to begin again.")
+        )
         return ConversationHandler.END
     if query.data != "consent:yes":
         context.user_data.pop(PENDING, None)  # type: ignore[union-attr]
-        await edit_or_send(
-            query,
+        await context.bot.send_message(
+            chat.id,
             t.gettext(
-                "Nothing was linked and nothing was stored. If you change your mind, send "
-                "/start and your code again."
+                "You did not agree to the privacy notice above. Nothing was linked and nothing "
+                "was stored. If you change your mind, send /start and your code again."
             ),
         )
         return ConversationHandler.END
@@ -172,11 +196,12 @@ async def answer_consent(update: Update, context: BotContext) -> int:
             [InlineKeyboardButton(t.gettext("No photos of my child"), callback_data="photos:no")],
         ]
     )
-    await edit_or_send(
-        query,
+    await context.bot.send_message(
+        chat.id,
         t.gettext(
-            "Thank you. One more question: may teachers share photos in which your child "
-            "appears in the daily updates to parents? You can change this later with /photos."
+            "You agreed to the privacy notice above. One more question: may teachers share "
+            "photos in which your child appears with parents? You can change this later with "
+            "/photos."
         ),
         reply_markup=keyboard,
     )
@@ -195,16 +220,26 @@ async def answer_photos(update: Update, context: BotContext) -> int:
         return ConversationHandler.END
     redeemed = await _redeem(update, context, invite_id, photo_consent=query.data == "photos:yes")
     if isinstance(redeemed, Refusal):
-        await edit_or_send(query, t.gettext(REFUSALS[redeemed]))
+        await edit_or_send(query, _refusal(t, redeemed))
         return ConversationHandler.END
-    text = t.gettext(
-        "Done! Your account is now linked to {child}. Send /help to see what you can do."
-    ).format(child=redeemed.student_name)
     if query.data == "photos:yes":
-        text += "\n" + t.gettext("Photos: allowed.")
+        photos = t.gettext("Photos of {child}: allowed.")
     else:
-        text += "\n" + t.gettext("Photos: not allowed. Teachers will leave your child out.")
-    await edit_or_send(query, text)
+        photos = t.gettext("Photos of {child}: not allowed. Teachers will leave them out.")
+    text = "\n".join(
+        [
+            t.gettext("Done! Your account is now linked to {child}.").format(
+                child=redeemed.student_name
+            ),
+            photos.format(child=redeemed.student_name),
+            "",
+            t.gettext(
+                "Next: choose {child}'s after-school courses, or see their week. To report a "
+                "leave or an early pick-up, tap /leave; /help lists everything."
+            ).format(child=redeemed.student_name),
+        ]
+    )
+    await edit_or_send(query, text, reply_markup=intents.next_steps(t, redeemed.roles))
     return ConversationHandler.END
 
 

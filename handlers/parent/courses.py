@@ -2,24 +2,39 @@
 
 Everything is driven by buttons whose data names the child and the filters; nothing in them is
 trusted: every press re-checks on the server that the presser is the child's guardian and that
-the course is one of the child's school. Messages are edited in place.
+the course is one of the child's school. Messages are edited in place. Teachers and admins
+browse the programme read-only (child 0 in the data: nothing to sign up for).
+
+Callback data:
+    cs:l:<child>:<period>:<category>:<weekday>:<page>   the list
+    cs:f:<child>:<period>:<category>:<weekday>          the filter screen
+    cs:c:<child>:<course>:<period>:<category>:<weekday>:<page>   a course card
+    cs:s:<child>:<course>[:<period>:<category>:<weekday>:<page>]  the confirm screen
+    cs:y:<child>:<course>                               sign up (acknowledged in group -2)
+    cs:x                                                close (取消)
+    of:<enrolment>:<1 accept | 0 decline>               a seat offer
+    wd:l:<page> · wd:a:<enrolment> · wd:y:<enrolment>    /withdraw: list, confirm, withdraw
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
+from bot import wording
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, fees
+from bot.services import enrolment, fees, timetable
 from bot.services.catalogue import CourseInfo
-from bot.services.enrolment import CourseFacts, OfferAnswer, Refusal
+from bot.services.enrolment import CourseFacts, CourseView, Holding, OfferAnswer, Refusal
+from bot.services.guard import Child
+from bot.services.timetable import Advice
+from handlers.common.keyboards import PAGE_MAX, grid, nav
 from handlers.common.presses import as_int, edit_or_send, fields, ints, refuse
 from storage.models import (
     Allocation,
@@ -28,19 +43,10 @@ from storage.models import (
     utcnow,
 )
 
-PAGE = 6
+PAGE = PAGE_MAX
 CATEGORIES = list(Category)
-CATEGORY_NAMES = {
-    Category.HOMEWORK: N_("Homework help"),
-    Category.SCIENCE: N_("Science"),
-    Category.ARTS: N_("Arts"),
-    Category.SPORTS: N_("Sports"),
-    Category.LABOUR: N_("Labour"),
-    Category.READING: N_("Reading"),
-    Category.WELLBEING: N_("Wellbeing and safety"),
-    Category.OFF_CAMPUS: N_("Off campus"),
-}
-PERIOD_NAMES = {1: N_("Period 1 · homework help"), 2: N_("Period 2 · enrichment")}
+CLOSE = "cs:x"
+SCHEDULE = "sc:v"  # handlers/parent/schedule.py shows the week
 FEE_UNITS = {
     "term": N_("{amount} per term"),
     "month": N_("{amount} per month"),
@@ -63,6 +69,50 @@ REFUSALS = {
         "Your child already has three choices in the draw for this period and day."
     ),
 }
+HOLDING_TEXTS = {
+    EnrolmentStatus.ENROLLED: N_("✅ {child} is enrolled in {course} ({when})."),
+    EnrolmentStatus.WAITLISTED: N_("⏳ {child} is on the waitlist of {course} ({when})."),
+    EnrolmentStatus.ENTERED: N_("🎲 {child} is in the draw for {course} ({when})."),
+}
+MARKS = {
+    EnrolmentStatus.ENROLLED: "✅ ",
+    EnrolmentStatus.WAITLISTED: "⏳ ",
+    EnrolmentStatus.ENTERED: "🎲 ",
+}
+CLASH_MARK = "⚠️ "
+
+
+def when(t: Translator, course: CourseInfo) -> str:
+    """A course's days and time: "周一至周五 16:50–17:50"."""
+    return (
+        f"{wording.weekday_run(t, enrolment.weekdays_of(course.weekdays))} "
+        f"{wording.span(t, course.starts_at, course.ends_at)}"
+    )
+
+
+def _names(child: Child, course: CourseInfo, t: Translator) -> dict[str, str]:
+    return {
+        "child": html.escape(child.name),
+        "course": html.escape(course.name),
+        "when": when(t, course),
+    }
+
+
+def _button(label: str, data: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(label, callback_data=data)
+
+
+def _next_steps(
+    t: Translator, child_id: int, *, undo: int | None = None, schedule: bool = True
+) -> list[list[InlineKeyboardButton]]:
+    """查看课表 · 继续选课 · 撤销: what a result offers next."""
+    buttons = []
+    if schedule:
+        buttons.append(_button(t.gettext("View the week"), SCHEDULE))
+    buttons.append(_button(t.gettext("More courses"), f"cs:l:{child_id}:0:0:0:0"))
+    if undo is not None:
+        buttons.append(_button(t.gettext("Undo"), f"wd:a:{undo}"))
+    return grid(buttons)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +126,7 @@ async def start_browsing(update: Update, context: BotContext) -> None:
     t = context.t
     browsed = await _browse(update, context, None, 0, 0, 0)
     assert browsed is not None  # no child was named, so none can be refused
-    if browsed.child is not None:
+    if browsed.child is not None or browsed.read_only:
         text, markup = _list_view(t, browsed, 0, 0, 0, 0)
         await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
         return
@@ -87,8 +137,8 @@ async def start_browsing(update: Update, context: BotContext) -> None:
         t.gettext("Which child?"),
         reply_markup=InlineKeyboardMarkup(
             [
-                [InlineKeyboardButton(c.name, callback_data=f"cs:l:{c.id}:0:0:0:0")]
-                for c in browsed.children
+                *grid([_button(c.name, f"cs:l:{c.id}:0:0:0:0") for c in browsed.children]),
+                nav(t, cancel=CLOSE),
             ]
         ),
     )
@@ -121,6 +171,17 @@ async def _browse(
         )
 
 
+def _filter_names(t: Translator, period: int, category: int, weekday: int) -> list[str]:
+    names = []
+    if period:
+        names.append(wording.period(t, period))
+    if category:
+        names.append(wording.category(t, CATEGORIES[category - 1]))
+    if weekday:
+        names.append(t.weekday(weekday, "abbreviated"))
+    return names
+
+
 def _list_view(
     t: Translator,
     browsed: enrolment.Browse,
@@ -129,86 +190,123 @@ def _list_view(
     weekday: int,
     page: int,
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """At most `PAGE` courses, the pages, and one Filter button (docs/UX.md, convention 1)."""
     child, found = browsed.child, browsed.courses
-    assert child is not None
-    student_id = child.id
+    student_id = child.id if child is not None else 0
     pages = max((len(found) - 1) // PAGE + 1, 1)
     page = min(page, pages - 1)
     shown = found[page * PAGE : (page + 1) * PAGE]
     state = f"{period}:{category}:{weekday}:{page}"
+    title = (
+        t.gettext("Courses for {child}").format(child=html.escape(child.name))
+        if child is not None
+        else t.gettext("This term's courses (read only)")
+    )
     lines = [
-        "<b>" + t.gettext("Courses for {child}").format(child=html.escape(child.name)) + "</b>",
-        t.gettext("{count} courses match. Tap one to see it in full.").format(count=len(found)),
+        f"<b>{title}</b>",
+        t.ngettext(
+            "{count} course matches. Tap one to see it in full.",
+            "{count} courses match. Tap one to see it in full.",
+            len(found),
+        ).format(count=len(found)),
     ]
+    chosen = _filter_names(t, period, category, weekday)
+    if chosen:
+        lines.append(t.gettext("Filter: {filters}").format(filters=" · ".join(chosen)))
+    marks = [browsed.holding.get(f.course.id) for f in shown]
+    if any(f.course.id in browsed.clashes for f in shown):
+        lines.append(
+            t.gettext("⚠️ at the same time as a course {child} has").format(
+                child=html.escape(child.name) if child is not None else ""
+            )
+        )
+    if any(marks):
+        lines.append(t.gettext("✅ enrolled · ⏳ waitlist · 🎲 in the draw"))
+    if browsed.read_only:
+        lines.append(t.gettext("Parents sign their children up; here you can read every card."))
     rows = [
         [
-            InlineKeyboardButton(
-                _summary(t, f), callback_data=f"cs:c:{student_id}:{f.course.id}:{state}"
+            _button(
+                _summary(t, f, browsed.holding.get(f.course.id), f.course.id in browsed.clashes),
+                f"cs:c:{student_id}:{f.course.id}:{state}",
             )
         ]
         for f in shown
     ]
-    nav = []
-    if page > 0:
-        nav.append(
-            InlineKeyboardButton(
-                "‹", callback_data=f"cs:l:{student_id}:{period}:{category}:{weekday}:{page - 1}"
-            )
-        )
-    nav.append(
-        InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"cs:l:{student_id}:{state}")
-    )
-    if page < pages - 1:
-        nav.append(
-            InlineKeyboardButton(
-                "›", callback_data=f"cs:l:{student_id}:{period}:{category}:{weekday}:{page + 1}"
-            )
-        )
-    rows.append(nav)
-
-    def choice(label: str, selected: bool, data: str) -> InlineKeyboardButton:
-        return InlineKeyboardButton(("● " if selected else "") + label, callback_data=data)
-
-    base = f"cs:l:{student_id}"
+    base = f"cs:l:{student_id}:{period}:{category}:{weekday}"
+    if pages > 1:
+        paging = []
+        if page > 0:
+            paging.append(_button("‹", f"{base}:{page - 1}"))
+        paging.append(_button(f"{page + 1}/{pages}", f"{base}:{page}"))
+        if page < pages - 1:
+            paging.append(_button("›", f"{base}:{page + 1}"))
+        rows.append(paging)
+    filter_label = t.gettext("🔍 Filter")
+    if chosen:
+        filter_label += f" ({len(chosen)})"
     rows.append(
-        [choice(t.gettext("All"), period == 0, f"{base}:0:{category}:{weekday}:0")]
-        + [
-            choice(
-                t.gettext("Period {n}").format(n=p),
-                period == p,
-                f"{base}:{p}:{category}:{weekday}:0",
-            )
-            for p in (1, 2)
-        ]
-    )
-    cats = [choice(t.gettext("All kinds"), category == 0, f"{base}:{period}:0:{weekday}:0")] + [
-        choice(t.gettext(CATEGORY_NAMES[c]), category == i, f"{base}:{period}:{i}:{weekday}:0")
-        for i, c in enumerate(CATEGORIES, 1)
-    ]
-    rows += [cats[i : i + 3] for i in range(0, len(cats), 3)]
-    rows.append(
-        [choice(t.gettext("Any day"), weekday == 0, f"{base}:{period}:{category}:0:0")]
-        + [
-            choice(t.weekday(d, "abbreviated"), weekday == d, f"{base}:{period}:{category}:{d}:0")
-            for d in range(1, 6)
+        [
+            _button(filter_label, f"cs:f:{student_id}:{period}:{category}:{weekday}"),
+            *nav(t, cancel=CLOSE),
         ]
     )
     return "\n".join(lines), InlineKeyboardMarkup(rows)
 
 
-def _summary(t: Translator, f: CourseFacts) -> str:
+def _filter_view(
+    t: Translator, student_id: int, period: int, category: int, weekday: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    """Period, category and weekday choices, in phone-sized rows; a choice shows the list."""
+
+    def choice(label: str, selected: bool, p: int, c: int, w: int) -> InlineKeyboardButton:
+        return _button(("● " if selected else "") + label, f"cs:l:{student_id}:{p}:{c}:{w}:0")
+
+    periods = [choice(t.gettext("All periods"), period == 0, 0, category, weekday)] + [
+        choice(wording.period(t, p), period == p, p, category, weekday) for p in (1, 2)
+    ]
+    kinds = [choice(t.gettext("All kinds"), category == 0, period, 0, weekday)] + [
+        choice(wording.category(t, c), category == i, period, i, weekday)
+        for i, c in enumerate(CATEGORIES, 1)
+    ]
+    days = [choice(t.gettext("Any day"), weekday == 0, period, category, 0)] + [
+        choice(t.weekday(d, "abbreviated"), weekday == d, period, category, d) for d in range(1, 6)
+    ]
+    rows = grid(periods) + grid(kinds) + grid(days)
+    rows.append(nav(t, back=f"cs:l:{student_id}:{period}:{category}:{weekday}:0", cancel=CLOSE))
+    text = "\n".join(
+        [
+            "<b>" + t.gettext("Filter the courses") + "</b>",
+            t.gettext("Choose a period, a kind of activity or a day."),
+        ]
+    )
+    return text, InlineKeyboardMarkup(rows)
+
+
+def _summary(t: Translator, f: CourseFacts, holding: EnrolmentStatus | None, clashes: bool) -> str:
     course = f.course
-    seats = _seats(t, f, short=True)
-    return f"{course.name} · {t.weekdays(enrolment.weekdays_of(course.weekdays))} · {seats}"
+    mark = MARKS.get(holding, "") if holding is not None else (CLASH_MARK if clashes else "")
+    days = wording.weekday_run(t, enrolment.weekdays_of(course.weekdays))
+    return f"{mark}{course.name} · {days} · {_seats(t, f)}"
 
 
-def _seats(t: Translator, f: CourseFacts, short: bool = False) -> str:
+def _full(f: CourseFacts) -> bool:
+    """No seat left to take now: a sign-up would join the waitlist (lottery courses before the
+    draw take entries, whatever the seats)."""
+    return f.seats_left == 0 and f.course.allocation is not Allocation.LOTTERY
+
+
+def _seats(t: Translator, f: CourseFacts) -> str:
     left = f.seats_left
     if left is None:
         return t.gettext("open to all")
     if left > 0:
-        return t.gettext("{n} seats left").format(n=left)
-    return t.gettext("full, {n} waiting").format(n=f.waitlisted)
+        return t.ngettext("{n} seat left", "{n} seats left", left).format(n=left)
+    if not f.waitlisted:
+        return t.gettext("full")
+    return t.ngettext(
+        "full, {n} child on the waitlist", "full, {n} children on the waitlist", f.waitlisted
+    ).format(n=f.waitlisted)
 
 
 def _fee(t: Translator, f: CourseInfo) -> str:
@@ -221,22 +319,21 @@ def card_text(t: Translator, f: CourseFacts) -> str:
     """A course as the published schedule must show it: content, teacher, provider, venue,
     days and time, class size, seats, and the disclosed fee."""
     c = f.course
+    size = (
+        t.gettext("class size {size}").format(size=c.capacity)
+        if c.capacity
+        else t.gettext("no size limit")
+    )
     lines = [
         f"<b>{html.escape(c.name)}</b>",
-        f"{t.gettext(CATEGORY_NAMES[c.category])} · {t.gettext(PERIOD_NAMES[c.period])}",
-        t.gettext("When: {days} {start}–{end}").format(
-            days=t.weekdays(enrolment.weekdays_of(c.weekdays)),
-            start=t.time(c.starts_at),
-            end=t.time(c.ends_at),
-        ),
+        f"{wording.category(t, c.category)} · {wording.period(t, c.period)}",
+        t.gettext("When: {when}").format(when=when(t, c)),
         t.gettext("Where: {venue}").format(venue=html.escape(c.venue)),
         t.gettext("Teacher: {teacher}").format(teacher=html.escape(f.teacher or "—")),
         t.gettext("Run by: {provider}").format(
             provider=html.escape(f.provider) if f.provider else t.gettext("the school")
         ),
-        t.gettext("Grades {low}–{high} · class size {size}").format(
-            low=c.grade_min, high=c.grade_max, size=c.capacity or t.gettext("no limit")
-        ),
+        f"{wording.grades(t, c.grade_min, c.grade_max)} · {size}",
         t.gettext("Seats: {seats}").format(seats=_seats(t, f)),
         t.gettext("Fee: {fee}").format(fee=_fee(t, f.course)),
     ]
@@ -252,7 +349,24 @@ def card_text(t: Translator, f: CourseFacts) -> str:
     return "\n".join(lines)
 
 
+def _clash_text(
+    t: Translator, child: Child, clashes: tuple[CourseInfo, ...] | list[CourseInfo]
+) -> str:
+    """Which of the child's courses runs at the same time, and on which days."""
+    return "\n".join(
+        t.gettext("⚠️ At the same time as {child}'s {course} ({when}).").format(
+            **_names(child, other, t)
+        )
+        for other in clashes
+    )
+
+
+def _holding_text(t: Translator, child: Child, course: CourseInfo, holding: Holding) -> str:
+    return t.gettext(HOLDING_TEXTS[holding.status]).format(**_names(child, course, t))
+
+
 async def on_list(update: Update, context: BotContext) -> None:
+    """A page of the list, or the list with other filters."""
     query = update.callback_query
     assert query is not None and query.data is not None
     values = ints(query.data, "cs:l:", 5)
@@ -269,7 +383,31 @@ async def on_list(update: Update, context: BotContext) -> None:
     await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
 
 
+async def on_filter(update: Update, context: BotContext) -> None:
+    """The filter screen: nothing is read, the list that follows checks the child."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    values = ints(query.data, "cs:f:", 4)
+    if values is None or values[1] > 2 or values[2] > len(CATEGORIES) or values[3] > 7:
+        await refuse(update, context, "enrolment.refused")
+        return
+    await query.answer()
+    text, markup = _filter_view(context.t, *values)
+    await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
+
+
+async def on_close(update: Update, context: BotContext) -> None:
+    """取消: the flow ends; nothing changed."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    await edit_or_send(
+        query, context.t.gettext("Closed. Nothing was changed. Send /courses to browse again.")
+    )
+
+
 async def on_card(update: Update, context: BotContext) -> None:
+    """A course card, with the child's place in it or what it clashes with."""
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
@@ -287,58 +425,81 @@ async def on_card(update: Update, context: BotContext) -> None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
+    text = card_text(t, view.facts)
+    rows: list[list[InlineKeyboardButton]] = []
+    child, course = view.child, view.facts.course
+    if child is not None:
+        if view.holding is not None:
+            text += "\n\n" + _holding_text(t, child, course, view.holding)
+            rows.append(
+                [_button(t.gettext("Leave this course"), f"wd:a:{view.holding.enrolment_id}")]
+            )
+        elif view.clashes:
+            text += "\n\n" + _clash_text(t, child, view.clashes)
+        else:
+            rows.append(
+                [_button(_sign_up_label(t, view.facts), f"cs:s:{student_id}:{course_id}:{state}")]
+            )
+    rows.append(nav(t, back=f"cs:l:{student_id}:{state}", cancel=CLOSE))
     await edit_or_send(
-        query,
-        card_text(t, view.facts),
-        parse_mode=ParseMode.HTML,
-        reply_markup=InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        t.gettext("Sign up"), callback_data=f"cs:s:{student_id}:{course_id}"
-                    )
-                ],
-                [
-                    InlineKeyboardButton(
-                        t.gettext("‹ Back"), callback_data=f"cs:l:{student_id}:{state}"
-                    )
-                ],
-            ]
-        ),
+        query, text, parse_mode=ParseMode.HTML, reply_markup=InlineKeyboardMarkup(rows)
     )
 
 
+def _sign_up_label(t: Translator, f: CourseFacts) -> str:
+    if f.course.allocation is Allocation.LOTTERY:
+        return t.gettext("Enter the draw")
+    return t.gettext("Join the waitlist") if _full(f) else t.gettext("Sign up")
+
+
 async def on_confirm_screen(update: Update, context: BotContext) -> None:
+    """The step before signing up: what will happen (a seat, a waitlist place, a draw entry)."""
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
-    values = ints(query.data, "cs:s:", 2)
+    values = ints(query.data, "cs:s:", 6) or ints(query.data, "cs:s:", 2)
     if values is None:
         await refuse(update, context, "enrolment.refused")
         return
-    student_id, course_id = values
+    student_id, course_id = values[:2]
+    state = ":".join(str(v) for v in values[2:]) or "0:0:0:0"
     async with context.db.transaction() as session:
         view = await enrolment.sign_up_preview(
             session, context.member, student_id, course_id, utcnow(), pressed=query.data
         )
-    if view is None:
+    if view is None or view.child is None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
+    back = nav(t, back=f"cs:c:{student_id}:{course_id}:{state}", cancel=CLOSE)
     if view.refusal is not None:
+        text, rows = _refusal(t, view.child, view.facts.course, view.refusal, view)
         await edit_or_send(
             query,
-            card_text(t, view.facts) + "\n\n" + t.gettext(REFUSALS[view.refusal]),
+            text,
             parse_mode=ParseMode.HTML,
+            reply_markup=InlineKeyboardMarkup([*rows, back]),
         )
         return
+    names = _names(view.child, view.facts.course, t)
+    facts = view.facts
+    if facts.course.allocation is Allocation.LOTTERY:
+        question = t.gettext("Enter {child} in the draw for {course}?").format(**names)
+        label = t.gettext("Confirm entry")
+    elif _full(facts):
+        question = t.gettext(
+            "{course} is full. Put {child} on its waitlist? {child} would be number {position}; "
+            "if a seat frees up, you will be offered it here."
+        ).format(position=facts.waitlisted + 1, **names)
+        label = t.gettext("Join the waitlist")
+    else:
+        question = t.gettext("Sign {child} up for this course?").format(**names)
+        label = t.gettext("Confirm sign-up")
     text = "\n".join(
         [
-            t.gettext("Sign {child} up for this course?").format(
-                child=html.escape(view.child.name)
-            ),
+            question,
             "",
-            card_text(t, view.facts),
+            card_text(t, facts),
             "",
             t.gettext(
                 "Taking part is voluntary: you can withdraw at any time with /withdraw, and it is "
@@ -351,21 +512,47 @@ async def on_confirm_screen(update: Update, context: BotContext) -> None:
         text,
         parse_mode=ParseMode.HTML,
         reply_markup=InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        t.gettext("Confirm sign-up"),
-                        callback_data=f"cs:y:{student_id}:{course_id}",
-                    )
-                ],
-                [
-                    InlineKeyboardButton(
-                        t.gettext("‹ Back"), callback_data=f"cs:c:{student_id}:{course_id}:0:0:0:0"
-                    )
-                ],
-            ]
+            [[_button(label, f"cs:y:{student_id}:{course_id}")], back]
         ),
     )
+
+
+def _refusal(
+    t: Translator,
+    child: Child,
+    course: CourseInfo,
+    refusal: Refusal,
+    view: CourseView | None = None,
+    clashes: list[CourseInfo] | None = None,
+) -> tuple[str, list[list[InlineKeyboardButton]]]:
+    """Why not, and what to do next (docs/UX.md, convention 4)."""
+    found_clashes = list(view.clashes) if view is not None else (clashes or [])
+    if refusal is Refusal.CLASH and found_clashes:
+        other = found_clashes[0]
+        text = t.gettext(
+            "{child} cannot join {course}: it runs at the same time as {other} ({when}), "
+            "which {child} already has. Leave that course first (/withdraw), or choose another."
+        ).format(
+            child=html.escape(child.name),
+            course=html.escape(course.name),
+            other=html.escape(other.name),
+            when=when(t, other),
+        )
+        return text, [[_button(t.gettext("View the week"), SCHEDULE)]]
+    if refusal is Refusal.ALREADY and view is not None and view.holding is not None:
+        text = _holding_text(t, child, course, view.holding)
+        return text, grid(
+            [
+                _button(t.gettext("View the week"), SCHEDULE),
+                _button(t.gettext("Leave this course"), f"wd:a:{view.holding.enrolment_id}"),
+            ]
+        )
+    if refusal is Refusal.ALREADY:
+        text = t.gettext("{child} already has a place in {course} ({when}).").format(
+            **_names(child, course, t)
+        )
+        return text, [[_button(t.gettext("View the week"), SCHEDULE)]]
+    return html.escape(course.name) + "\n" + t.gettext(REFUSALS[refusal]), []
 
 
 async def acknowledge_sign_up(update: Update, context: BotContext) -> None:
@@ -373,12 +560,12 @@ async def acknowledge_sign_up(update: Update, context: BotContext) -> None:
 
     In a rush of hundreds of parents, the checks and the sign-up queue for a moment; the button
     must not keep spinning meanwhile. Nothing is trusted or decided here: the press is only
-    acknowledged, in the language Telegram reports (the member is not loaded yet).
+    acknowledged, without a toast: the result replaces the confirm screen moments later, and a
+    "Signing up…" left on screen beside a waitlist place would contradict it.
     """
     query = update.callback_query
     assert query is not None
-    t = context.runtime.i18n.choose(None, query.from_user.language_code)
-    await query.answer(t.gettext("Signing up…"))
+    await query.answer()
 
 
 async def on_sign_up(update: Update, context: BotContext) -> None:
@@ -397,56 +584,95 @@ async def on_sign_up(update: Update, context: BotContext) -> None:
     if outcome is None:
         await refuse(update, context, enrolment.REFUSED, answered=True, audited=True)
         return
-    result = outcome.result
-    names = {"child": html.escape(outcome.child.name), "course": html.escape(outcome.course.name)}
+    context.runtime.wake_delivery()  # the other guardians are told
+    result, course = outcome.result, outcome.course
+    names = _names(outcome.child, course, t)
     if isinstance(result, Refusal):
-        await edit_or_send(query, t.gettext(REFUSALS[result]))
+        text, rows = _refusal(t, outcome.child, course, result, clashes=outcome.clashes)
+        rows.append(nav(t, back=f"cs:c:{student_id}:{course_id}:0:0:0:0", cancel=CLOSE))
+        await edit_or_send(
+            query, text, parse_mode=ParseMode.HTML, reply_markup=InlineKeyboardMarkup(rows)
+        )
         return
     if result.status is EnrolmentStatus.ENROLLED:
-        text = t.gettext("✅ {child} is enrolled in {course}.").format(**names)
+        text = t.gettext("✅ {child} is enrolled in {course}, {when}.").format(**names)
+        found = timetable.advice(outcome.week, course.term_id)
+        if found is not None:
+            text += "\n\n" + advice_text(t, found)
     elif result.status is EnrolmentStatus.ENTERED:
         text = t.gettext(
-            "🎲 {child} is in the draw for {course}, as choice {rank}. Seats are drawn by lot "
-            "when enrolment closes, and you will be told the result and the draw's seed."
+            "🎲 {child} is in the draw for {course} ({when}), as choice {rank}. Seats are drawn "
+            "by lot when enrolment closes, and you will be told the result and the draw's seed."
         ).format(rank=result.draw_rank, **names)
     else:
         text = t.gettext(
-            "The course is full: {child} is on the waitlist at position {position}. "
+            "⏳ {course} is full: {child} is on its waitlist at position {position} ({when}). "
             "If a seat frees up, we will offer it to you here."
         ).format(position=result.waitlist_position, **names)
-    text += "\n\n" + plan_advice(t, outcome.plan)
-    await edit_or_send(query, text, parse_mode=ParseMode.HTML)
+    await edit_or_send(
+        query,
+        text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(
+            _next_steps(t, outcome.child.id, undo=result.enrolment_id)
+        ),
+    )
 
 
-def plan_advice(t: Translator, courses: Iterable[CourseInfo]) -> str:
-    """The "1+N" guidance, as advice only (never a requirement)."""
-    advice = enrolment.advise(courses)
+def advice_text(t: Translator, advice: Advice) -> str:
+    """The "1+N" guidance (`timetable.advice`), as advice only, never a requirement."""
     if advice.meets:
         return t.gettext(
-            '💡 This week\'s plan follows the "1+N" guidance: an interest activity every day, '
-            "and science."
+            '💡 This week follows the "1+N" guidance: an interest activity every day, with '
+            "science and sports among them."
         )
-    notes = []
+    lines = [
+        t.gettext(
+            '💡 Advice only, not required: the "1+N" guidance suggests an interest activity in '
+            "period 2 every day, with science and sports among them."
+        )
+    ]
     if advice.days_without_interest:
-        notes.append(
-            t.gettext("no interest activity on {days}").format(
-                days=t.weekdays(advice.days_without_interest)
+        lines.append(
+            t.gettext("· No interest activity yet on {days}.").format(
+                days=wording.weekday_run(t, advice.days_without_interest)
             )
         )
-    if not advice.has_science:
-        notes.append(t.gettext("no science course"))
-    separator = "；" if t.locale.startswith("zh") else "; "
-    return t.gettext(
-        '💡 Advice only: the "1+N" guidance suggests an interest activity every day, and '
-        "science ({notes})."
-    ).format(notes=separator.join(notes))
+    if advice.without_science:
+        lines.append(t.gettext("· No science course yet."))
+    if advice.without_sports:
+        lines.append(t.gettext("· No sports course yet."))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # Seat offers
 
+OFFER_TEXTS = {
+    OfferAnswer.ACCEPTED: N_("✅ Seat accepted: {child} is enrolled in {course}, {when}."),
+    OfferAnswer.DECLINED: N_(
+        "You declined the seat in {course} ({when}) for {child}. It goes to the next child on "
+        "the waitlist."
+    ),
+    OfferAnswer.EXPIRED: N_(
+        "Sorry, the seat in {course} ({when}) for {child} was not claimed in time and has "
+        "moved on."
+    ),
+    OfferAnswer.ALREADY_ACCEPTED: N_(
+        "This seat was already accepted: {child} is enrolled in {course}, {when}."
+    ),
+    OfferAnswer.NONE: N_(
+        "The offer of a seat in {course} ({when}) for {child} is no longer open."
+    ),
+}
+COPY_TEXTS = {
+    OfferAnswer.ACCEPTED: enrolment.OFFER_ACCEPTED_BY_OTHER,
+    OfferAnswer.DECLINED: enrolment.OFFER_DECLINED_BY_OTHER,
+}
+
 
 async def on_offer(update: Update, context: BotContext) -> None:
+    """Accept or decline a freed seat; the other guardians' copies then show the outcome."""
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
@@ -456,26 +682,42 @@ async def on_offer(update: Update, context: BotContext) -> None:
         return
     enrolment_id, accept = values
     async with context.db.transaction() as session:
-        place = await enrolment.place_of(session, context.member, enrolment_id, pressed=query.data)
-        if place is not None and context.member is not None:
-            answer = await enrolment.answer_offer(
-                session, enrolment_id, bool(accept), user_id=context.member.user_id
-            )
-    if place is None:
+        reply = await enrolment.reply_to_offer(
+            session, context.member, enrolment_id, bool(accept), pressed=query.data
+        )
+    if reply is None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     context.runtime.wake_delivery()
-    texts = {
-        OfferAnswer.ACCEPTED: N_("✅ Seat accepted: your child is enrolled."),
-        OfferAnswer.DECLINED: N_("Declined. The seat goes to the next child on the waitlist."),
-        OfferAnswer.EXPIRED: N_("Sorry, this offer has expired and the seat has moved on."),
-        OfferAnswer.ALREADY_ACCEPTED: N_(
-            "This seat was already accepted: your child is enrolled."
-        ),
-        OfferAnswer.NONE: N_("This offer is no longer open."),
-    }
     await query.answer()
-    await edit_or_send(query, t.gettext(texts[answer]))
+    place = reply.place
+    text = t.gettext(OFFER_TEXTS[reply.answer]).format(**_names(place.child, place.course, t))
+    enrolled = reply.answer in (OfferAnswer.ACCEPTED, OfferAnswer.ALREADY_ACCEPTED)
+    await edit_or_send(
+        query,
+        text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(_next_steps(t, place.child.id, schedule=enrolled)),
+    )
+    copy = COPY_TEXTS.get(reply.answer)
+    if copy is None:
+        return
+    for held in reply.copies:
+        reader = context.runtime.i18n.get(held.locale, t.timezone.key)
+        try:
+            await context.bot.edit_message_text(
+                reader.gettext(copy).format(
+                    child=html.escape(place.child.name),
+                    course=html.escape(place.course.name),
+                    start=reader.time(place.course.starts_at),
+                    end=reader.time(place.course.ends_at),
+                ),
+                chat_id=held.chat_id,
+                message_id=held.message_id,
+                parse_mode=ParseMode.HTML,
+            )
+        except TelegramError:
+            pass  # deleted, too old to edit, or the bot was blocked: the notice still goes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,41 +725,83 @@ async def on_offer(update: Update, context: BotContext) -> None:
 
 
 async def start_withdraw(update: Update, context: BotContext) -> None:
+    """/withdraw: the children's places, one button each."""
     message = update.effective_message
     assert message is not None
+    text, markup = await _withdraw_list(context, 0)
+    await message.reply_text(text, reply_markup=markup)
+
+
+async def _withdraw_list(
+    context: BotContext, page: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
     t = context.t
     async with context.db.transaction() as session:
         children, held = await enrolment.places(session, context.member)
     if not children:
-        await message.reply_text(t.gettext("This is for guardians linked to a child."))
-        return
+        return t.gettext("This is for guardians linked to a child."), None
+    if not held:
+        return t.gettext("Your children are not signed up for any course."), None
+    pages = (len(held) - 1) // PAGE + 1
+    page = min(page, pages - 1)
     rows = []
-    for place in held:
+    for place in held[page * PAGE : (page + 1) * PAGE]:
         label = f"{place.child.name} · {place.course.name}"
         if place.status is EnrolmentStatus.WAITLISTED:
             label += " · " + t.gettext("waitlist")
         elif place.status is EnrolmentStatus.ENTERED:
             label += " · " + t.gettext("draw")
-        rows.append([InlineKeyboardButton(label, callback_data=f"wd:a:{place.enrolment_id}")])
-    if not rows:
-        await message.reply_text(t.gettext("Your children are not signed up for any course."))
-        return
-    await message.reply_text(
-        t.gettext("Which course should your child leave for good?"),
-        reply_markup=InlineKeyboardMarkup(rows),
-    )
+        rows.append([_button(label, f"wd:a:{place.enrolment_id}")])
+    if pages > 1:
+        paging = []
+        if page > 0:
+            paging.append(_button("‹", f"wd:l:{page - 1}"))
+        paging.append(_button(f"{page + 1}/{pages}", f"wd:l:{page}"))
+        if page < pages - 1:
+            paging.append(_button("›", f"wd:l:{page + 1}"))
+        rows.append(paging)
+    rows.append(nav(t, cancel=CLOSE))
+    return t.gettext("Which course should your child leave for good?"), InlineKeyboardMarkup(rows)
+
+
+WITHDRAW_QUESTIONS = {
+    EnrolmentStatus.ENROLLED: N_(
+        "Take {child} out of {course} ({when}) for good, from {date}? {child} no longer "
+        "attends it, and the seat goes to the next child on the waitlist."
+    ),
+    EnrolmentStatus.WAITLISTED: N_(
+        "Take {child} off the waitlist of {course} ({when})? {child} would not be offered a "
+        "seat that frees up."
+    ),
+    EnrolmentStatus.ENTERED: N_(
+        "Withdraw {child}'s entry in the draw for {course} ({when})? {child}'s later choices "
+        "move up."
+    ),
+}
+WITHDRAWN_TEXTS = {
+    EnrolmentStatus.ENROLLED: N_("{child} has left {course}, {when}."),
+    EnrolmentStatus.WAITLISTED: N_("{child} is off the waitlist of {course}, {when}."),
+    EnrolmentStatus.ENTERED: N_("{child}'s entry in the draw for {course} ({when}) is withdrawn."),
+}
 
 
 async def on_withdraw(update: Update, context: BotContext) -> None:
+    """wd:l a page of places, wd:a the confirm step with its consequences, wd:y withdraw."""
     query = update.callback_query
     assert query is not None and query.data is not None
     t = context.t
     parts = fields(query.data, "wd:", 2)
-    enrolment_id = as_int(parts[1]) if parts is not None else None
-    if parts is None or parts[0] not in ("a", "y") or enrolment_id is None:
+    number = as_int(parts[1]) if parts is not None else None
+    if parts is None or parts[0] not in ("a", "y", "l") or number is None:
         await refuse(update, context, "enrolment.refused")
         return
     action = parts[0]
+    if action == "l":
+        await query.answer()
+        text, markup = await _withdraw_list(context, number)
+        await edit_or_send(query, text, reply_markup=markup)
+        return
+    enrolment_id = number
     today = utcnow().astimezone(t.timezone).date()
     done = False
     async with context.db.transaction() as session:
@@ -528,36 +812,47 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
-    course = html.escape(place.course.name)
+    names = _names(place.child, place.course, t)
     if action == "a":
+        if place.status not in WITHDRAW_QUESTIONS:
+            await edit_or_send(
+                query,
+                t.gettext("{child} is no longer in {course}.").format(**names),
+                parse_mode=ParseMode.HTML,
+                reply_markup=InlineKeyboardMarkup(_next_steps(t, place.child.id)),
+            )
+            return
+        lines = [
+            t.gettext(WITHDRAW_QUESTIONS[place.status]).format(date=wording.day(t, today), **names)
+        ]
+        if place.status is EnrolmentStatus.ENROLLED:
+            lines.append(fee_consequence(t, place.course))
+        lines.append(
+            t.gettext("Withdrawing is always possible and is never held against your child.")
+        )
         await edit_or_send(
             query,
-            t.gettext("Withdraw from {course} from {date}?").format(
-                course=course, date=t.date(today)
-            )
-            + "\n"
-            + fee_consequence(t, place.course)
-            + "\n"
-            + t.gettext("Withdrawing is always possible and is never held against your child."),
+            "\n".join(lines),
             parse_mode=ParseMode.HTML,
             reply_markup=InlineKeyboardMarkup(
                 [
-                    [
-                        InlineKeyboardButton(
-                            t.gettext("Withdraw"), callback_data=f"wd:y:{enrolment_id}"
-                        )
-                    ]
+                    [_button(t.gettext("Withdraw"), f"wd:y:{enrolment_id}")],
+                    nav(t, back="wd:l:0", cancel=CLOSE),
                 ]
             ),
         )
         return
     context.runtime.wake_delivery()
+    text = (
+        t.gettext(WITHDRAWN_TEXTS[place.status]).format(**names)
+        if done and place.status in WITHDRAWN_TEXTS
+        else t.gettext("{child} is no longer in {course}.").format(**names)
+    )
     await edit_or_send(
         query,
-        t.gettext("Done: your child has left {course}.").format(course=course)
-        if done
-        else t.gettext("Your child is no longer in this course."),
+        text,
         parse_mode=ParseMode.HTML,
+        reply_markup=InlineKeyboardMarkup(_next_steps(t, place.child.id)),
     )
 
 
@@ -585,9 +880,11 @@ def handlers() -> list[Any]:
         CommandHandler(["courses", "signup"], start_browsing, filters=private),
         CommandHandler("withdraw", start_withdraw, filters=private),
         CallbackQueryHandler(on_list, pattern=r"^cs:l:"),
+        CallbackQueryHandler(on_filter, pattern=r"^cs:f:"),
         CallbackQueryHandler(on_card, pattern=r"^cs:c:"),
         CallbackQueryHandler(on_confirm_screen, pattern=r"^cs:s:"),
         CallbackQueryHandler(on_sign_up, pattern=r"^cs:y:"),
+        CallbackQueryHandler(on_close, pattern=r"^cs:x$"),
         CallbackQueryHandler(on_offer, pattern=r"^of:"),
         CallbackQueryHandler(on_withdraw, pattern=r"^wd:"),
     ]

@@ -20,7 +20,7 @@ def _text(t: Translator, mode: NoticeMode) -> str:
     )
     return (
         t.gettext(
-            "How would you like to get non-urgent messages (daily updates, notices)? "
+            "How would you like to get the school's non-urgent notices? "
             "Urgent ones, such as an absence alert or a safety notice, always come at once."
         )
         + "\n"

@@ -40,7 +40,7 @@ async def show_photo_choices(update: Update, context: BotContext) -> None:
 
 def _question(t: Translator) -> str:
     return t.gettext(
-        "May teachers share photos in which your child appears in daily updates? "
+        "May teachers share photos in which your child appears with parents? "
         "Tap a child to change the choice."
     )
 

@@ -448,7 +448,9 @@
       return;
     }
     const touched = new Set();
+    let personasChanged = false;
     for (const event of events) {
+      if (event.type === "persona") personasChanged = true; // e.g. the new parent linked
       const chatId = event.chat_id ?? event.message?.chat?.id;
       if (chatId == null) continue;
       const known = state.chats.has(chatId) || personasOf(chatId).length > 0;
@@ -466,6 +468,21 @@
     for (const chatId of touched) {
       updatePersonaItems(chatId);
       if (active && active.id === chatId) renderChat();
+    }
+    if (personasChanged) refreshPersonas();
+  }
+
+  async function refreshPersonas() {
+    // The list changed while the page is open: redraw it in place, without a loading state.
+    try {
+      const data = await api("/personas");
+      if (!Array.isArray(data.personas)) return;
+      state.personas = data.personas;
+      state.byKey = new Map(state.personas.map((p) => [p.key, p]));
+      buildSidebar();
+      renderHeader();
+    } catch {
+      // The next event or a resync will try again.
     }
   }
 
@@ -951,7 +968,11 @@
       bubble,
     );
     const keyboard = msg.reply_markup && msg.reply_markup.inline_keyboard;
-    if (Array.isArray(keyboard) && keyboard.length) wrapper.append(inlineKeyboard(msg, keyboard));
+    if (Array.isArray(keyboard) && keyboard.length) {
+      // As in Telegram on a phone: a message with buttons takes the chat's full message width.
+      wrapper.classList.add("has-keyboard");
+      wrapper.append(inlineKeyboard(msg, keyboard));
+    }
     if (appear) wrapper.addEventListener("animationend", () => wrapper.classList.remove("appear"), { once: true });
     return wrapper;
   }

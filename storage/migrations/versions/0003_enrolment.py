@@ -1,5 +1,6 @@
-"""enrolment: allocation, minimum size, seat offers, withdrawal date, enrolment history;
-leaves by period and early pick-ups with a school cut-off; outbox templates of any length
+"""enrolment: allocation, seat offers, withdrawal, history; leaves by period; pick-ups
+
+Also: a course's minimum size, a school's leave cut-off, outbox templates of any length.
 
 Revision ID: 0003
 Revises: 0002

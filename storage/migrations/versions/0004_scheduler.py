@@ -1,5 +1,4 @@
-"""scheduler: the job-run ledger, quiet hours and the late-broadcast limit of a school,
-broadcasts held for an admin's go-ahead
+"""scheduler: the job-run ledger, quiet hours, late broadcasts held for an admin's go-ahead
 
 Revision ID: 0004
 Revises: 0003

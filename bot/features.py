@@ -1,0 +1,22 @@
+"""What Kehou does for parents today, in one list (docs/UX.md, convention 7).
+
+The /start welcome, /help and the 致家长的一封信 (Letter to parents) all show this list, so
+they never promise a flow that does not exist. A flow adds its line here when it lands.
+"""
+
+from __future__ import annotations
+
+from bot.i18n import N_
+
+# Each line completes "With Kehou you can:" and stands alone as a bullet.
+FEATURES = (
+    N_("sign your child up for after-school courses, or take them out"),
+    N_("tell the school when your child will miss a session or be picked up early"),
+    N_("see your child's week and add it to your phone's calendar"),
+    N_("get the school's notices at once or in one daily digest"),
+    N_("choose whether your child may appear in photos teachers share"),
+    N_("see everything Kehou holds about you, and delete it"),
+)
+
+# One name for the printed invitation, everywhere: on the letter, in the bot, in the docs.
+LETTER = N_("Letter to parents")
