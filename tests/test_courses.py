@@ -76,7 +76,7 @@ async def test_parent_browses_reads_the_card_and_signs_up(
         "创客教室",
         "承办：学校",
         "1–6 年级 · 班额 20",
-        "剩余 20 个名额",
+        "名额：剩余 20 个",
         "免费",
     ):
         assert fact in card, fact

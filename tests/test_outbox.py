@@ -291,3 +291,30 @@ def test_rendering_translates_the_template_params_and_buttons() -> None:
     assert rendered.buttons == [
         [{"label": "同意", "data": "ack:1"}, {"label": "原文", "url": "https://example.org"}]
     ]
+
+
+def test_typed_parameters_are_formatted_in_each_readers_language() -> None:
+    i18n = I18n(ZoneInfo("Asia/Shanghai"))
+    params = {
+        "day": {"$day": "2026-12-07"},
+        "time": {"$time": "16:50"},
+        "days": {"$weekdays": 0b0011111},
+        "some": {"$weekdays": 0b0000101},
+        "money": {"$money": 123450},
+        "name": "<张琪>",
+    }
+    zh = outbox.format_params(params, i18n.get("zh_CN"))
+    en = outbox.format_params(params, i18n.get("en"))
+    assert (zh["day"], zh["time"], zh["days"], zh["some"]) == (
+        "12月7日周一",
+        "16:50",
+        "周一至周五",
+        "周一、周三",
+    )
+    assert (en["day"], en["time"], en["days"], en["some"]) == (
+        "Mon, Dec 7",
+        "4:50\u202fPM",
+        "Mon–Fri",
+        "Mon, Wed",
+    )
+    assert zh["money"] == "¥1,234.50" and zh["name"] == "&lt;张琪&gt;"

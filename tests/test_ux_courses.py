@@ -89,6 +89,29 @@ async def test_the_list_fits_a_phone_with_filters_behind_one_button(
             assert {"Period 1", "Period 2", "Mon", "Fri"} <= set(labels)
 
 
+async def test_a_family_with_two_children_can_go_back_to_the_choice_of_child(
+    make_user: Any, db: Database, school: SchoolData
+) -> None:
+    await add_member(db, school, MOM, {Role.PARENT}, ("李小明", "李小红"))
+    await make_course(db, school, "C01", name="课程01", capacity=5)
+    mom = make_user(MOM)
+    choice = last_with_buttons(await mom.send("/courses"))
+    assert "为哪个孩子办理" in choice.text
+    listing = last_with_buttons(await mom.click("李小明"))
+    assert "李小明可选的课程" in listing.text
+    labels = [b["text"] for r in rows_of(listing) for b in r]
+    assert labels[-2:] == ["‹ 返回", "取消"]
+    fits_a_phone(listing)
+    again = last_with_buttons(await mom.click("‹ 返回"))
+    assert "为哪个孩子办理" in again.text
+    assert {"李小明", "李小红"} <= {b["text"] for r in rows_of(again) for b in r}
+    # A family with one child has nothing to go back to: the list ends with 取消.
+    await add_member(db, school, DAD, {Role.PARENT}, ("李小红",))
+    alone = last_with_buttons(await make_user(DAD).send("/courses"))
+    assert [b["text"] for b in rows_of(alone)[-1]][-1] == "取消"
+    assert "‹ 返回" not in [b["text"] for r in rows_of(alone) for b in r]
+
+
 async def test_a_full_course_offers_the_waitlist_and_says_which_place(
     make_user: Any, db: Database, school: SchoolData
 ) -> None:

@@ -96,31 +96,31 @@ OFFER_EXTENDED_TEXT = N_(
     "longer: you can answer until {deadline}."
 )
 ACCEPT_LABEL = N_("Accept the seat")
+VIEW_WEEK = N_("View the week")  # handlers.parent.schedule answers its `sc:v` press
 DECLINE_LABEL = N_("Decline")
 # What the child's other guardians are told (docs/UX.md, convention 5), in their language.
 TOLD_OTHERS = {
     EnrolmentStatus.ENROLLED: N_(
-        "👪 {child}'s other guardian signed {child} up for {course} ({start}–{end}). "
-        "Send /schedule to see the week."
+        "👪 {child}'s other guardian signed {child} up for {course} ({days} {start}–{end})."
     ),
     EnrolmentStatus.WAITLISTED: N_(
         "👪 {child}'s other guardian put {child} on the waitlist of {course} "
-        "({start}–{end}): position {position}."
+        "({days} {start}–{end}): position {position}."
     ),
     EnrolmentStatus.ENTERED: N_(
         "👪 {child}'s other guardian entered {child} in the draw for {course} "
-        "({start}–{end}) as choice {rank}."
+        "({days} {start}–{end}) as choice {rank}."
     ),
 }
 WITHDRAWN_BY_OTHER = N_(
-    "👪 {child}'s other guardian took {child} out of {course} ({start}–{end}) for good."
+    "👪 {child}'s other guardian took {child} out of {course} ({days} {start}–{end}) for good."
 )
 LEFT_WAITLIST_BY_OTHER = N_(
-    "👪 {child}'s other guardian took {child} off the waitlist of {course} ({start}–{end})."
+    "👪 {child}'s other guardian took {child} off the waitlist of {course} ({days} {start}–{end})."
 )
 OFFER_ACCEPTED_BY_OTHER = N_(
     "👪 The seat in {course} offered for {child} was accepted by {child}'s other guardian: "
-    "{child} is enrolled ({start}–{end})."
+    "{child} is enrolled ({days} {start}–{end})."
 )
 OFFER_DECLINED_BY_OTHER = N_(
     "👪 The seat in {course} offered for {child} was declined by {child}'s other guardian; "
@@ -360,8 +360,9 @@ async def confirm_sign_up(
 
 
 def _times(course: CourseInfo) -> dict[str, Any]:
-    """A course's times as outbox parameters, formatted for each reader."""
+    """A course's days and times as outbox parameters, formatted for each reader."""
     return {
+        "days": {"$weekdays": course.weekdays},
         "start": {"$time": course.starts_at.isoformat(timespec="minutes")},
         "end": {"$time": course.ends_at.isoformat(timespec="minutes")},
     }
@@ -392,6 +393,7 @@ async def _tell_others_signed_up(
                 priority=Priority.INTERACTIVE,
                 template=TOLD_OTHERS[result.status],
                 params=params,
+                buttons=[[{"label": VIEW_WEEK, "data": "sc:v"}]],
                 dedupe_key=f"{dedupe}:{other}",
             )
             for other, chat_id in found.others

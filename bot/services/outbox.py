@@ -552,8 +552,8 @@ def format_params(params: dict[str, Any], t: Translator) -> dict[str, str]:
     """Template parameters: plain values as they are, typed ones formatted for the locale.
 
     ``{"$date": "2026-12-01"}``, ``{"$day": "2026-12-01"}`` (weekday and date, as in lists),
-    ``{"$datetime": ISO}``, ``{"$time": "16:50"}``, ``{"$money": fen}`` and
-    ``{"$msgid": text}`` are formatted (or translated) with the recipient's translator.
+    ``{"$datetime": ISO}``, ``{"$time": "16:50"}``, ``{"$weekdays": mask}`` (周一至周五),
+    ``{"$money": fen}`` and ``{"$msgid": text}`` are formatted (or translated) with the recipient's translator.
     """
     formatted = {}
     for key, value in params.items():
@@ -567,6 +567,8 @@ def format_params(params: dict[str, Any], t: Translator) -> dict[str, str]:
                 value = wording.day(t, dt.date.fromisoformat(raw))
             elif kind == "$time":
                 value = t.time(dt.time.fromisoformat(raw))
+            elif kind == "$weekdays":  # a course's bit mask, bit 0 = Monday
+                value = wording.weekday_run(t, (d + 1 for d in range(7) if int(raw) >> d & 1))
             elif kind == "$money":
                 value = t.money(int(raw))
             elif kind == "$msgid":

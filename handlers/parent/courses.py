@@ -127,20 +127,55 @@ async def start_browsing(update: Update, context: BotContext) -> None:
     browsed = await _browse(update, context, None, 0, 0, 0)
     assert browsed is not None  # no child was named, so none can be refused
     if browsed.child is not None or browsed.read_only:
+        _remember_choice(context, False)
         text, markup = _list_view(t, browsed, 0, 0, 0, 0)
         await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
         return
     if not browsed.children:
         await message.reply_text(t.gettext("This is for guardians linked to a child."))
         return
-    await message.reply_text(
-        t.gettext("Which child?"),
-        reply_markup=InlineKeyboardMarkup(
-            [
-                *grid([_button(c.name, f"cs:l:{c.id}:0:0:0:0") for c in browsed.children]),
-                nav(t, cancel=CLOSE),
-            ]
-        ),
+    _remember_choice(context, True)
+    await message.reply_text(t.gettext("Which child?"), reply_markup=_child_choice(t, browsed))
+
+
+# The list of a family with several children offers ‹ 返回 to the choice of child; whether
+# there was a choice is remembered here rather than read again on every page of the list.
+SEVERAL_CHILDREN = "courses_several_children"
+
+
+def _remember_choice(context: BotContext, several: bool) -> None:
+    """Stored only for families with several children, so a one-child family's /courses
+    writes nothing."""
+    data = context.user_data
+    if data is None or bool(data.get(SEVERAL_CHILDREN)) == several:
+        return
+    if several:
+        data[SEVERAL_CHILDREN] = True
+    else:
+        data.pop(SEVERAL_CHILDREN, None)
+
+
+def _child_choice(t: Translator, browsed: enrolment.Browse) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            *grid([_button(c.name, f"cs:l:{c.id}:0:0:0:0") for c in browsed.children]),
+            nav(t, cancel=CLOSE),
+        ]
+    )
+
+
+async def on_children(update: Update, context: BotContext) -> None:
+    """‹ 返回 from a child's course list: the choice of child again."""
+    query = update.callback_query
+    assert query is not None
+    browsed = await _browse(update, context, None, 0, 0, 0)
+    if browsed is None or not browsed.children:
+        await refuse(update, context, "enrolment.refused")
+        return
+    await query.answer()
+    _remember_choice(context, True)
+    await edit_or_send(
+        query, context.t.gettext("Which child?"), reply_markup=_child_choice(context.t, browsed)
     )
 
 
@@ -189,8 +224,10 @@ def _list_view(
     category: int,
     weekday: int,
     page: int,
+    several: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup]:
-    """At most `PAGE` courses, the pages, and one Filter button (docs/UX.md, convention 1)."""
+    """At most `PAGE` courses, the pages, and one Filter button (docs/UX.md, convention 1);
+    ‹ 返回 to the choice of child when the family has `several` children."""
     child, found = browsed.child, browsed.courses
     student_id = child.id if child is not None else 0
     pages = max((len(found) - 1) // PAGE + 1, 1)
@@ -248,7 +285,7 @@ def _list_view(
     rows.append(
         [
             _button(filter_label, f"cs:f:{student_id}:{period}:{category}:{weekday}"),
-            *nav(t, cancel=CLOSE),
+            *nav(t, back="cs:k" if several else None, cancel=CLOSE),
         ]
     )
     return "\n".join(lines), InlineKeyboardMarkup(rows)
@@ -379,7 +416,8 @@ async def on_list(update: Update, context: BotContext) -> None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
     await query.answer()
-    text, markup = _list_view(context.t, browsed, period, category, weekday, page)
+    several = bool((context.user_data or {}).get(SEVERAL_CHILDREN))
+    text, markup = _list_view(context.t, browsed, period, category, weekday, page, several)
     await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
 
 
@@ -709,6 +747,7 @@ async def on_offer(update: Update, context: BotContext) -> None:
                 reader.gettext(copy).format(
                     child=html.escape(place.child.name),
                     course=html.escape(place.course.name),
+                    days=wording.weekday_run(reader, enrolment.weekdays_of(place.course.weekdays)),
                     start=reader.time(place.course.starts_at),
                     end=reader.time(place.course.ends_at),
                 ),
@@ -880,6 +919,7 @@ def handlers() -> list[Any]:
         CommandHandler(["courses", "signup"], start_browsing, filters=private),
         CommandHandler("withdraw", start_withdraw, filters=private),
         CallbackQueryHandler(on_list, pattern=r"^cs:l:"),
+        CallbackQueryHandler(on_children, pattern=r"^cs:k$"),
         CallbackQueryHandler(on_filter, pattern=r"^cs:f:"),
         CallbackQueryHandler(on_card, pattern=r"^cs:c:"),
         CallbackQueryHandler(on_confirm_screen, pattern=r"^cs:s:"),

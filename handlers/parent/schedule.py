@@ -78,19 +78,27 @@ async def show(update: Update, context: BotContext) -> None:
 def _with_calendar(
     t: Translator, week: Week, markup: InlineKeyboardMarkup | None
 ) -> InlineKeyboardMarkup | None:
-    """The week's buttons, and 📅 for the calendar file when there is one to make."""
-    if not week.calendar:
-        return markup
+    """The week's buttons: 📅 for the calendar file when there is one to make, and 选课 for
+    a child with no course yet."""
     rows = [list(row) for row in markup.inline_keyboard] if markup is not None else []
-    rows.append(
-        [
-            InlineKeyboardButton(
-                t.gettext("📅 Add to the phone's calendar"),
-                callback_data=f"sc:i:{week.child.id}",
-            )
-        ]
-    )
-    return InlineKeyboardMarkup(rows)
+    if week.calendar:
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t.gettext("📅 Add to the phone's calendar"),
+                    callback_data=f"sc:i:{week.child.id}",
+                )
+            ]
+        )
+    if not any(h.status is EnrolmentStatus.ENROLLED for h in week.plan):
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    t.gettext("Choose courses"), callback_data=f"cs:l:{week.child.id}:0:0:0:0"
+                )
+            ]
+        )
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 async def send_calendar(update: Update, context: BotContext) -> None:
@@ -137,7 +145,7 @@ def week_text(t: Translator, week: Week) -> str:
     ]
     enrolled = [h.course for h in plan if h.status is EnrolmentStatus.ENROLLED]
     if not enrolled:
-        lines.append(t.gettext("No courses yet. Send /courses to choose some."))
+        lines.append(t.gettext("No courses yet."))
     for day in range(1, 8):
         today = [c for c in enrolled if day in enrolment.weekdays_of(c.weekdays)]
         if not today:
