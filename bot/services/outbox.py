@@ -553,7 +553,8 @@ def format_params(params: dict[str, Any], t: Translator) -> dict[str, str]:
 
     ``{"$date": "2026-12-01"}``, ``{"$day": "2026-12-01"}`` (weekday and date, as in lists),
     ``{"$datetime": ISO}``, ``{"$time": "16:50"}``, ``{"$weekdays": mask}`` (周一至周五),
-    ``{"$money": fen}`` and ``{"$msgid": text}`` are formatted (or translated) with the recipient's translator.
+    ``{"$money": fen}`` and ``{"$msgid": text}`` are formatted (or translated) with the
+    recipient's translator.
     """
     formatted = {}
     for key, value in params.items():
