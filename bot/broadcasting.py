@@ -20,6 +20,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
+from bot import wording
 from bot.context import BotContext, Runtime
 from bot.i18n import N_, I18n, Translator
 from bot.services import broadcasts, outbox
@@ -48,7 +49,7 @@ AUDIENCE_LABELS = {
     AudienceKind.GRADE: N_("parents of grade {value}"),
     AudienceKind.CLASS: N_("parents of {value}"),
     AudienceKind.COURSE: N_("parents of children in {value}"),
-    AudienceKind.PERIOD: N_("parents of children in period {value}"),
+    AudienceKind.PERIOD: N_("parents of children in {value}"),  # 第二时段: bot.wording
     AudienceKind.UNPAID: N_("parents with unpaid bills"),
     AudienceKind.TEACHERS: N_("all teachers"),
     AudienceKind.GROUPS: N_("the class parents' groups"),
@@ -77,6 +78,10 @@ def audience_label(t: Translator, audience: AudienceName) -> str:
         ).format(n=audience.several)
     if audience.kind is AudienceKind.GROUPS and audience.name is not None:
         return t.gettext("the parents' group of {value}").format(value=audience.name)
+    if audience.kind is AudienceKind.PERIOD and str(audience.name) in ("1", "2"):
+        return t.gettext(AUDIENCE_LABELS[audience.kind]).format(
+            value=wording.period(t, int(str(audience.name)))
+        )
     return t.gettext(AUDIENCE_LABELS[audience.kind]).format(value=audience.name)
 
 

@@ -482,3 +482,16 @@ async def test_cancelling_a_late_broadcast_asks_first(
     assert "在发出前已撤销，一条也没有发送" in FakeUser.texts(done)
     async with db.transaction() as session:
         assert await session.scalar(select(Broadcast.status)) is BroadcastStatus.CANCELLED
+
+
+def test_a_period_audience_is_named_as_everywhere_else() -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.broadcasting import audience_label
+    from bot.i18n import I18n
+    from bot.services.broadcasts import AudienceKind, AudienceName
+
+    i18n = I18n(ZoneInfo("Asia/Shanghai"))
+    period = AudienceName(AudienceKind.PERIOD, 2)
+    assert "第二时段" in audience_label(i18n.get("zh_CN"), period)
+    assert "Period 2" in audience_label(i18n.get("en"), period)
