@@ -55,7 +55,7 @@ async def test_courses_and_schedule_in_words_get_a_button_that_opens_them(  # ty
     assert opened and opened == FakeUser.texts(await parent.send("/schedule"))
     english: FakeUser = make_user(301, language_code="en")
     await english.send("where is the timetable?")
-    assert "View schedule" in english.all_buttons()
+    assert "View the week" in english.all_buttons()
 
 
 async def test_anything_else_gets_the_commands_of_the_users_roles(  # type: ignore[no-untyped-def]

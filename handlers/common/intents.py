@@ -1,9 +1,9 @@
 """Opening a flow from a button, a deep link or a phrase the parent typed.
 
 A flow is named by its command. Plain command handlers are opened by calling them; a flow that
-is a ConversationHandler (/leave, /broadcast) can only be entered through its own entry points,
-so until it lists `go:<command>` and `/start <command>` among them, the user is handed the
-command to tap instead (one tap as well: Telegram makes a /command in a message tappable).
+is a ConversationHandler can only be entered through its own entry points: /leave lists
+`go:leave` among them (`ENTERED_BY_PRESS`), so it gets a button; for any other, the user is
+handed the command to tap (one tap as well: Telegram makes a /command in a message tappable).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ OPENERS: dict[str, Opener] = {
 # Button labels of the flows offered as a next step (short: they share a phone-wide row).
 LABELS = {
     "courses": N_("Choose courses"),
-    "schedule": N_("View schedule"),
+    "schedule": N_("View the week"),
     "withdraw": N_("Leave a course"),
     "leave": N_("Leave or pick-up"),
 }

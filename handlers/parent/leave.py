@@ -897,7 +897,7 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
         text += "\n" + t.gettext("Reason: {reason}").format(reason=html.escape(reason))
     text += "\n" + t.gettext("The teacher will see it.")
     rows = grid([take_back_button(t, x) for x in made[: PAGE_MAX - 1]], per_row=1)
-    rows.append([_button(t.gettext("View schedule"), SCHEDULE)])
+    rows.append([_button(t.gettext("View the week"), SCHEDULE)])
     await _show(update, text, rows, new=new)
     return ConversationHandler.END
 
