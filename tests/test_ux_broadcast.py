@@ -312,6 +312,23 @@ async def test_confirmations_count_per_family_and_the_digest_waiters_are_listed(
     assert f"user {MOM}" not in missing and f"user {DAD}" not in missing
 
 
+async def test_the_other_guardians_copy_shows_the_family_has_confirmed(
+    make_user, db: Database, school: SchoolData, request_recorder
+) -> None:  # type: ignore[no-untyped-def]
+    ids = await people(db, school)
+    broadcast_id = await sent_with_ack(db, school, ids)
+    async with db.transaction() as session:  # delivered: each copy has its Telegram message
+        await session.execute(update(Outbox).values(message_id=Outbox.chat_id + 5000))
+    await make_user(MOM).press(f"ack:{broadcast_id}")
+    edits = [c for c in request_recorder.calls if c.method == "editMessageReplyMarkup"]
+    by_chat = {int(c.params["chat_id"]): c for c in edits}
+    assert set(by_chat) == {MOM, DAD}  # her own button, and the dad's copy; not 李小红's family
+    assert int(by_chat[DAD].params["message_id"]) == DAD + 5000
+    # In the dad's own language (English), not the mother's.
+    assert [b["text"] for b in by_chat[DAD].buttons()] == ["✅ Confirmed by your family"]
+    assert [b["text"] for b in by_chat[MOM].buttons()] == ["✅ 已确认"]
+
+
 async def test_remind_now_reaches_only_unconfirmed_families_and_never_twice(
     make_user, db: Database, school: SchoolData
 ) -> None:  # type: ignore[no-untyped-def]

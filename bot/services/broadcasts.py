@@ -37,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
@@ -1062,6 +1063,46 @@ async def acknowledge(
         .values(acknowledged_at=now or utcnow())
     )
     return Ack.RECORDED if done.rowcount == 1 else Ack.ALREADY  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class FamilyCopy:
+    """Another guardian's delivered copy of a notice their family has now confirmed."""
+
+    chat_id: int
+    message_id: int
+    locale: str  # the reader's, else the school's: as the copy itself was written
+
+
+async def family_copies(
+    session: AsyncSession, broadcast_id: int, telegram_id: int
+) -> list[FamilyCopy]:
+    """The delivered, unconfirmed copies of this notice held by the other guardians of the
+    confirming guardian's children: their 确认收到 buttons now mislead (docs/UX.md, 5)."""
+    mine = aliased(Guardianship)
+    theirs = aliased(Guardianship)
+    me = aliased(User)
+    rows = await session.execute(
+        select(
+            Outbox.chat_id, Outbox.message_id, func.coalesce(User.locale, School.default_locale)
+        )
+        .distinct()
+        .join(User, User.id == Outbox.user_id)
+        .join(School, School.id == Outbox.school_id)
+        .join(theirs, theirs.user_id == User.id)
+        .join(mine, mine.student_id == theirs.student_id)
+        .join(me, me.id == mine.user_id)
+        .where(
+            Outbox.broadcast_id == broadcast_id,
+            Outbox.kind == "broadcast",
+            Outbox.status == OutboxStatus.SENT,
+            Outbox.message_id.is_not(None),
+            Outbox.acknowledged_at.is_(None),
+            me.telegram_id == telegram_id,
+            User.id != me.id,
+        )
+    )
+    return [FamilyCopy(c, m, loc) for c, m, loc in rows.all() if m is not None]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 import re
 import secrets
 import warnings
@@ -31,6 +32,7 @@ from typing import Any
 
 from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -93,6 +95,8 @@ AUDIENCE_CHOICES = {
 }
 # Kinds picked from a list of classes, one or several at a time.
 PICKED = (AudienceKind.CLASS, AudienceKind.GROUPS)
+
+log = logging.getLogger(__name__)
 
 
 def _is_admin(context: BotContext) -> bool:
@@ -1200,6 +1204,11 @@ async def acknowledge(update: Update, context: BotContext) -> None:
         return
     async with context.db.transaction() as session:
         result = await broadcasts.acknowledge(session, ids[0], query.from_user.id)
+        copies = (
+            await broadcasts.family_copies(session, ids[0], query.from_user.id)
+            if result is broadcasts.Ack.RECORDED
+            else []
+        )
     if result is broadcasts.Ack.NOT_YOURS:
         await refuse(
             update, context, "broadcast.ack_refused", text=t.gettext("This button is not for you.")
@@ -1216,6 +1225,20 @@ async def acknowledge(update: Update, context: BotContext) -> None:
             [[InlineKeyboardButton(t.gettext("✅ Confirmed"), callback_data="ack:done")]]
         ),
     )
+    # The family has confirmed: the other guardians' buttons say so instead of asking again.
+    for copy in copies:
+        reader = context.runtime.i18n.get(copy.locale, t.timezone.key)
+        label = reader.gettext("✅ Confirmed by your family")
+        try:
+            await context.bot.edit_message_reply_markup(
+                chat_id=copy.chat_id,
+                message_id=copy.message_id,
+                reply_markup=InlineKeyboardMarkup(
+                    [[InlineKeyboardButton(label, callback_data="ack:done")]]
+                ),
+            )
+        except TelegramError:  # deleted, or too old to edit: the count is right regardless
+            log.info("could not mark a family copy of broadcast %s", ids[0], exc_info=True)
 
 
 async def acknowledged_already(update: Update, context: BotContext) -> None:
