@@ -81,7 +81,3 @@ def moment(t: Translator, value: dt.datetime) -> str:
     """A moment in a history: the day as in `day`, then the time, in the school's zone."""
     local = value.astimezone(t.timezone)
     return f"{day(t, local.date())} {t.time(local.time())}"
-
-
-def children(t: Translator, count: int) -> str:
-    return t.ngettext("{n} child", "{n} children", count).format(n=count)
