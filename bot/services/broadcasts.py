@@ -42,6 +42,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
 from bot.services import audit, deadlines, guard, outbox
+from bot.services.family import SentCopy
 from bot.services.members import Member
 from bot.services.outbox import NewMessage
 from storage.models import (
@@ -1065,18 +1066,9 @@ async def acknowledge(
     return Ack.RECORDED if done.rowcount == 1 else Ack.ALREADY  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class FamilyCopy:
-    """Another guardian's delivered copy of a notice their family has now confirmed."""
-
-    chat_id: int
-    message_id: int
-    locale: str  # the reader's, else the school's: as the copy itself was written
-
-
 async def family_copies(
     session: AsyncSession, broadcast_id: int, telegram_id: int
-) -> list[FamilyCopy]:
+) -> list[SentCopy]:
     """The delivered, unconfirmed copies of this notice held by the other guardians of the
     confirming guardian's children: their 确认收到 buttons now mislead (docs/UX.md, 5)."""
     mine = aliased(Guardianship)
@@ -1102,7 +1094,7 @@ async def family_copies(
             User.id != me.id,
         )
     )
-    return [FamilyCopy(c, m, loc) for c, m, loc in rows.all() if m is not None]
+    return [SentCopy(c, m, loc) for c, m, loc in rows.all() if m is not None]
 
 
 @dataclass(frozen=True)

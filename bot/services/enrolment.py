@@ -54,6 +54,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bot.i18n import N_
 from bot.services import audit, catalogue, deadlines, family, guard, outbox
 from bot.services.catalogue import Catalogue, CourseInfo, TermInfo
+from bot.services.family import SentCopy
 from bot.services.guard import Child, child_columns, of_guardian, with_child
 from bot.services.members import Member
 from bot.services.outbox import NewMessage
@@ -381,24 +382,15 @@ async def _tell_others_signed_up(
         "rank": result.draw_rank or "",
         **_times(found.course),
     }
-    dedupe = f"sign-up:{result.enrolment_id}:{utcnow().isoformat()}"
-    await outbox.enqueue_many(
+    await family.tell(
         session,
         found.child.school_id,
-        [
-            NewMessage(
-                chat_id=chat_id,
-                user_id=other,
-                kind="family_sign_up",
-                priority=Priority.INTERACTIVE,
-                template=TOLD_OTHERS[result.status],
-                params=params,
-                buttons=[[{"label": VIEW_WEEK, "data": "sc:v"}]],
-                dedupe_key=f"{dedupe}:{other}",
-            )
-            for other, chat_id in found.others
-            if other != user_id
-        ],
+        [(other, chat_id) for other, chat_id in found.others if other != user_id],
+        kind="family_sign_up",
+        template=TOLD_OTHERS[result.status],
+        params=params,
+        dedupe=f"sign-up:{result.enrolment_id}:{utcnow().isoformat()}",
+        buttons=[[{"label": VIEW_WEEK, "data": "sc:v"}]],
     )
 
 
@@ -1037,40 +1029,17 @@ async def _tell_guardians(
     params: dict[str, Any] = {"child": names[0], "course": names[1]}
     if deadline is not None:
         params["deadline"] = {"$datetime": deadline.isoformat()}
-    guardians = await guardian_chats(session, [enrolment.student_id])
-    await outbox.enqueue_many(
+    guardians = await family.guardian_chats(session, [enrolment.student_id])
+    await family.tell(
         session,
         enrolment.school_id,
-        [
-            NewMessage(
-                chat_id=chat_id,
-                user_id=user_id,
-                kind=kind,
-                priority=Priority.INTERACTIVE,
-                template=template,
-                params=params,
-                buttons=buttons,
-                dedupe_key=f"{dedupe}:{user_id}",
-            )
-            for user_id, chat_id in guardians.get(enrolment.student_id, [])
-        ],
+        guardians.get(enrolment.student_id, []),
+        kind=kind,
+        template=template,
+        params=params,
+        dedupe=dedupe,
+        buttons=buttons,
     )
-
-
-async def guardian_chats(
-    session: AsyncSession, student_ids: Iterable[int]
-) -> dict[int, list[tuple[int, int]]]:
-    """Student id → (user id, chat id) of each guardian the bot can write to; one query."""
-    rows = await session.execute(
-        select(Guardianship.student_id, User.id, User.chat_id)
-        .join(User, User.id == Guardianship.user_id)
-        .where(Guardianship.student_id.in_(list(student_ids)), User.chat_id.is_not(None))
-    )
-    found: dict[int, list[tuple[int, int]]] = {}
-    for student_id, user_id, chat_id in rows.all():
-        if chat_id is not None:
-            found.setdefault(student_id, []).append((user_id, chat_id))
-    return found
 
 
 async def expire_offers(session: AsyncSession, now: dt.datetime) -> list[int]:
@@ -1514,22 +1483,13 @@ async def withdraw_place(
 
 
 @dataclass(frozen=True)
-class OfferCopy:
-    """Another guardian's copy of a seat offer, sent already: edited to show the outcome."""
-
-    chat_id: int
-    message_id: int
-    locale: str | None
-
-
-@dataclass(frozen=True)
 class OfferReply:
     """A guardian's answer to a seat offer: the place, what came of it, and the copies of the
     offer the child's other guardians hold (to be edited so their buttons no longer mislead)."""
 
     place: Place
     answer: OfferAnswer
-    copies: list[OfferCopy]
+    copies: list[SentCopy]
 
 
 async def reply_to_offer(
@@ -1549,7 +1509,7 @@ async def reply_to_offer(
         return None
     now = now or utcnow()
     answer = await answer_offer(session, enrolment_id, accept, user_id=member.user_id, now=now)
-    copies: list[OfferCopy] = []
+    copies: list[SentCopy] = []
     if answer in (OfferAnswer.ACCEPTED, OfferAnswer.DECLINED):
         copies = await _other_offer_copies(session, place, member.user_id)
         await family.tell_other_guardians(
@@ -1573,15 +1533,20 @@ async def reply_to_offer(
     return OfferReply(place, answer, copies)
 
 
-async def _other_offer_copies(
-    session: AsyncSession, place: Place, user_id: int
-) -> list[OfferCopy]:
+async def _other_offer_copies(session: AsyncSession, place: Place, user_id: int) -> list[SentCopy]:
     """The other guardians' copies of this place's offers: those sent, to edit; those not sent
     yet are cancelled (compare-and-set on their status), so no live buttons arrive later."""
     prefix = f"{place.child.school_id}:offer:{place.enrolment_id}:"
     rows = await session.execute(
-        select(Outbox.id, Outbox.chat_id, Outbox.message_id, Outbox.status, User.locale)
+        select(
+            Outbox.id,
+            Outbox.chat_id,
+            Outbox.message_id,
+            Outbox.status,
+            func.coalesce(User.locale, School.default_locale),
+        )
         .outerjoin(User, User.id == Outbox.user_id)
+        .join(School, School.id == Outbox.school_id)
         .where(
             Outbox.school_id == place.child.school_id,
             Outbox.kind.in_(OFFER_KINDS),
@@ -1592,7 +1557,7 @@ async def _other_offer_copies(
     copies, waiting = [], []
     for row_id, chat_id, message_id, status, locale in rows.all():
         if status is OutboxStatus.SENT and message_id is not None:
-            copies.append(OfferCopy(chat_id, message_id, locale))
+            copies.append(SentCopy(chat_id, message_id, locale))
         elif status in (OutboxStatus.PENDING, OutboxStatus.HELD):
             waiting.append(row_id)
     if waiting:

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
-from bot.services import enrolment, outbox
+from bot.services import enrolment, family, outbox
 from bot.services.outbox import NewMessage
 from storage.models import (
     Allocation,
@@ -183,7 +183,7 @@ async def _tell(session: AsyncSession, entries: list[_Entry], seed: str) -> None
             await session.execute(select(Student.id, Student.name).where(Student.id.in_(students)))
         ).all()
     )
-    guardians = await enrolment.guardian_chats(session, students)
+    guardians = await family.guardian_chats(session, students)
     messages: dict[int, list[NewMessage]] = {}
     for course_entries in by_course.values():
         ordered = sorted(course_entries, key=lambda e: (e.enrolment.draw_rank or 9, e.key))
