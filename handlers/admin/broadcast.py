@@ -648,6 +648,18 @@ async def _preview_again(
     return shown
 
 
+async def _pressed_preview(
+    update: Update, context: BotContext
+) -> tuple[dict[str, Any], Preview] | int | None:
+    """A press on the current draft, and its audience as it is now; else the refusal's state."""
+    pressed = await _press(update, context, guarded=True)
+    if not isinstance(pressed, tuple):
+        return pressed
+    draft, _ = pressed
+    shown = await _preview_again(update, context, draft)
+    return (draft, shown) if isinstance(shown, Preview) else shown
+
+
 async def toggle_option(update: Update, context: BotContext) -> int | None:
     """Turn one option of the draft this preview shows on or off."""
     query = update.callback_query
@@ -675,13 +687,10 @@ async def back_to_preview(update: Update, context: BotContext) -> int | None:
     """‹ 返回 from the confirm step or from the question about the time."""
     query = update.callback_query
     assert query is not None
-    pressed = await _press(update, context, guarded=True)
-    if not isinstance(pressed, tuple):
-        return pressed
-    draft, _ = pressed
-    shown = await _preview_again(update, context, draft)
-    if not isinstance(shown, Preview):
-        return shown
+    found = await _pressed_preview(update, context)
+    if not isinstance(found, tuple):
+        return found
+    draft, shown = found
     await query.answer()
     draft.pop("when", None)
     return await _show_preview(query, context, draft, shown)
@@ -691,13 +700,10 @@ async def send_now(update: Update, context: BotContext) -> int | None:
     """Send now: the confirm step, with how many it reaches now."""
     query = update.callback_query
     assert query is not None
-    pressed = await _press(update, context, guarded=True)
-    if not isinstance(pressed, tuple):
-        return pressed
-    draft, _ = pressed
-    shown = await _preview_again(update, context, draft)
-    if not isinstance(shown, Preview):
-        return shown
+    found = await _pressed_preview(update, context)
+    if not isinstance(found, tuple):
+        return found
+    draft, shown = found
     await query.answer()
     draft.pop("when", None)
     await edit_or_send(
