@@ -64,7 +64,7 @@ from bot.services.broadcasts import (
 )
 from bot.services.outbox import MessageTooLong, split_html, utf16_len, visible_text
 from handlers.common.cancel import cancel
-from handlers.common.keyboards import PAGE_MAX, grid, nav
+from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
 from handlers.common.presses import as_int, edit_markup, edit_or_send, fields, ints, refuse
 from storage.models import BroadcastStatus, utcnow
 
@@ -463,15 +463,7 @@ async def _show_picker(
 
 
 def _pages(draft_id: str, kind: AudienceKind, page: int, pages: int) -> list[InlineKeyboardButton]:
-    row = []
-    if page > 0:
-        row.append(InlineKeyboardButton("‹", callback_data=f"bc:p:{draft_id}:{kind}:{page - 1}"))
-    row.append(
-        InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=f"bc:p:{draft_id}:{kind}:{page}")
-    )
-    if page < pages - 1:
-        row.append(InlineKeyboardButton("›", callback_data=f"bc:p:{draft_id}:{kind}:{page + 1}"))
-    return row
+    return pager(page, pages, lambda n: f"bc:p:{draft_id}:{kind}:{n}")
 
 
 def _values_markup(

@@ -7,7 +7,7 @@ A list screen shows at most `PAGE_MAX` content buttons, then its navigation row.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from telegram import InlineKeyboardButton
 
@@ -53,4 +53,18 @@ def nav(
         row.append(InlineKeyboardButton(t.gettext("‹ Back"), callback_data=back))
     if cancel is not None:
         row.append(InlineKeyboardButton(t.gettext("Cancel"), callback_data=cancel))
+    return row
+
+
+def pager(page: int, pages: int, data: Callable[[int], str]) -> list[InlineKeyboardButton]:
+    """‹ 2/5 › under a list of more than one page (`data(n)` is the press for page n); an empty
+    row for a single page."""
+    if pages <= 1:
+        return []
+    row = []
+    if page > 0:
+        row.append(InlineKeyboardButton("‹", callback_data=data(page - 1)))
+    row.append(InlineKeyboardButton(f"{page + 1}/{pages}", callback_data=data(page)))
+    if page < pages - 1:
+        row.append(InlineKeyboardButton("›", callback_data=data(page + 1)))
     return row

@@ -34,7 +34,7 @@ from bot.services.catalogue import CourseInfo
 from bot.services.enrolment import CourseFacts, CourseView, Holding, OfferAnswer, Refusal
 from bot.services.guard import Child
 from bot.services.timetable import Advice
-from handlers.common.keyboards import PAGE_MAX, grid, nav
+from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
 from handlers.common.presses import as_int, edit_or_send, fields, ints, refuse
 from storage.models import (
     Allocation,
@@ -272,13 +272,7 @@ def _list_view(
     ]
     base = f"cs:l:{student_id}:{period}:{category}:{weekday}"
     if pages > 1:
-        paging = []
-        if page > 0:
-            paging.append(_button("‹", f"{base}:{page - 1}"))
-        paging.append(_button(f"{page + 1}/{pages}", f"{base}:{page}"))
-        if page < pages - 1:
-            paging.append(_button("›", f"{base}:{page + 1}"))
-        rows.append(paging)
+        rows.append(pager(page, pages, lambda n: f"{base}:{n}"))
     filter_label = t.gettext("🔍 Filter")
     if chosen:
         filter_label += f" ({len(chosen)})"
@@ -792,13 +786,7 @@ async def _withdraw_list(
             label += " · " + t.gettext("draw")
         rows.append([_button(label, f"wd:a:{place.enrolment_id}")])
     if pages > 1:
-        paging = []
-        if page > 0:
-            paging.append(_button("‹", f"wd:l:{page - 1}"))
-        paging.append(_button(f"{page + 1}/{pages}", f"wd:l:{page}"))
-        if page < pages - 1:
-            paging.append(_button("›", f"wd:l:{page + 1}"))
-        rows.append(paging)
+        rows.append(pager(page, pages, lambda n: f"wd:l:{n}"))
     rows.append(nav(t, cancel=CLOSE))
     return t.gettext("Which course should your child leave for good?"), InlineKeyboardMarkup(rows)
 
