@@ -34,9 +34,11 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     # (which import those modules back).
     from handlers.admin import broadcast, late
     from handlers.admin import courses as admin_courses
+    from handlers.admin import groups as admin_groups
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
-    from handlers.parent import courses, leave, notices, photos, schedule
-    from handlers.teacher import roster
+    from handlers.parent import courses, leave, notices, photos, pickup, schedule
+    from handlers.teacher import attendance, dismissal, hours, note, roster
+    from handlers.teacher import update as daily_update
 
     application.add_handler(
         CallbackQueryHandler(courses.acknowledge_sign_up, pattern=r"^cs:y:"), group=EARLY
@@ -55,7 +57,14 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)
+    application.add_handlers(pickup.handlers(), group=FEATURES)
     application.add_handlers(roster.handlers(), group=FEATURES)
+    application.add_handlers(attendance.handlers(), group=FEATURES)
+    application.add_handlers(dismissal.handlers(), group=FEATURES)
+    application.add_handlers(daily_update.handlers(), group=FEATURES)
+    application.add_handlers(note.handlers(), group=FEATURES)
+    application.add_handlers(hours.handlers(), group=FEATURES)
+    application.add_handlers(admin_groups.handlers(), group=FEATURES)
     application.add_handlers(broadcast.handlers(), group=FEATURES)
     application.add_handlers(admin_courses.handlers(), group=FEATURES)
     application.add_handlers(late.handlers(), group=FEATURES)

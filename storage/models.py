@@ -167,11 +167,21 @@ class EnrolmentActor(enum.StrEnum):
     SYSTEM = "system"
 
 
-class AttendanceStatus(enum.StrEnum):
-    PRESENT = "present"
-    ABSENT = "absent"
-    LEAVE = "leave"
-    LATE = "late"
+class DismissalWay(enum.StrEnum):
+    """How a child left at the end of a session (弹性离校): never a reason for a fee."""
+
+    GUARDIAN = "guardian"  # handed to a guardian
+    AUTHORISED = "authorised"  # handed to an adult the guardians put on file
+    ALONE = "alone"  # went home alone, with a guardian's standing permission
+    EXTENDED = "extended"  # moved on to extended care (延时托管)
+
+
+class UpdateMode(enum.StrEnum):
+    """How a guardian gets the teachers' daily updates (absence alerts always come at once)."""
+
+    INSTANT = "instant"
+    DIGEST = "digest"  # in the evening digest
+    MUTED = "muted"
 
 
 class FeeUnit(enum.StrEnum):
@@ -238,7 +248,20 @@ class School(Base):
     default_locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
     # Non-urgent messages per family per day before the rest wait for the digest (None: no cap).
     daily_notice_cap: Mapped[int | None] = mapped_column(SmallInteger)
-    digest_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(19, 0))  # local time
+    # The evening digest (the day's attendance, pick-ups and updates, and held notices).
+    digest_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(18, 30))  # local time
+    # The daily patrol record (每日巡查记录) goes to the admins at this local time.
+    patrol_time: Mapped[dt.time] = mapped_column(
+        Time, default=dt.time(19, 30), server_default="19:30:00"
+    )
+    # A teacher may correct a roll this many days back; older rolls only an admin.
+    correction_days: Mapped[int] = mapped_column(SmallInteger, default=7, server_default="7")
+    # Unexplained absences on this many session days in a row are flagged to the school.
+    absence_streak: Mapped[int] = mapped_column(SmallInteger, default=3, server_default="3")
+    # The teacher is reminded when no roll is in this long after the session started.
+    roll_reminder_minutes: Mapped[int] = mapped_column(
+        SmallInteger, default=15, server_default="15"
+    )
     # Leaves and early pick-ups are accepted until this long before the session starts.
     leave_cutoff_minutes: Mapped[int] = mapped_column(SmallInteger, default=60)
     # A freed seat offered to the next waitlisted child is held this long for an answer.
@@ -324,6 +347,9 @@ class SchoolClass(Base):
         ForeignKey("teachers.id", ondelete="SET NULL")
     )
     group_chat_id: Mapped[int | None] = mapped_column(BigInteger)  # the class parents' group
+    # The day's updates of this class's sessions are also posted in its group (never anything
+    # about one child).
+    group_updates: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Student(Base):
@@ -338,6 +364,11 @@ class Student(Base):
     student_no: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A guardian's standing permission to go home alone at dismissal (recorded in the chat).
+    alone_permitted_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    alone_permitted_at: Mapped[dt.datetime | None]
 
     school_class: Mapped[SchoolClass] = relationship()
 
@@ -360,6 +391,11 @@ class User(Base):
     notice_mode: Mapped[NoticeMode] = mapped_column(
         enum_type(NoticeMode, "notice_mode"), default=NoticeMode.INSTANT
     )
+    update_mode: Mapped[UpdateMode] = mapped_column(
+        enum_type(UpdateMode, "update_mode"), default=UpdateMode.DIGEST, server_default="digest"
+    )
+    # Told at once how the child left ("张琪 17:52 由家长接走").
+    dismissal_notice: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     blocked_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -517,7 +553,11 @@ class Course(Base):
 
 
 class Session(Base):
-    """One dated occurrence of a course."""
+    """One dated occurrence of a course, written when it is first needed (its roll, an update).
+
+    Which sessions a day has comes from the courses and the calendar (`leaves.sessions_on`);
+    this row holds what happened: who taught it and when the roll was submitted.
+    """
 
     __tablename__ = "sessions"
     __table_args__ = (UniqueConstraint("course_id", "date"),)
@@ -532,6 +572,15 @@ class Session(Base):
     status: Mapped[SessionStatus] = mapped_column(
         enum_type(SessionStatus, "session_status"), default=SessionStatus.SCHEDULED
     )
+    teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="SET NULL"))
+    # The roll: first submitted when and by whom; `roll_version` moves on with every save, so
+    # two devices saving one roll cannot overwrite each other unseen (compare-and-set).
+    roll_submitted_at: Mapped[dt.datetime | None]
+    roll_submitted_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    roll_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    roll_reminded_at: Mapped[dt.datetime | None]
 
 
 class Enrolment(Base):
@@ -622,34 +671,133 @@ class Leave(Base):
     cancelled_at: Mapped[dt.datetime | None]
 
 
-class Attendance(Base):
-    __tablename__ = "attendance"
-    __table_args__ = (UniqueConstraint("session_id", "student_id"),)
+class AttendanceCode(Base):
+    """One attendance status a school uses: data, not code (seeded by `attendance.DEFAULT_CODES`).
+
+    `present` counts toward the attendance rate; `alerts`: marking it with no leave on file is
+    an unexplained absence, which the guardians hear about at once; `cycle`: its place in the
+    order one tap on the roll moves through (None: set only from a guardian's request or by
+    name); `words`: what a teacher may type for it in the shorthand.
+    """
+
+    __tablename__ = "attendance_codes"
+    __table_args__ = (UniqueConstraint("school_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(20))
+    emoji: Mapped[str] = mapped_column(String(8))
+    label: Mapped[str] = mapped_column(String(60))  # an English msgid
+    words: Mapped[list[str]] = mapped_column(JSON)
+    present: Mapped[bool] = mapped_column(Boolean)
+    alerts: Mapped[bool] = mapped_column(Boolean, default=False)
+    cycle: Mapped[int | None] = mapped_column(SmallInteger)
+    position: Mapped[int] = mapped_column(SmallInteger)
+
+
+class AttendanceMark(Base):
+    """One entry of the append-only attendance log: the latest per session and child counts.
+
+    Every mark and correction is a new row (who, when, the status before and after); a
+    guardian's reason for an absence is a row too (same code, `note` set, `source` guardian).
+    """
+
+    __tablename__ = "attendance_marks"
+    __table_args__ = (Index("ix_attendance_marks_session_student", "session_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(20))
+    previous: Mapped[str | None] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))  # roll, shorthand, guardian
+    note: Mapped[str | None] = mapped_column(String(200))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Dismissal(Base):
+    """How a child left a session (弹性离校); append-only, the latest per child counts."""
+
+    __tablename__ = "dismissals"
+    __table_args__ = (Index("ix_dismissals_session_student", "session_id", "student_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
-    status: Mapped[AttendanceStatus] = mapped_column(
-        enum_type(AttendanceStatus, "attendance_status")
+    way: Mapped[DismissalWay] = mapped_column(enum_type(DismissalWay, "dismissal_way"))
+    pickup_person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pickup_people.id", ondelete="SET NULL")
     )
-    note: Mapped[str | None] = mapped_column(String(200))
-    recorded_by_teacher_id: Mapped[int | None] = mapped_column(
-        ForeignKey("teachers.id", ondelete="SET NULL")
+    left_at: Mapped[dt.datetime]
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PickupPerson(Base):
+    """An adult a guardian authorised to collect the child (kept until a guardian removes it)."""
+
+    __tablename__ = "pickup_people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
     )
-    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    name: Mapped[str] = mapped_column(String(100))
+    relation: Mapped[str | None] = mapped_column(String(40))  # 爷爷, 姑姑, …
+    added_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[dt.datetime | None]
 
 
 class DailyUpdate(Base):
+    """What a class did today, by its teacher: text and up to 10 photos (Telegram file ids).
+
+    `unconsented` lists the children without a guardian's photo consent whom the teacher
+    confirmed are not in the photos (also in the audit log).
+    """
+
     __tablename__ = "daily_updates"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
-    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
     teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="SET NULL"))
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     text: Mapped[str] = mapped_column(Text)
-    photo_file_id: Mapped[str | None] = mapped_column(String(200))
+    photos: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    unconsented: Mapped[list[int] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class GrowthNote(Base):
+    """A teacher's note for a child's term growth record (课后成长档案).
+
+    Guardians see notes only with the record (`released_at`), at term end.
+    """
+
+    __tablename__ = "growth_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
+    )
+    teacher_id: Mapped[int | None] = mapped_column(ForeignKey("teachers.id", ondelete="SET NULL"))
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[dt.datetime | None]
 
 
 # --- money ------------------------------------------------------------------------------------

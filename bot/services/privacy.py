@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services import audit, guard
 from bot.services.members import Member
 from storage.models import (
-    Attendance,
+    AttendanceMark,
     Course,
     Enrolment,
     EnrolmentEvent,
@@ -128,9 +128,18 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
                 }
             )
         for mark in await session.scalars(
-            select(Attendance).where(Attendance.student_id == student.id)
+            select(AttendanceMark)
+            .where(AttendanceMark.student_id == student.id)
+            .order_by(AttendanceMark.id)
         ):
-            child.attendance.append({"session_id": mark.session_id, "status": mark.status.value})
+            child.attendance.append(
+                {
+                    "session_id": mark.session_id,
+                    "status": mark.code,
+                    "note": mark.note,
+                    "at": mark.created_at,
+                }
+            )
         children.append(child)
     ratings = [
         {
