@@ -87,9 +87,13 @@ async def head_of(session: AsyncSession, member: Member) -> set[int]:
     return set(rows.all())
 
 
-async def local_today(session: AsyncSession, school_id: int, now: dt.datetime) -> dt.date:
+async def zone_of(session: AsyncSession, school_id: int) -> ZoneInfo:
     zone = await session.scalar(select(School.timezone).where(School.id == school_id))
-    return now.astimezone(ZoneInfo(zone or "Asia/Shanghai")).date()
+    return ZoneInfo(zone or "Asia/Shanghai")
+
+
+async def local_today(session: AsyncSession, school_id: int, now: dt.datetime) -> dt.date:
+    return now.astimezone(await zone_of(session, school_id)).date()
 
 
 def may_correct(correction_days: int, date: dt.date, today: dt.date) -> bool:
@@ -186,7 +190,7 @@ async def materialise(session: AsyncSession, course: CourseInfo, date: dt.date) 
 
 
 async def roster(session: AsyncSession, course_id: int) -> list[Student]:
-    """The children enrolled in the course, by class and name: the roll's numbered order."""
+    """The children enrolled in the course, by class and school number (学号): the roll's order."""
     rows = await session.scalars(
         select(Student)
         .join(Enrolment, Enrolment.student_id == Student.id)
@@ -195,6 +199,6 @@ async def roster(session: AsyncSession, course_id: int) -> list[Student]:
             Enrolment.status == EnrolmentStatus.ENROLLED,
             Student.active.is_(True),
         )
-        .order_by(Student.class_id, Student.name, Student.id)
+        .order_by(Student.class_id, Student.student_no, Student.id)
     )
     return list(rows.all())

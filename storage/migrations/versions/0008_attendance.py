@@ -47,6 +47,7 @@ def upgrade() -> None:
     sa.Column('previous', sa.String(length=20), nullable=True),
     sa.Column('source', sa.String(length=20), nullable=False),
     sa.Column('note', sa.String(length=200), nullable=True),
+    sa.Column('alerted', sa.Boolean(), nullable=False),
     sa.Column('actor_user_id', sa.Integer(), nullable=True),
     sa.Column('created_at', storage.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['actor_user_id'], ['users.id'], name=op.f('fk_attendance_marks_actor_user_id_users'), ondelete='SET NULL'),
