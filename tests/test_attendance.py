@@ -416,3 +416,69 @@ async def _m(session: object, telegram_id: int) -> Member:
     found = await members.find_member(session, telegram_id)  # type: ignore[arg-type]
     assert found is not None
     return found
+
+
+async def test_a_leave_or_pick_up_for_today_reaches_the_teacher_and_head_teacher(
+    db: Database, school: SchoolData
+) -> None:
+    course = await setup(db, school)
+    assert course
+    head_user = await add_member(db, school, HEAD, {Role.TEACHER})
+    async with db.transaction() as session:
+        head = Teacher(school_id=school.school_id, code="T02", name="赵老师", kind="staff")
+        head.user_id = head_user
+        session.add(head)
+        await session.flush()
+        await session.execute(
+            update(SchoolClass)
+            .where(SchoolClass.id == school.class_ids["3-1"])
+            .values(head_teacher_id=head.id)
+        )
+    mum = await member(db, MUM)
+    ming, wei = school.student_ids["李小明"], school.student_ids["张伟"]
+    morning = at(MONDAY, 9)
+    async with db.transaction() as session:
+        later = await leaves.file(
+            session,
+            mum,
+            ming,
+            leaves.Request(MONDAY + dt.timedelta(days=1), MONDAY + dt.timedelta(days=1)),
+            now=morning,
+        )
+        assert later is not None and later.made
+    assert await alerts(db, "leave-staff") == []  # tomorrow's leave waits for tomorrow's roster
+    async with db.transaction() as session:
+        today = await leaves.file(
+            session,
+            mum,
+            ming,
+            leaves.Request(MONDAY, MONDAY, period=2, reason="看牙医"),
+            now=morning,
+        )
+        assert today is not None and today.made
+    told = await alerts(db, "leave-staff")
+    assert sorted(r.chat_id for r in told) == [TEACHER, HEAD]
+    assert told[0].params["reason"] == "看牙医" and told[0].params["klass"] == "三年级1班"
+    assert "on leave" in told[0].template
+    dad = await member(db, DAD)
+    async with db.transaction() as session:
+        pickup = await leaves.file(
+            session,
+            dad,
+            wei,
+            leaves.Request(MONDAY, MONDAY, pickup_at=dt.time(17, 10)),
+            now=morning,
+        )
+        assert pickup is not None and pickup.made
+        taken = await leaves.take_back(session, mum, today.made[0].id, now=morning)
+        assert taken is not None and taken.result is True
+    told = await alerts(db, "leave-staff")
+    templates = [(r.chat_id, r.template.split(" ")[0], r.params["child"]) for r in told[2:]]
+    assert sorted(templates) == sorted(
+        [
+            (TEACHER, "🚗", "张伟"),
+            (HEAD, "🚗", "张伟"),
+            (TEACHER, "↩️", "李小明"),
+            (HEAD, "↩️", "李小明"),
+        ]
+    )

@@ -23,19 +23,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
-from bot.services import catalogue, family, guard
+from bot.services import catalogue, family, guard, outbox
 from bot.services.catalogue import Catalogue, CourseInfo
 from bot.services.guard import Child, child_columns, of_guardian, with_child
 from bot.services.members import Member
+from bot.services.outbox import NewMessage
 from storage.models import (
     CalendarKind,
     Course,
     Enrolment,
     EnrolmentStatus,
     Leave,
+    Priority,
     School,
+    SchoolClass,
     Student,
     Teacher,
+    User,
     utcnow,
 )
 
@@ -47,6 +51,16 @@ FAMILY_PICKUP = N_(
 FAMILY_DAYS = N_("👪 {child}'s other guardian recorded leaves from {day} to {last} (whole days).")
 FAMILY_TAKEN_BACK = N_(
     "👪 {child}'s other guardian took back the leave of {day}: {child} takes part as usual."
+)
+# What the teacher (and the child's head teacher) hear of a change to today's session.
+STAFF_LEAVE = N_("📝 Today: {child} ({klass}) is on leave from {course} ({start}–{end}).")
+STAFF_LEAVE_REASON = N_(
+    "📝 Today: {child} ({klass}) is on leave from {course} ({start}–{end}). Reason: {reason}"
+)
+STAFF_PICKUP = N_("🚗 Today: {child} ({klass}) will be collected early from {course} at {pickup}.")
+STAFF_TAKEN_BACK = N_(
+    "↩️ Today: {child} ({klass}) takes part in {course} after all: the guardian took back the "
+    "leave or pick-up."
 )
 MAX_DAYS = 31  # a longer absence is a withdrawal, or a word with the school
 REFUSED = "leave.refused"  # the audit action of a refused leave press
@@ -210,7 +224,93 @@ async def file(
         guard.refuse(session, member, REFUSED)
     elif filed.made:
         await _tell_family(session, filed.child, filed.made, filed.sessions, user_id, taken=False)
+        await _tell_staff(session, filed.child, filed.made, filed.sessions, now, taken=False)
     return filed
+
+
+async def _tell_staff(
+    session: AsyncSession,
+    child: Child,
+    made: list[Leave],
+    sessions: dict[dt.date, list[CourseInfo]],
+    now: dt.datetime | None,
+    *,
+    taken: bool,
+) -> None:
+    """A leave or pick-up for today is pushed at once to the teacher of each session it
+    changes and to the child's head teacher (班主任); later days are on their /roster."""
+    now = now or utcnow()
+    if all(abs((x.date - now.date()).days) > 1 for x in made):
+        return  # no zone puts any of these days today: no statement spent
+    rules = await rules_for(session, child.id)
+    today = now.astimezone(rules.zone).date()
+    todays = [x for x in made if x.date == today]
+    if not todays:
+        return
+    courses = sessions.get(today, [])
+    klass, head_user = (
+        await session.execute(
+            select(SchoolClass.name, Teacher.user_id)
+            .join(Student, Student.class_id == SchoolClass.id)
+            .outerjoin(Teacher, Teacher.id == SchoolClass.head_teacher_id)
+            .where(Student.id == child.id)
+        )
+    ).one()
+    teacher_ids = {c.teacher_id for c in courses if c.teacher_id is not None}
+    teacher_users = dict(
+        (
+            await session.execute(
+                select(Teacher.id, Teacher.user_id).where(Teacher.id.in_(teacher_ids))
+            )
+        ).all()
+    )
+    wanted = {u for u in (*teacher_users.values(), head_user) if u is not None}
+    chats = dict(
+        (
+            await session.execute(
+                select(User.id, User.chat_id).where(User.id.in_(wanted), User.chat_id.is_not(None))
+            )
+        ).all()
+    )
+    leave = todays[0]
+    step = "x" if taken else "f"
+    messages = []
+    for course in courses:
+        readers = (
+            {teacher_users.get(course.teacher_id), head_user} if course.teacher_id else {head_user}
+        )
+        params: dict[str, Any] = {
+            "child": child.name,
+            "klass": klass,
+            "course": course.name,
+            "start": {"$time": course.starts_at.isoformat("minutes")},
+            "end": {"$time": course.ends_at.isoformat("minutes")},
+            "pickup": {"$time": leave.pickup_at.isoformat("minutes")} if leave.pickup_at else "",
+            "reason": leave.reason or "",
+        }
+        if taken:
+            template = STAFF_TAKEN_BACK
+        elif leave.pickup_at is not None:
+            template = STAFF_PICKUP
+        else:
+            template = STAFF_LEAVE_REASON if leave.reason else STAFF_LEAVE
+        for user_id in readers:
+            chat_id = chats.get(user_id) if user_id is not None else None
+            if chat_id is None:
+                continue
+            messages.append(
+                NewMessage(
+                    chat_id=chat_id,
+                    user_id=user_id,
+                    kind="leave-staff",
+                    priority=Priority.INTERACTIVE,
+                    template=template,
+                    params=params,
+                    dedupe_key=f"leave-staff:{leave.id}:{step}:{course.id}:{user_id}",
+                    digest=False,
+                )
+            )
+    await outbox.enqueue_many(session, child.school_id, messages, now=now)
 
 
 async def _tell_family(
@@ -608,6 +708,7 @@ async def take_back(
     sessions = await courses_on(session, child.id, leave.date, leave.period)
     if result is True:
         await _tell_family(session, child, [leave], {leave.date: sessions}, user_id, taken=True)
+        await _tell_staff(session, child, [leave], {leave.date: sessions}, now, taken=True)
     return TakenBack(result, child.leave_cutoff_minutes, child, leave, sessions)
 
 
