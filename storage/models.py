@@ -715,7 +715,7 @@ class AttendanceMark(Base):
     previous: Mapped[str | None] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(20))  # roll, shorthand, guardian
     note: Mapped[str | None] = mapped_column(String(200))
-    # This mark told the guardians of an unexplained absence (so a later "present" corrects it).
+    # The guardians were alerted to this absence (so a later "present" sends a correction).
     alerted: Mapped[bool] = mapped_column(Boolean, default=False)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -738,7 +738,7 @@ async def give_reason(
             note=reason,
             actor_user_id=user_id,
             created_at=now,
-            alerted=False,
+            alerted=mark.alerted,  # still the absence the guardians were alerted to
         )
     )
     course_name, teacher_user, head_user = (

@@ -24,7 +24,7 @@ from handlers.common import language, privacy
 from handlers.common.keyboards import grid
 from handlers.common.presses import fields, refuse
 from handlers.parent import courses, notices, photos, schedule
-from handlers.teacher import roster
+from handlers.teacher import attendance, roster
 from storage.models import Role
 
 Opener = Callable[[Update, BotContext], Awaitable[object]]
@@ -41,6 +41,7 @@ OPENERS: dict[str, Opener] = {
     "forget": privacy.ask_forget,
     "language": language.choose_language,
     "roster": roster.show,
+    "attendance": attendance.show,
     "broadcasts": broadcast.list_recent,
 }
 
@@ -50,6 +51,7 @@ LABELS = {
     "schedule": N_("View the week"),
     "withdraw": N_("Leave a course"),
     "leave": N_("Leave or pick-up"),
+    "attendance": N_("Take the roll"),
 }
 
 
