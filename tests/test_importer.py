@@ -329,8 +329,8 @@ def test_small_school_values_are_parsed(tmp_path: Path) -> None:
     ]
     assert parsed.term.enrolment_opens_at == dt.datetime(2026, 8, 24, 0, 0, tzinfo=dt.UTC)
     assert parsed.calendar is None  # absent: left untouched on import
-    # The notice budget: no cap and a 19:00 digest unless the file says otherwise.
-    assert (parsed.school.daily_notice_cap, parsed.school.digest_time) == (None, dt.time(19, 0))
+    # The notice budget: no cap and an 18:30 evening digest unless the file says otherwise.
+    assert (parsed.school.daily_notice_cap, parsed.school.digest_time) == (None, dt.time(18, 30))
 
 
 def test_notice_budget_settings_are_read_and_checked(tmp_path: Path) -> None:

@@ -44,9 +44,11 @@ async def runs(db: Database, job: str, due_at: dt.datetime | None = None) -> lis
 
 
 async def held_for_digest(db: Database, school: SchoolData) -> int:
-    """A parent who reads notices in the digest, with one notice held for it."""
+    """A parent who reads notices in the digest, with one notice held for it; the school's
+    digest is at 19:00."""
     mom = await add_member(db, school, MOM, {Role.PARENT}, ("李小明",))
     async with db.transaction() as session:
+        await session.execute(update(School).values(digest_time=dt.time(19, 0)))
         session.add(
             Outbox(
                 school_id=school.school_id,

@@ -110,12 +110,16 @@ class SchoolInfo:
     timezone: str
     default_locale: str
     daily_notice_cap: int | None = None
-    digest_time: dt.time = dt.time(19, 0)
+    digest_time: dt.time = dt.time(18, 30)
     leave_cutoff_minutes: int = 60
     offer_hours: int = 24
     quiet_from: dt.time = dt.time(21, 0)
     quiet_until: dt.time = dt.time(7, 0)
     late_broadcast_hours: int = 2
+    patrol_time: dt.time = dt.time(19, 30)
+    correction_days: int = 7
+    absence_streak: int = 3
+    roll_reminder_minutes: int = 15
 
 
 @dataclass(frozen=True)
@@ -759,6 +763,10 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "quiet_from",
             "quiet_until",
             "late_broadcast_hours",
+            "patrol_time",
+            "correction_days",
+            "absence_streak",
+            "roll_reminder_minutes",
         ),
     )
     code = rec.get("code", _code(40))
@@ -766,12 +774,16 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     timezone = rec.get("timezone", _timezone, required=False) or "Asia/Shanghai"
     locale = rec.get("default_locale", _locale, required=False) or "zh_CN"
     cap = rec.get("daily_notice_cap", _integer(1, 50), required=False)
-    digest_time = rec.get("digest_time", _clock_value, required=False) or dt.time(19, 0)
+    digest_time = rec.get("digest_time", _clock_value, required=False) or dt.time(18, 30)
     cutoff = rec.get("leave_cutoff_minutes", _integer(0, 24 * 60), required=False)
     offer_hours = rec.get("offer_hours", _integer(1, 14 * 24), required=False)
     quiet_from = rec.get("quiet_from", _clock_value, required=False)
     quiet_until = rec.get("quiet_until", _clock_value, required=False)
     late_hours = rec.get("late_broadcast_hours", _integer(0, 7 * 24), required=False)
+    patrol_time = rec.get("patrol_time", _clock_value, required=False)
+    correction_days = rec.get("correction_days", _integer(0, 31), required=False)
+    streak = rec.get("absence_streak", _integer(1, 30), required=False)
+    reminder = rec.get("roll_reminder_minutes", _integer(1, 240), required=False)
     if (quiet_from is None) != (quiet_until is None):
         rec.fail(
             "quiet_from" if quiet_from is None else "quiet_until",
@@ -791,6 +803,10 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         quiet_from or dt.time(21, 0),
         quiet_until or dt.time(7, 0),
         2 if late_hours is None else late_hours,
+        patrol_time or dt.time(19, 30),
+        7 if correction_days is None else correction_days,
+        streak or 3,
+        reminder or 15,
     )
 
 
