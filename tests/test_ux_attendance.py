@@ -136,7 +136,9 @@ async def test_the_roll_in_taps_then_the_alert_and_the_parents_reason(
     await stranger.press(f"ab:s:{mark_id}:family")
     async with db.transaction() as session:
         notes = (
-            await session.scalars(select(AttendanceMark.note).where(AttendanceMark.note.is_not(None)))
+            await session.scalars(
+                select(AttendanceMark.note).where(AttendanceMark.note.is_not(None))
+            )
         ).all()
         refusals = await session.scalar(
             select(AuditLog.id).where(AuditLog.action == "attendance.refused")
