@@ -17,6 +17,10 @@
 - **429.** Telegram answers 429 for the bot, without saying which limit was hit; whichever call
   gets one pauses every send, replies and bulk alike, for the time Telegram asks (only
   `answerCallbackQuery`, which Telegram does not limit, goes on during a pause).
+- **Albums.** A row with an album attachment is one sendMediaGroup call but one message per
+  photo, each drawn from the budget like the parts of a long text; a 429 on the album retries
+  the whole row, a 429 on a text after it is waited out in place (`_later_part`) rather than
+  sending the album again.
 - **Priorities.** Claimed rows wait in a local heap, urgent first.
 - **Crash safety.** A row is claimed in the database (status ``sending`` with a lease) before it
   is sent and its outcome is written right after (in small batches). Each worker writes a
@@ -53,7 +57,7 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import func, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter, ExtBot
@@ -92,6 +96,9 @@ UNLIMITED = 1e9
 # Stop sending when the heartbeat could not be written for this long: well before other workers
 # take the rows over (`outbox.WORKER_ALIVE`, 10 s), leaving room for clocks a little apart.
 FENCE_SECONDS = 6.0
+# Sends of a later part of a row (after an album, say) that met a 429 before it is given up:
+# see `DeliveryWorker._later_part`.
+LATER_PART_TRIES = 3
 
 # The chat whose update the current task is handling (None outside a handler).
 _answering: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -600,21 +607,44 @@ class DeliveryWorker:
         return Outcome(row.id, OutboxStatus.PENDING, error=error, retry_at=retry_at)
 
     async def _deliver(self, chat_id: int, rendered: outbox.Rendered) -> Message:
-        """Send the parts in order; the buttons and the attachment ride on the last one."""
+        """Send the parts in order; the attachment goes with the first, the buttons ride on the
+        last. Returns the last message sent (its id is the row's message_id).
+
+        An album (sendMediaGroup) is one call but one message per photo, and Telegram counts
+        each: the dispatcher paid for the first, the others draw from the budget before the
+        album goes, as the later parts of a long text do. A 429 on the album (or on any first
+        part) reaches `_attempt`, which pauses sending and retries the whole row later.
+        """
         markup = _markup(rendered.buttons)
         parts = rendered.parts
+        album = rendered.album
         message: Message | None = None
         for index, text in enumerate(parts):
             if index > 0:  # the dispatcher paid for the first part
                 await self.budget.acquire(chat_id)
             last = index == len(parts) - 1
-            attachment = rendered.attachment if index == 0 else None
-            if attachment is not None:
+            reply_markup = markup if last else None
+            if index == 0 and album is not None:
+                for _ in album[1:]:
+                    await self.budget.acquire(chat_id)
+                media = [
+                    InputMediaPhoto(
+                        file_id,
+                        caption=text if number == 0 and text else None,
+                        parse_mode=ParseMode.HTML if number == 0 and text else None,
+                    )
+                    for number, file_id in enumerate(album)
+                ]
+                # Never buttons here: `outbox.render` puts them on a text part after an album.
+                sent = await self.bot.send_media_group(chat_id, media, rate_limit_args=OUTBOX_CALL)
+                message = sent[-1]
+            elif index == 0 and rendered.attachment is not None:
+                attachment = rendered.attachment
                 kwargs: dict[str, Any] = {
                     "chat_id": chat_id,
                     "caption": text or None,
                     "parse_mode": ParseMode.HTML,
-                    "reply_markup": markup if last else None,
+                    "reply_markup": reply_markup,
                     "rate_limit_args": OUTBOX_CALL,
                 }
                 if attachment["type"] == "photo":
@@ -623,16 +653,48 @@ class DeliveryWorker:
                     message = await self.bot.send_document(
                         document=attachment["file_id"], **kwargs
                     )
-            else:
+            elif index == 0:
                 message = await self.bot.send_message(
                     chat_id,
                     text,
                     parse_mode=ParseMode.HTML,
-                    reply_markup=markup if last else None,
+                    reply_markup=reply_markup,
                     rate_limit_args=OUTBOX_CALL,
                 )
+            else:
+                message = await self._later_part(chat_id, text, reply_markup)
         assert message is not None
         return message
+
+    async def _later_part(
+        self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None
+    ) -> Message:
+        """A part after the first: what came before it (an album, a photo, the start of a long
+        text) is in the chat already.
+
+        A 429 here is waited out and the part sent again, rather than given to `_attempt`:
+        retrying the row would send what is already in the chat a second time (ten photos of
+        an album, again), which is worse than a late text. Only a short wait is taken here,
+        well inside the row's lease so no other worker takes the row meanwhile; a longer one,
+        or any other error, fails the attempt as before, and the whole row is retried later:
+        a parent then sees the first parts twice, but never misses the text.
+        """
+        for attempt in range(1, LATER_PART_TRIES + 1):
+            try:
+                return await self.bot.send_message(
+                    chat_id,
+                    text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup,
+                    rate_limit_args=OUTBOX_CALL,
+                )
+            except RetryAfter as exc:
+                seconds = _seconds(exc.retry_after)
+                if attempt == LATER_PART_TRIES or seconds > self.lease.total_seconds() / 4:
+                    raise
+                self.budget.pause(seconds)
+                await self.budget.acquire(chat_id)
+        raise AssertionError("unreachable")
 
 
 def _dead_on_this_host(worker_id: str) -> bool:

@@ -15,6 +15,7 @@ FEATURES = (
     N_("see your child's week and add it to your phone's calendar"),
     N_("get the school's notices at once or in one daily digest"),
     N_("choose whether your child may appear in photos teachers share"),
+    N_("name the adults who may collect your child, and be told when your child leaves"),
     N_("see everything Kehou holds about you, and delete it"),
 )
 

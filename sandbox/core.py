@@ -16,12 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.botapi import BotApi
+from sandbox import media
+from sandbox.botapi import MAX_ALBUM, BotApi, file_content
 from sandbox.entities import command_entities, to_html
 from sandbox.limits import FaultPlan, Faults, Limits, RateLimiter, plan_faults
 from sandbox.model import (
     JSON,
+    MAX_CAPTION,
     MAX_TEXT,
+    ApiError,
     Chat,
     Counters,
     EventLog,
@@ -96,6 +99,7 @@ class Sandbox:
         self._stop = Signal()
         self._last_query_id = 4_000_000_000_000_000_000
         self._last_file = 0
+        self._last_media_group = 13_800_000_000_000_000
         self.api = BotApi(self)
 
     # -----------------------------------------------------------------------------------
@@ -261,6 +265,63 @@ class Sandbox:
             self.rate.user_acted(self.limits, chat.id)
             self.updates.push("message", stored.data)
         return self.render(chat, stored)
+
+    async def user_sends_photos(
+        self,
+        user_id: int,
+        chat_id: int,
+        photos: list[tuple[bytes, str | None]],
+        caption: str = "",
+    ) -> list[JSON]:
+        """The person sends pictures (data, file name), with an optional caption.
+
+        One picture is one message with `photo`; several are an album, as Telegram clients
+        send one: a message per picture sharing a `media_group_id`, the caption on the first,
+        and the bot gets one update per message. Returns the stored messages as the page sees
+        them.
+        """
+        chat = self._user_chat(user_id, chat_id)
+        if not photos:
+            raise SandboxError("no photo to send")
+        if len(photos) > MAX_ALBUM:
+            raise SandboxError(f"at most {MAX_ALBUM} photos at once")
+        caption = caption.strip()
+        if len(caption) > MAX_CAPTION:
+            raise SandboxError("the caption is too long")
+        files = []
+        for number, (data, name) in enumerate(photos, 1):
+            if len(data) > media.MAX_PHOTO_BYTES:
+                raise SandboxError(f"photo {number} is larger than 10 MB")
+            try:
+                files.append(self.api.new_file("photo", data, name, None))
+            except ApiError:
+                raise SandboxError(
+                    f"photo {number} is not a picture (PNG, JPEG, GIF or WebP)"
+                ) from None
+        group_id = self.new_media_group_id() if len(files) > 1 else None
+        if chat.one_time_keyboard:
+            chat.reply_keyboard, chat.one_time_keyboard = None, False
+        sent = []
+        for index, stored_file in enumerate(files):
+            self.keep_file(stored_file)
+            content = file_content(stored_file)
+            if group_id is not None:
+                content["media_group_id"] = group_id
+            if index == 0 and caption:
+                content["caption"] = caption
+                entities = command_entities(caption)
+                if entities:
+                    content["caption_entities"] = entities
+            stored = self.add_message(chat, content, sender=self.users[user_id])
+            if self._bot_sees(chat, stored.data):
+                self.updates.push("message", stored.data)
+            sent.append(self.render(chat, stored))
+        self.rate.user_acted(self.limits, chat.id)
+        return sent
+
+    def new_media_group_id(self) -> str:
+        self._last_media_group += 1
+        return str(self._last_media_group)
 
     async def user_presses(self, user_id: int, chat_id: int, message_id: int, data: str) -> str:
         """The person presses the inline button with this callback data; returns the query id."""
@@ -494,9 +555,9 @@ class Sandbox:
         replied = message.get("reply_to_message")
         if replied is not None and replied.get("from", {}).get("id") == self.bot_id:
             return True
-        entities = message.get("entities") or []
+        entities = message.get("entities") or message.get("caption_entities") or []
         if not entities or entities[0]["type"] != "bot_command" or entities[0]["offset"] != 0:
             return False
-        command = message["text"][: entities[0]["length"]]
+        command = (message.get("text") or message.get("caption") or "")[: entities[0]["length"]]
         _, _, addressee = command.partition("@")
         return not addressee or addressee.lower() == self.bot_username.lower()

@@ -25,7 +25,7 @@ from telegram import Update
 from bot.app import build_application
 from bot.config import Secret, Settings
 from bot.context import KehouApplication
-from bot.demo import big
+from bot.demo import big, day
 from bot.i18n import N_, I18n
 from bot.services import broadcasts, catalogue, enrolment, invites
 from bot.services.broadcasts import Audience, AudienceKind
@@ -392,6 +392,7 @@ async def set_the_scene(db: Database, school_id: int, now: dt.datetime) -> Scene
             )
         )
         teacher_course = (course.id, course.starts_at, course.ends_at)
+        teacher_period = course.period
         full_id = full.id
         admin_user = await session.scalar(select(User.id).where(User.telegram_id == admin.user_id))
         assert admin_user is not None
@@ -400,6 +401,22 @@ async def set_the_scene(db: Database, school_id: int, now: dt.datetime) -> Scene
         school.catalogue_version = (school.catalogue_version or 0) + 1
     for child in class_children:
         await _sign_up(db, child, teacher_course[0], now)
+    # The afternoon so far: 张琪 in the session, a leave and a pick-up filed, a grandmother
+    # on file (bot/demo/day.py).
+    zhang = next(p for p in PERSONAS if p.key == "parent-zhang")
+    assert zhang.student_no is not None
+    async with db.transaction() as session:
+        await day.arrange(
+            session,
+            school_id,
+            teacher_course[0],
+            teacher_period,
+            zhang.student_no,
+            class_children,
+            teacher_course[2],
+            today,
+            now,
+        )
     for child in others:
         await _sign_up(db, child, full_id, now)
     notice_at = dt.datetime.combine(today + dt.timedelta(days=1), NOTICE_AT, zone)

@@ -14,6 +14,9 @@ The flood model (when `Limits.enabled`), checked for every call that sends or ed
   the guidance for bulk notifications (tdlib/td issue 3034, tdlib/telegram-bot-api issue
   648); `answerCallbackQuery` is not limited at all.
 
+An album (sendMediaGroup) counts each of its messages: it goes out when its first message
+would, and then charges all of them (see `RateLimiter.admit` and docs/SANDBOX.md).
+
 A call over any limit is refused with 429 and `retry_after`, the whole seconds until every
 limit it hit would allow it again, and consumes nothing. Telegram does not publish its exact
 algorithm; this one keeps its documented rates and its observed small bursts.
@@ -158,8 +161,14 @@ class RateLimiter:
             self._replies = {c: r for c, r in self._replies.items() if r[1] >= now}
         self._replies[chat_id] = (limits.reply_credit, now + limits.reply_window)
 
-    def admit(self, limits: Limits, chat_id: int, is_group: bool) -> int | None:
-        """Count one message to the chat; or return retry_after (seconds) and count nothing."""
+    def admit(self, limits: Limits, chat_id: int, is_group: bool, messages: int = 1) -> int | None:
+        """Count `messages` messages to the chat (an album counts each of its items); or return
+        retry_after (seconds) and count nothing.
+
+        An album is let through when its first message would be; the buckets are then charged
+        for all of it and may go below empty, so what follows waits until they have refilled. A
+        group's minute must have room for the whole album (up to `group_per_minute`).
+        """
         if not limits.enabled:
             return None
         now = self._clock()
@@ -176,18 +185,19 @@ class RateLimiter:
             while window and window[0] <= now - 60:
                 window.popleft()
             allowed = limits.group_per_minute
+            room = min(messages, allowed)  # slots the album needs in the window
             if allowed <= 0:
                 waits.append(math.inf)
-            elif len(window) >= allowed:
-                waits.append(window[len(window) - allowed] + 60 - now)
+            elif len(window) + room > allowed:
+                waits.append(window[len(window) + room - 1 - allowed] + 60 - now)
         longest = max(waits)
         if longest > 0:
             return max(1, math.ceil(longest)) if math.isfinite(longest) else 3600
         if reply:
-            self._replies[chat_id] = (left - 1, until)
+            self._replies[chat_id] = (max(left - messages, 0), until)
         else:
-            bot.level -= 1
-        chat.level -= 1
+            bot.level -= messages
+        chat.level -= messages
         if window is not None:
-            window.append(now)
+            window.extend([now] * messages)
         return None

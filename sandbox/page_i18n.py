@@ -45,6 +45,8 @@ PAGE_STRINGS: dict[str, str] = {
     "photo": N_("Photo"),
     "open_photo": N_("Open the photo"),
     "open_original": N_("Open the original"),
+    "album": N_("Album"),
+    "album_photo": N_("Photo {number} of {count}"),
     "file": N_("File"),
     "download": N_("Download"),
     "unsupported_message": N_("This kind of message is not shown in the sandbox."),
@@ -66,6 +68,15 @@ PAGE_STRINGS: dict[str, str] = {
     "hide_keyboard": N_("Hide the bot's keyboard"),
     "send_failed": N_("Could not send the message. Please try again."),
     "press_failed": N_("Could not press the button. Please try again."),
+    "attach_photos": N_("Attach photos"),
+    "photos_chosen": N_("Photos to send: {count} of at most {max}"),
+    "remove_photo": N_("Remove this photo"),
+    "remove_all": N_("Remove all"),
+    "caption_placeholder": N_("Add a caption…"),
+    "too_many_photos": N_("At most {max} photos can be sent at once."),
+    "not_a_photo": N_("{name} is not a picture (PNG, JPEG, GIF or WebP)."),
+    "photo_too_large": N_("{name} is larger than 10 MB, Telegram's limit for a photo."),
+    "send_photos_failed": N_("Could not send the photos. Please try again."),
 }
 
 

@@ -38,6 +38,7 @@ PAGE_STRINGS = web.AppKey("page_strings", dict)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_BODY = media.MAX_UPLOAD_BYTES + (1 << 20)
 MAX_EVENT_WAIT = 60.0
+MAX_PHOTOS = 10  # pictures a person sends at once: one album
 STRINGS_PLACEHOLDER = "__STRINGS__"  # in index.html: where the page's strings go
 _dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
@@ -60,6 +61,7 @@ def create_app(
     app.router.add_get(f"{api}/chats/{{chat_id}}/messages", _messages)
     app.router.add_get(f"{api}/chats/{{chat_id}}/commands", _commands)
     app.router.add_post(f"{api}/chats/{{chat_id}}/send", _send)
+    app.router.add_post(f"{api}/chats/{{chat_id}}/photos", _send_photos)
     app.router.add_post(f"{api}/chats/{{chat_id}}/press", _press)
     app.router.add_post(f"{api}/chats/{{chat_id}}/migrate", _migrate)
     app.router.add_get(f"{api}/events", _events)
@@ -275,6 +277,47 @@ async def _send(request: web.Request) -> web.Response:
     except SandboxError as exc:
         return _error(str(exc))
     return _json({"message": message})
+
+
+async def _send_photos(request: web.Request) -> web.Response:
+    """The person sends pictures: multipart with `user_id`, an optional `caption` and up to 10
+    `photo` files of at most 10 MB each. Several pictures are one album."""
+    sb = request.app[SANDBOX]
+    if not request.content_type.startswith("multipart/"):
+        return _error("send photos as multipart/form-data")
+    fields: dict[str, str] = {}
+    photos: list[tuple[bytes, str | None]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.filename is None:
+            if part.name in ("user_id", "caption"):
+                fields[part.name] = (await part.read(decode=False)).decode(
+                    part.get_charset(default="utf-8")
+                )
+            continue
+        if part.name != "photo":
+            continue
+        if len(photos) == MAX_PHOTOS:
+            return _error(f"at most {MAX_PHOTOS} photos at once")
+        data = bytearray()
+        while chunk := await part.read_chunk():
+            data += chunk
+            if len(data) > media.MAX_PHOTO_BYTES:
+                return _error(f"photo {len(photos) + 1} is larger than 10 MB", 413)
+        photos.append((bytes(data), part.filename))
+    try:
+        user_id = int(fields.get("user_id", ""))
+    except ValueError:
+        return _error("send photos needs user_id (a number)")
+    try:
+        messages = await sb.user_sends_photos(
+            user_id, _chat_id(request), photos, fields.get("caption", "")
+        )
+    except SandboxError as exc:
+        return _error(str(exc))
+    return _json({"messages": messages})
 
 
 async def _press(request: web.Request) -> web.Response:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
+import json
 import re
 import struct
 import time
@@ -22,9 +24,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaDocument,
+    InputMediaPhoto,
+    Update,
+)
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
-from telegram.ext import ApplicationBuilder, CallbackQueryHandler, CommandHandler, ContextTypes
+from telegram.ext import (
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 from yarl import URL
 
 from bot.services import broadcasts, catalogue, enrolment, guard, leaves, members
@@ -1175,7 +1191,13 @@ async def test_the_demo_shows_every_role_at_work(database_url: str, local: dt.da
                 assert ends - starts >= dt.timedelta(minutes=30)
             else:  # no room before midnight: today's session is under way
                 assert starts <= local < ends
-            assert len(children) >= 20 and all(leave is None for _, leave in children)
+            # 张琪 (the guardians on the page) is in it; two classmates' guardians filed a leave
+            # and an early pick-up this morning, so the roll and the alert can be tried.
+            assert len(children) >= 20 and "张琪" in {c.name for c, _ in children}
+            filed = [leave for _, leave in children if leave is not None]
+            assert sorted(leave.pickup_at is not None for leave in filed) == [False, True]
+            pickup = next(leave.pickup_at for leave in filed if leave.pickup_at is not None)
+            assert course.starts_at < pickup < course.ends_at
 
             # A course the parents' child may join is full, with children waiting.
             parent = await members.find_member(session, mom)
@@ -1221,3 +1243,256 @@ async def test_the_demo_at_work_over_the_wire(demo_world: demo.DemoWorld) -> Non
         assert local < ends
     listing = await admin.send("/broadcasts", expecting=demo.NOTICE_TEXT[:16])
     assert "8:00" in listing["text"]  # tomorrow morning
+
+
+# ---------------------------------------------------------------------------------------------
+# Albums: sendMediaGroup, and photos a person sends from the page
+
+
+def ptb_bot(client: Client) -> Bot:
+    url = str(client.make_url("")).rstrip("/")
+    return Bot(TOKEN, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot")
+
+
+async def test_send_media_group_through_python_telegram_bot(
+    client: Client, sandbox: Sandbox
+) -> None:
+    first, third = png(3, 2), png(4, 4)
+    async with ptb_bot(client) as bot:
+        known = (await bot.send_photo(ANNA, photo=png(5, 5))).photo[-1]
+        before = len(sandbox.messages(MOM))
+        album = await bot.send_media_group(
+            MOM,
+            [
+                InputMediaPhoto(first, caption="<b>今天</b>的活动", parse_mode="HTML"),
+                InputMediaPhoto(known.file_id),
+                InputMediaPhoto(third, filename="第三张.png"),
+            ],
+        )
+        assert len(album) == 3
+        group_ids = {m.media_group_id for m in album}
+        assert len(group_ids) == 1 and isinstance(album[0].media_group_id, str)
+        assert album[0].caption == "今天的活动"
+        assert album[0].caption_entities[0].type == "bold"
+        assert album[1].caption is None and album[2].caption is None
+        assert [(m.photo[-1].width, m.photo[-1].height) for m in album] == [(3, 2), (5, 5), (4, 4)]
+        assert album[1].photo[-1].file_id == known.file_id
+        # The chat holds the album in order, one message per photo.
+        stored = sandbox.messages(MOM)[before:]
+        assert [m["message_id"] for m in stored] == [m.message_id for m in album]
+        assert {m["media_group_id"] for m in stored} == group_ids
+        assert ["caption" in m for m in stored] == [True, False, False]
+        # An uploaded photo of the album can be fetched back like any other file.
+        file = await bot.get_file(album[2].photo[-1].file_id)
+        assert bytes(await file.download_as_bytearray()) == third
+
+        # A second album gets a new media_group_id.
+        again = await bot.send_media_group(GROUP, [InputMediaPhoto(known.file_id)] * 2)
+        assert again[0].media_group_id not in group_ids
+
+        count = len(sandbox.messages(MOM))
+        with pytest.raises(BadRequest, match="Media must include 2-10 items"):
+            await bot.send_media_group(MOM, [InputMediaPhoto(first)])
+        with pytest.raises(BadRequest, match="Too many messages to send as an album"):
+            await bot.send_media_group(MOM, [InputMediaPhoto(known.file_id)] * 11)
+        with pytest.raises(BadRequest, match="Document can't be mixed with other media types"):
+            await bot.send_media_group(
+                MOM, [InputMediaPhoto(first), InputMediaDocument(b"x", filename="a.txt")]
+            )
+        with pytest.raises(BadRequest, match="Message caption is too long"):
+            await bot.send_media_group(
+                MOM,
+                [InputMediaPhoto(first), InputMediaPhoto(third, caption="<b>长</b>" * 400)],
+                parse_mode="HTML",
+            )
+        assert len(sandbox.messages(MOM)) == count  # a refused album stores nothing
+
+
+async def test_send_media_group_over_http(client: Client, sandbox: Sandbox) -> None:
+    """Telegram's parameter forms: an attach:// upload in multipart, file_ids in JSON."""
+    form = aiohttp.FormData()
+    form.add_field("chat_id", str(MOM))
+    media = [
+        {"type": "photo", "media": "attach://one", "caption": "一"},
+        {"type": "photo", "media": "attach://two", "caption": "<i>二</i>", "parse_mode": "HTML"},
+    ]
+    form.add_field("media", json.dumps(media))
+    form.add_field("one", png(2, 2), filename="1.png", content_type="image/png")
+    form.add_field("two", png(3, 3), filename="2.png", content_type="image/png")
+    response = await client.post(f"/bot{TOKEN}/sendMediaGroup", data=form)
+    first, second = (await response.json())["result"]
+    assert (first["caption"], second["caption"]) == ("一", "二")  # each item its own caption
+    assert second["caption_entities"] == [{"offset": 0, "length": 1, "type": "italic"}]
+    file_id = first["photo"][0]["file_id"]
+
+    async def refused(media: Any) -> str:
+        return str(
+            (await fails(client, "sendMediaGroup", chat_id=MOM, media=media))["description"]
+        )
+
+    assert await refused([]) == "Bad Request: there are no messages to send"
+    missing = [{"type": "photo", "media": "attach://gone"}, {"type": "photo", "media": file_id}]
+    assert await refused(missing) == "Bad Request: can't parse InputMedia: media not found"
+    video = [{"type": "video", "media": file_id}] * 2
+    assert (
+        await refused(video) == 'Bad Request: can\'t parse InputMedia: type "video" is unsupported'
+    )
+    unknown = [{"type": "photo", "media": file_id}, {"type": "photo", "media": "nope"}]
+    assert await refused(unknown) == "Bad Request: wrong file identifier/HTTP URL specified"
+    body = await fails(
+        client,
+        "sendMediaGroup",
+        chat_id=MOM,
+        media=[{"type": "photo", "media": file_id}] * 2,
+        reply_parameters={"message_id": 999},
+    )
+    assert body["description"] == "Bad Request: message to be replied not found"
+    replied = await ok(
+        client,
+        "sendMediaGroup",
+        chat_id=MOM,
+        media=[{"type": "photo", "media": file_id}] * 2,
+        reply_parameters={"message_id": first["message_id"]},
+        disable_notification=True,
+    )
+    assert all(m["reply_to_message"]["message_id"] == first["message_id"] for m in replied)
+    assert sandbox.counters.chats[MOM].bot_messages == 4
+
+
+async def test_send_media_group_by_url(client: Client, sandbox: Sandbox) -> None:
+    async def picture(request: web.Request) -> web.Response:
+        return web.Response(body=png(7, 3), content_type="image/png")
+
+    origin = web.Application()
+    origin.router.add_get("/p.png", picture)
+    async with TestServer(origin, host="127.0.0.1") as origin_server:
+        url = str(origin_server.make_url("/p.png"))
+        album = await ok(
+            client, "sendMediaGroup", chat_id=MOM, media=[{"type": "photo", "media": url}] * 2
+        )
+        assert [m["photo"][0]["width"] for m in album] == [7, 7]
+        body = await fails(
+            client,
+            "sendMediaGroup",
+            chat_id=MOM,
+            media=[{"type": "photo", "media": url}, {"type": "photo", "media": url + "x"}],
+        )
+        assert body["description"] == "Bad Request: failed to get HTTP URL content"
+    assert len(sandbox.messages(MOM)) == 2
+
+
+async def test_an_album_counts_each_photo_against_the_limits() -> None:
+    """An album goes out when its first photo may; every photo is charged, so what follows
+    waits for all of them (one a second in a private chat), and a group's minute must have
+    room for the whole album."""
+    clock = Clock()
+    sandbox = make_sandbox(limits=Limits(enabled=True), clock=clock)
+    photo = sandbox.api.new_file("photo", png(), None, None)
+    sandbox.keep_file(photo)
+    album = [{"type": "photo", "media": photo.file_id}] * 5
+    async with TestClient(TestServer(create_app(sandbox), host="127.0.0.1")) as client:
+        assert len(await ok(client, "sendMediaGroup", chat_id=MOM, media=album)) == 5
+        body = await fails(client, "sendMessage", chat_id=MOM, text="the text after it")
+        # Burst of 3, five charged: two in debt, and one more token needed: 3 s.
+        assert body["parameters"] == {"retry_after": 3}
+        clock.now += 3
+        await ok(client, "sendMessage", chat_id=MOM, text="the text after it")
+
+        for n in range(16):
+            await ok(client, "sendMessage", chat_id=GROUP, text=str(n))
+            clock.now += 3
+        body = await fails(client, "sendMediaGroup", chat_id=GROUP, media=album)
+        assert body["error_code"] == 429
+        # 16 sent in the last 48 s: room for 5 of 20 once the first has left the minute.
+        assert body["parameters"] == {"retry_after": 12}
+        assert len(sandbox.messages(GROUP)) == 16  # nothing of the refused album was stored
+        clock.now += 11
+        assert (await fails(client, "sendMediaGroup", chat_id=GROUP, media=album))[
+            "error_code"
+        ] == 429
+        clock.now += 1
+        assert len(await ok(client, "sendMediaGroup", chat_id=GROUP, media=album)) == 5
+
+
+async def test_page_sends_photos_as_an_album_the_bot_receives(
+    client: Client, sandbox: Sandbox
+) -> None:
+    """Several photos from the page are one album: one update per photo, one
+    media_group_id, the caption on the first, the files retrievable by the bot."""
+    pictures = [png(2, 2), png(3, 1), png(1, 3)]
+    form = aiohttp.FormData()
+    form.add_field("user_id", str(MOM))
+    form.add_field("caption", "今天的手工课")
+    for number, picture in enumerate(pictures, 1):
+        form.add_field("photo", picture, filename=f"{number}.png", content_type="image/png")
+    response = await client.post(f"/sandbox/api/chats/{MOM}/photos", data=form)
+    assert response.status == 200
+    shown = (await response.json())["messages"]
+    assert [m["outgoing"] for m in shown] == [False] * 3 and all(m["photo_url"] for m in shown)
+
+    url = str(client.make_url("")).rstrip("/")
+    received: list[Update] = []
+    done = asyncio.Event()
+
+    async def photo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        received.append(update)
+        if len(received) == 3:
+            done.set()
+
+    application = (
+        ApplicationBuilder()
+        .token(TOKEN)
+        .base_url(f"{url}/bot")
+        .base_file_url(f"{url}/file/bot")
+        .build()
+    )
+    application.add_handler(MessageHandler(filters.PHOTO, photo))
+    async with application:
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_polling(poll_interval=0, timeout=1)
+        try:
+            await asyncio.wait_for(done.wait(), 10)
+        finally:
+            await application.updater.stop()
+            await application.stop()
+        messages = [u.message for u in received if u.message is not None]
+        assert len({m.media_group_id for m in messages}) == 1
+        assert messages[0].media_group_id is not None
+        assert [m.caption for m in messages] == ["今天的手工课", None, None]
+        assert [m.from_user.id for m in messages if m.from_user] == [MOM] * 3
+        for message, picture in zip(messages, pictures, strict=True):
+            file = await application.bot.get_file(message.photo[-1].file_id)
+            assert bytes(await file.download_as_bytearray()) == picture
+
+
+async def test_page_sends_one_photo_and_refuses_what_telegram_would(
+    client: Client, sandbox: Sandbox
+) -> None:
+    async def send(photos: list[tuple[bytes, str]], caption: str = "") -> tuple[int, JSON]:
+        form = aiohttp.FormData()
+        form.add_field("user_id", str(MOM))
+        form.add_field("caption", caption)
+        for data, name in photos:
+            form.add_field("photo", io.BytesIO(data), filename=name, content_type="image/png")
+        response = await client.post(f"/sandbox/api/chats/{MOM}/photos", data=form)
+        return response.status, await response.json()
+
+    status, body = await send([(png(), "one.png")], "/start@kehou_test_bot")
+    [message] = body["messages"]
+    assert status == 200 and "media_group_id" not in message
+    assert message["caption_entities"][0]["type"] == "bot_command"
+    [update] = await ok(client, "getUpdates")
+    assert (
+        update["message"]["photo"][0]["width"] == 2 and "media_group_id" not in update["message"]
+    )
+
+    too_many = [(png(), f"{n}.png") for n in range(11)]
+    assert (await send(too_many))[0] == 400
+    status, body = await send([(png(), "a.png"), (b"not a picture", "b.png")])
+    assert status == 400 and "photo 2" in body["error"]
+    status, body = await send([(b"\x89PNG" + b"\0" * (10 * 1024 * 1024), "huge.png")])
+    assert status == 413 and "10 MB" in body["error"]
+    status, _ = await send([(png(), "a.png")], "字" * 1025)
+    assert status == 400
+    assert len(sandbox.messages(MOM)) == 1  # nothing of the refused sends was stored

@@ -125,8 +125,14 @@ async def enqueue_many(
     for message in messages:
         if message.template is None and message.text is None:
             raise ValueError("a message needs a template or a text")
-        if message.text is not None and message.attachment is None:
-            split_html(message.text)  # raises MessageTooLong now, not at delivery
+        attachment = checked_attachment(message.attachment)  # ValueError now, not at delivery
+        if message.text is not None:
+            # MessageTooLong now, not at delivery: a text too long for a caption follows its
+            # attachment as messages, split as any text.
+            split_html(message.text)
+        album = attachment is not None and attachment["type"] == "album"
+        if album and message.buttons and message.template is None and not message.text:
+            raise ValueError("an album's buttons need a text to ride on")
     held = await _held_recipients(session, school_id, messages, now)
     rows = [
         {
@@ -516,9 +522,39 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
 
 @dataclass(frozen=True)
 class Rendered:
+    """What the worker sends, in order: the attachment (if any) with `parts[0]` as its caption
+    ("": none), then the other parts as messages. The buttons go on the last part; an album
+    cannot carry buttons, so an album with buttons always has a text part after it."""
+
     parts: list[str]  # HTML texts; the buttons go on the last one
     buttons: list[list[dict[str, str]]] | None
+    # {"type": "photo" | "document", "file_id": …} or {"type": "album", "photos": [2–10 ids]}
     attachment: dict[str, Any] | None
+
+    @property
+    def album(self) -> list[str] | None:
+        """The file ids of an album attachment, else None."""
+        if self.attachment is not None and self.attachment["type"] == "album":
+            return list(self.attachment["photos"])
+        return None
+
+
+MAX_ALBUM = 10  # photos in one album (Telegram's sendMediaGroup)
+
+
+def checked_attachment(attachment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The attachment as it is sent: an album of one photo is that photo. ValueError when an
+    album has no photo or more than Telegram takes in one."""
+    if attachment is None or attachment.get("type") != "album":
+        return attachment
+    photos = attachment.get("photos")
+    if not isinstance(photos, list) or not all(isinstance(p, str) and p for p in photos):
+        raise ValueError("an album's photos are a list of file ids")
+    if not 1 <= len(photos) <= MAX_ALBUM:
+        raise ValueError(f"an album has 1 to {MAX_ALBUM} photos, not {len(photos)}")
+    if len(photos) == 1:
+        return {"type": "photo", "file_id": photos[0]}
+    return {"type": "album", "photos": list(photos)}
 
 
 def render(row: Claimed, t: Translator) -> Rendered:
@@ -540,11 +576,17 @@ def render(row: Claimed, t: Translator) -> Rendered:
             ]
             for line in row.buttons
         ]
-    if row.attachment is not None:
-        if utf16_len(visible_text(text)) <= MAX_CAPTION:
-            return Rendered([text], buttons, row.attachment)
-        # A long text with a photo: the photo first, then the text as messages.
-        return Rendered(["", *split_html(text)], buttons, row.attachment)
+    attachment = checked_attachment(row.attachment)
+    if attachment is not None:
+        album = attachment["type"] == "album"
+        if album and buttons and not text.strip():
+            raise ValueError("an album's buttons need a text to ride on")
+        fits = utf16_len(visible_text(text)) <= MAX_CAPTION
+        if fits and not (album and buttons):
+            return Rendered([text], buttons, attachment)
+        # A text too long for a caption, or an album with buttons (an album carries none):
+        # the attachment first, without a caption, then the text as messages.
+        return Rendered(["", *split_html(text)], buttons, attachment)
     return Rendered(split_html(text), buttons, None)
 
 

@@ -23,7 +23,7 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from bot.context import BotContext
-from bot.i18n import Translator
+from bot.i18n import N_, Translator
 from bot.services import attendance
 from handlers.common.keyboards import grid, nav
 from handlers.common.presses import edit_or_send, fields, ints, refuse
@@ -32,6 +32,7 @@ from storage.models import utcnow
 TYPING = 0
 PENDING = "absence_reason_for"  # user_data: the mark whose reason is being typed
 CANCEL = "ab:c"
+THANKS = N_("✅ Thank you. The teacher now knows why {child} missed {course}: {reason}")
 
 
 def _reasons(t: Translator, mark_id: int) -> InlineKeyboardMarkup:
@@ -79,7 +80,7 @@ async def _record(
     if given is None:
         await refuse(update, context, attendance.REFUSED, audited=True)
         return False
-    said = t.gettext("✅ Thank you. The teacher now knows why {child} missed {course}: {reason}").format(
+    said = t.gettext(THANKS).format(
         child=html.escape(given.child),
         course=html.escape(given.course),
         reason=html.escape(t.gettext(given.reason)),

@@ -12,6 +12,9 @@
   const PRESS_MS = 10000; // a pressed button stops spinning after this, answered or not
   const POLL_TIMEOUT_S = 25;
   const RECENT_EVENTS = 200; // per chat, to replay over a history that raced with the poll
+  const MAX_PHOTOS = 10; // pictures sent at once: one album, as in Telegram
+  const MAX_PHOTO_BYTES = 10 * 1024 * 1024; // Telegram's limit for a photo
+  const PHOTO_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -43,6 +46,9 @@
     input: $("composer-input"),
     keyboardToggle: $("keyboard-toggle"),
     send: $("composer-send"),
+    attach: $("attach-button"),
+    attachInput: $("attach-input"),
+    attachments: $("attachments"),
     alertDialog: $("alert-dialog"),
     alertText: $("alert-text"),
     photoDialog: $("photo-dialog"),
@@ -264,6 +270,7 @@
     keyboardSig: null,
     commands: { supported: true, list: [], forKey: null },
     sendChain: Promise.resolve(),
+    attachments: [], // [{file, url}]: photos chosen in the composer, sent with the next Send
   };
 
   function chatFor(chatId) {
@@ -627,6 +634,10 @@
     const msgs = sortedMessages(chat);
     const msg = msgs[msgs.length - 1];
     let text = msg.text || msg.caption || "";
+    if (!text && msg.media_group_id != null) {
+      const captioned = msgs.find((m) => m.media_group_id === msg.media_group_id && m.caption);
+      text = captioned ? captioned.caption : t("album");
+    }
     if (!text && isService(msg)) text = serviceText(msg);
     if (!text && msg.photo) text = t("photo");
     if (!text && msg.document) text = msg.document_name || msg.document.file_name || t("file");
@@ -746,6 +757,7 @@
       closeCommandsMenu();
       state.commands.list = [];
       renderCommandsButton();
+      clearAttachments();
     }
     showChat();
     renderChat({ toBottom: true, quiet: true });
@@ -845,7 +857,15 @@
     const nodes = [];
     let lastDay = null;
     let prev = null;
-    for (const msg of sortedMessages(chat)) {
+    const msgs = sortedMessages(chat);
+    for (let i = 0; i < msgs.length; i += 1) {
+      const msg = msgs[i];
+      // The messages of an album (one media_group_id, one after another) are one bubble.
+      const items = [msg];
+      while (msg.media_group_id != null && i + 1 < msgs.length && msgs[i + 1].media_group_id === msg.media_group_id) {
+        i += 1;
+        items.push(msgs[i]);
+      }
       const day = dayKey(msg.date);
       if (day !== lastDay) {
         nodes.push(cached(chat, `day:${day}`, day, () => h("div", { class: "day-separator", role: "separator" }, h("span", { text: dayLabel(msg.date) }))));
@@ -853,11 +873,14 @@
         prev = null;
       }
       const showName = persona.kind === "group" && !isOwn(msg, persona) && !(prev && sameSender(prev, msg));
-      const sig = `${JSON.stringify(msg)}|${showName}|${pendingSig(chat.id, msg.message_id)}`;
-      const key = `m:${msg.message_id}`;
+      const album = items.length > 1;
+      const sig = `${JSON.stringify(items)}|${showName}|${pendingSig(chat.id, msg.message_id)}`;
+      const key = album ? `g:${msg.media_group_id}` : `m:${msg.message_id}`;
       const appear = !quiet && !chat.nodes.has(key); // only what arrives live fades in, not edits
-      nodes.push(cached(chat, key, sig, () => messageNode(msg, persona, showName, appear)));
-      prev = msg;
+      nodes.push(
+        cached(chat, key, sig, () => (album ? albumNode(items, persona, showName, appear) : messageNode(msg, persona, showName, appear))),
+      );
+      prev = items[items.length - 1];
     }
     const focus = focusedInMessage();
     reconcile(inner, nodes);
@@ -994,7 +1017,8 @@
         type: "button",
         class: "reply-quote",
         onclick: () => {
-          const target = inner.querySelector(`[data-message-id="${reply.message_id}"]`);
+          const id = String(reply.message_id);
+          const target = inner.querySelector(`[data-message-id="${id}"], [data-album-ids~="${id}"]`);
           if (!target) return;
           target.scrollIntoView({ block: "center", behavior: "smooth" });
           target.classList.remove("flash");
@@ -1018,6 +1042,81 @@
     const img = h("img", { src: msg.photo_url, alt: msg.caption || t("photo"), width, height, loading: "lazy", decoding: "async" });
     img.style.aspectRatio = `${width} / ${height}`;
     return h("button", { type: "button", class: "photo", "aria-label": t("open_photo"), title: t("open_photo"), onclick: () => openPhoto(msg) }, img);
+  }
+
+  // Rows of an album's grid, as Telegram lays out up to ten photos on a phone: 1, 2, 1+2, 2+2,
+  // 2+3, 3+3, then rows of two and three with the rows of three last.
+  function albumRows(count) {
+    const rows = { 1: [1], 2: [2], 3: [1, 2], 4: [2, 2], 5: [2, 3], 6: [3, 3], 7: [2, 2, 3], 8: [2, 3, 3], 9: [3, 3, 3], 10: [2, 2, 3, 3] };
+    return rows[Math.min(Math.max(count, 1), MAX_PHOTOS)];
+  }
+
+  function albumNode(items, persona, showName, appear = false) {
+    const first = items[0];
+    const last = items[items.length - 1];
+    const own = isOwn(first, persona);
+    const bubble = h("div", { class: "bubble has-photo has-album" });
+    if (showName) {
+      const colour = first.outgoing ? "bot" : `colour-${hashOf(String(first.from?.id)) % AVATAR_COLOURS}`;
+      bubble.append(h("div", { class: `sender ${colour}`, text: senderName(first) }));
+    }
+    if (first.reply_to_message) bubble.append(replyQuote(first.reply_to_message));
+    const photos = items.filter((m) => m.photo);
+    const captioned = items.filter((m) => m.caption);
+    // Telegram shows an album's only caption under the whole album, and for every photo.
+    const shared = captioned.length === 1 ? captioned[0] : null;
+    const grid = h("div", { class: "album-grid", "data-testid": "album", "data-count": photos.length });
+    let index = 0;
+    for (const size of albumRows(photos.length)) {
+      for (let k = 0; k < size && index < photos.length; k += 1, index += 1) {
+        const item = photos[index];
+        const label = t("album_photo", { number: index + 1, count: photos.length });
+        const tile = item.photo_url
+          ? h(
+              "button",
+              {
+                type: "button",
+                class: `photo album-tile row-of-${size}`,
+                "aria-label": label,
+                title: label,
+                "data-testid": "album-photo",
+                onclick: () => openPhoto(item, item.caption ? item : shared || item),
+              },
+              h("img", { src: item.photo_url, alt: item.caption || label, loading: "lazy", decoding: "async" }),
+            )
+          : h("div", { class: `photo photo-missing album-tile row-of-${size}` }, svgIcon(ICON.image));
+        tile.style.gridColumn = `span ${6 / size}`;
+        grid.append(tile);
+      }
+    }
+    bubble.append(grid);
+    const meta = metaNode(last);
+    for (const item of captioned) {
+      const rich = h("div", { class: "rich" });
+      if (item.html != null) rich.innerHTML = item.html; // rendered and escaped by the sandbox
+      else rich.textContent = item.caption;
+      for (const link of rich.querySelectorAll("a[href]")) {
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+      }
+      if (item === captioned[captioned.length - 1]) rich.append(h("span", { class: "meta-spacer", "aria-hidden": "true" }, meta.cloneNode(true)));
+      bubble.append(rich);
+    }
+    bubble.append(meta);
+    if (!captioned.length) bubble.classList.add("media-only");
+    const wrapper = h(
+      "div",
+      {
+        class: `msg album ${own ? "out" : "in"}${first.outgoing ? " from-bot" : ""}${appear ? " appear" : ""}`,
+        "data-testid": "message",
+        "data-message-id": first.message_id,
+        "data-album-ids": items.map((m) => m.message_id).join(" "),
+        "data-outgoing": first.outgoing ? "true" : "false",
+      },
+      bubble,
+    );
+    if (appear) wrapper.addEventListener("animationend", () => wrapper.classList.remove("appear"), { once: true });
+    return wrapper;
   }
 
   function documentNode(msg) {
@@ -1239,7 +1338,8 @@
       }
     }
     const placeholder = keyboard && keyboard.markup && keyboard.markup.input_field_placeholder;
-    el.input.setAttribute("placeholder", placeholder || t("composer_placeholder"));
+    const wanted = state.attachments.length ? t("caption_placeholder") : placeholder || t("composer_placeholder");
+    el.input.setAttribute("placeholder", wanted);
     el.keyboardToggle.hidden = !keyboard;
     setKeyboardOpen(Boolean(keyboard) && state.keyboardOpen);
   }
@@ -1323,8 +1423,108 @@
     return job;
   }
 
+  // Photos chosen with the attach button: shown above the composer until Send, which sends
+  // them with the text as their caption (several photos are one album, as in Telegram).
+  function addAttachments(files) {
+    for (const file of files) {
+      if (state.attachments.length >= MAX_PHOTOS) {
+        toast(t("too_many_photos", { max: MAX_PHOTOS }), "error");
+        break;
+      }
+      if (!PHOTO_TYPES.includes(file.type)) {
+        toast(t("not_a_photo", { name: file.name }), "error");
+        continue;
+      }
+      if (file.size > MAX_PHOTO_BYTES) {
+        toast(t("photo_too_large", { name: file.name }), "error");
+        continue;
+      }
+      state.attachments.push({ file, url: URL.createObjectURL(file) });
+    }
+    renderAttachments();
+  }
+
+  function removeAttachment(index) {
+    const [gone] = state.attachments.splice(index, 1);
+    if (gone) URL.revokeObjectURL(gone.url);
+    renderAttachments();
+  }
+
+  function clearAttachments() {
+    for (const item of state.attachments) URL.revokeObjectURL(item.url);
+    state.attachments = [];
+    renderAttachments();
+  }
+
+  function renderAttachments() {
+    const stick = state.stickToBottom;
+    const count = state.attachments.length;
+    el.attachments.hidden = !count;
+    el.attachments.replaceChildren(
+      h("div", { class: "attachments-head" }, h("span", { text: t("photos_chosen", { count, max: MAX_PHOTOS }) }), h("button", { type: "button", class: "link-button", text: t("remove_all"), onclick: clearAttachments })),
+      h(
+        "ul",
+        { class: "attachment-list" },
+        state.attachments.map((item, index) =>
+          h(
+            "li",
+            { class: "attachment", "data-testid": "attachment" },
+            h("img", { src: item.url, alt: item.file.name }),
+            h("button", { type: "button", class: "attachment-remove", "aria-label": t("remove_photo"), title: t("remove_photo"), onclick: () => removeAttachment(index) }, "×"),
+          ),
+        ),
+      ),
+    );
+    el.input.setAttribute("placeholder", count ? t("caption_placeholder") : t("composer_placeholder"));
+    el.send.classList.toggle("is-empty", !el.input.value.trim() && !count);
+    if (stick) scrollToBottom();
+  }
+
+  function sendPhotos(files, caption) {
+    const persona = activePersona();
+    if (!files.length || !persona) return Promise.resolve(false);
+    const job = state.sendChain.then(async () => {
+      const form = new FormData();
+      form.append("user_id", String(persona.user_id));
+      form.append("caption", caption);
+      for (const file of files) form.append("photo", file, file.name);
+      try {
+        const response = await fetch(`${API}/chats/${encodeURIComponent(persona.chat_id)}/photos`, { method: "POST", body: form, cache: "no-store" });
+        if (!response.ok) throw new Error(`photos: HTTP ${response.status}`);
+        const data = await response.json();
+        const chat = chatFor(persona.chat_id);
+        for (const message of data.messages || []) chat.messages.set(message.message_id, message);
+        updatePersonaItems(persona.chat_id);
+        if (state.activeKey === persona.key) renderChat({ toBottom: true });
+        return true;
+      } catch {
+        toast(t("send_photos_failed"), "error");
+        return false;
+      }
+    });
+    state.sendChain = job;
+    return job;
+  }
+
   async function submitComposer() {
     const text = el.input.value;
+    if (state.attachments.length) {
+      const chosen = state.attachments;
+      state.attachments = [];
+      el.input.value = "";
+      autosize();
+      renderAttachments();
+      const ok = await sendPhotos(chosen.map((item) => item.file), text.trim());
+      if (ok) {
+        for (const item of chosen) URL.revokeObjectURL(item.url);
+      } else if (!state.attachments.length && !el.input.value) {
+        state.attachments = chosen; // keep them for another try
+        el.input.value = text;
+        autosize();
+        renderAttachments();
+      }
+      return;
+    }
     if (!text.trim()) return;
     el.input.value = "";
     autosize();
@@ -1346,7 +1546,7 @@
       el.input.style.height = `${Math.min(wanted, 160)}px`;
       if (wanted > 160) el.input.style.overflowY = "auto";
     }
-    el.send.classList.toggle("is-empty", !el.input.value.trim());
+    el.send.classList.toggle("is-empty", !el.input.value.trim() && !state.attachments.length);
     if (stick) scrollToBottom();
   }
 
@@ -1368,13 +1568,14 @@
     if (!el.alertDialog.open) el.alertDialog.showModal();
   }
 
-  function openPhoto(msg) {
+  // `captioned`: the message whose caption goes with the photo (an album's shared caption).
+  function openPhoto(msg, captioned = msg) {
     el.photoImg.src = msg.photo_url;
-    el.photoImg.alt = msg.caption || t("photo");
+    el.photoImg.alt = captioned.caption || t("photo");
     el.photoLink.href = msg.photo_url;
-    el.photoCaption.innerHTML = msg.caption ? msg.html || "" : "";
-    if (msg.caption && msg.html == null) el.photoCaption.textContent = msg.caption;
-    el.photoCaption.hidden = !msg.caption;
+    el.photoCaption.innerHTML = captioned.caption ? captioned.html || "" : "";
+    if (captioned.caption && captioned.html == null) el.photoCaption.textContent = captioned.caption;
+    el.photoCaption.hidden = !captioned.caption;
     el.photoDialog.showModal();
   }
 
@@ -1399,6 +1600,12 @@
       }
     });
     el.input.addEventListener("input", autosize);
+    el.attach.addEventListener("click", () => el.attachInput.click());
+    el.attachInput.addEventListener("change", () => {
+      addAttachments([...el.attachInput.files]);
+      el.attachInput.value = ""; // the same file may be chosen again
+      el.input.focus({ preventScroll: true });
+    });
     el.emptyStart.addEventListener("click", () => sendText("/start"));
     el.keyboardToggle.addEventListener("click", () => setKeyboardOpen(el.replyKeyboard.hidden));
     el.commandsButton.addEventListener("click", () => {
