@@ -22,17 +22,13 @@ from telegram.error import BadRequest, TelegramError
 
 from bot import wording
 from bot.context import BotContext, Runtime
-from bot.i18n import N_, I18n, Translator
-from bot.services import broadcasts, outbox
+from bot.i18n import N_, Translator
+from bot.services import broadcasts, evening
 from bot.services.broadcasts import Audience, AudienceKind, AudienceName, Summary
-from bot.services.outbox import Claimed, NewMessage
 from handlers.common.keyboards import grid
 from storage.models import (
     Broadcast,
     BroadcastStatus,
-    Outbox,
-    OutboxStatus,
-    Priority,
     School,
     User,
     utcnow,
@@ -61,7 +57,6 @@ STATUS_NAMES = {
     BroadcastStatus.CANCELLED: N_("cancelled"),
     BroadcastStatus.DRAFT: N_("draft"),
 }
-DIGEST_HEADER = N_("📬 Your daily digest: {count} messages from {school}")
 
 
 def audience_label(t: Translator, audience: AudienceName) -> str:
@@ -260,50 +255,4 @@ async def _followed(session: AsyncSession, now: dt.datetime) -> list[tuple[Broad
 async def build_digests(runtime: Runtime, school_id: int, now: dt.datetime) -> int:
     """Fold every held message into one digest per recipient; returns the digests queued."""
     async with runtime.db.transaction() as session:
-        return await fold_digests(session, runtime.i18n, school_id, now)
-
-
-async def fold_digests(session: AsyncSession, i18n: I18n, school_id: int, now: dt.datetime) -> int:
-    """`build_digests` inside the caller's transaction (the scheduler's digest run)."""
-    school = await session.get(School, school_id)
-    assert school is not None
-    rows = await session.execute(
-        select(Outbox, User.locale)
-        .join(User, User.id == Outbox.user_id)
-        .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
-        .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
-        # Locked, so a /forget that cancels a held row either comes first (and the row is not
-        # folded) or waits until the digest is queued (and then cancels the digest itself).
-        .with_for_update(of=Outbox)
-    )
-    held: dict[int, list[tuple[Outbox, str | None]]] = {}
-    for row, locale in rows.all():
-        assert row.user_id is not None
-        held.setdefault(row.user_id, []).append((row, locale))
-    for user_id, items in held.items():
-        t = i18n.get(items[0][1] or school.default_locale, school.timezone)
-        texts, buttons = [], []
-        for row, _ in items:
-            # The digest is text; the held messages' buttons go on the digest as a whole.
-            plain = dataclasses.replace(Claimed.of(row, t.locale), buttons=None, attachment=None)
-            rendered = outbox.render(plain, t)
-            texts.append("\n".join(p for p in rendered.parts if p))
-            buttons.extend(row.buttons or [])
-        header = t.gettext(DIGEST_HEADER).format(count=len(items), school=html.escape(school.name))
-        digest_id = await outbox.enqueue(
-            session,
-            school_id,
-            NewMessage(
-                chat_id=items[0][0].chat_id,
-                user_id=user_id,
-                kind="digest",
-                priority=Priority.NORMAL,
-                text="<b>" + header + "</b>\n\n" + "\n\n— — —\n\n".join(texts),
-                buttons=buttons or None,
-                dedupe_key=f"digest:{user_id}:{now.date().isoformat()}:{items[-1][0].id}",
-            ),
-        )
-        for row, _ in items:
-            row.status = OutboxStatus.DIGESTED
-            row.digest_id = digest_id
-    return len(held)
+        return await evening.fold_held(session, runtime.i18n, school_id, now)

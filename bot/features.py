@@ -13,6 +13,8 @@ FEATURES = (
     N_("sign your child up for after-school courses, or take them out"),
     N_("tell the school when your child will miss a session or be picked up early"),
     N_("see your child's week and add it to your phone's calendar"),
+    N_("hear at once if your child is missing from a session, and tell the teacher why"),
+    N_("get one evening message about your child's day: attendance, pick-up, what the class did"),
     N_("get the school's notices at once or in one daily digest"),
     N_("choose whether your child may appear in photos teachers share"),
     N_("name the adults who may collect your child, and be told when your child leaves"),

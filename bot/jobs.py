@@ -3,7 +3,8 @@
 PTB's JobQueue only wakes `tick` every few seconds (and flushes who was seen lately, and follows
 broadcast progress). Each tick asks every job which runs are due at `now` — the digest at the
 school's digest time, a scheduled broadcast at its time, a re-ping, offer expiry, the lottery
-draw and the minimum-size check when enrolment closes, the nightly housekeeping — and claims
+draw and the minimum-size check when enrolment closes, a teacher's roll reminder, the admins'
+patrol record, the nightly housekeeping — and claims
 each in the ledger (`bot.services.ledger`), so a run happens exactly once however many
 processes tick one database and however long Kehou was down. A run missed while Kehou was
 down is run once at the next tick, unless it is past its job's staleness limit: then it is
@@ -30,11 +31,13 @@ from bot.services import (
     broadcasts,
     deadlines,
     enrolment,
+    evening,
     invites,
     ledger,
     lottery,
     members,
     outbox,
+    patrol,
 )
 from storage.models import (
     Broadcast,
@@ -100,6 +103,22 @@ async def due_digests(session: AsyncSession, now: dt.datetime) -> list[Due]:
         same_evening = due_at.astimezone(zone).date() == now.astimezone(zone).date()
         found.append(Due("digest", school.id, due_at, stale=not same_evening))
     return found
+
+
+async def due_patrols(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each school's patrol record, daily at its patrol time; stale once that day is over."""
+    found = []
+    for school in await _schools(session):
+        zone = ZoneInfo(school.timezone)
+        due_at = last_local(zone, school.patrol_time, now)
+        same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
+        found.append(Due("patrol", school.id, due_at, stale=not same_day))
+    return found
+
+
+async def due_rolls(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """One run per session whose roll is not in its school's reminder time after the start."""
+    return [Due(d.job, d.school_id, d.due_at) for d in await patrol.rolls_due(session, now)]
 
 
 async def due_housekeeping(session: AsyncSession, now: dt.datetime) -> list[Due]:
@@ -191,8 +210,33 @@ async def run_digest(sched: Scheduler, session: AsyncSession, due: Due, now: dt.
     if due.stale:
         # That evening is over; what was held waits for the next digest rather than at night.
         return "stale: held messages wait for the next digest"
-    count = await broadcasting.fold_digests(session, sched.runtime.i18n, due.school_id, now)
+    # The day's evening message per guardian, with their held notices folded in; then the
+    # held notices of everyone else (a day without service, a family without a session).
+    day = due.due_at.astimezone(ZoneInfo(await _zone(session, due.school_id))).date()
+    built = await evening.build(session, sched.runtime.i18n, due.school_id, day, now)
+    count = await evening.fold_held(session, sched.runtime.i18n, due.school_id, now)
+    if built.families:
+        return f"{built.families} evening messages ({built.held} notices in them), {count} digests"
     return f"{count} digests"
+
+
+async def run_patrol(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    if due.stale:
+        return "stale: that day is over"
+    day = due.due_at.astimezone(ZoneInfo(await _zone(session, due.school_id))).date()
+    return await patrol.send_record(session, sched.runtime.i18n, due.school_id, day, now)
+
+
+async def run_roll(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    parsed = patrol.parse_job(due.job)
+    if parsed is None:
+        return "not a session"
+    return await patrol.remind(session, due.school_id, *parsed, now)
+
+
+async def _zone(session: AsyncSession, school_id: int) -> str:
+    zone = await session.scalar(select(School.timezone).where(School.id == school_id))
+    return zone or "Asia/Shanghai"
 
 
 async def run_broadcast(
@@ -257,6 +301,8 @@ JOBS: dict[str, tuple[Finder, Runner]] = {
     "draw": (due_draws, run_draw),
     "minimum": (due_minimum_checks, run_minimum),
     "digest": (due_digests, run_digest),
+    "roll": (due_rolls, run_roll),
+    "patrol": (due_patrols, run_patrol),
     "housekeeping": (due_housekeeping, run_housekeeping),
 }
 
@@ -389,7 +435,7 @@ class Scheduler:
                 if (due.job, due.school_id, due.due_at) == (job, school_id, due_at):
                     return due
         # No longer due (a broadcast cancelled meanwhile): the runner finds nothing to do.
-        return Due(job, school_id, due_at, stale=job.startswith("digest"))
+        return Due(job, school_id, due_at, stale=job.startswith(("digest", "patrol")))
 
 
 class LostRun(Exception):

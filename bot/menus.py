@@ -39,7 +39,7 @@ COMMANDS = (
     Command("photos", N_("Whether photos of my child may be shared"), PARENT),
     Command("pickup", N_("Who may collect my child, and going home alone"), PARENT),
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),
-    Command("notices", N_("Notices at once or in a daily digest"), PARENT),
+    Command("notices", N_("Notices, daily updates and dismissal messages"), PARENT),
     Command("forget", N_("Unlink your account and delete your data"), PARENT),
     Command("attendance", N_("Take the roll of today's sessions"), TEACHER | ADMIN),
     Command("roster", N_("Today's sessions: who is away, who leaves early"), TEACHER),
@@ -49,6 +49,7 @@ COMMANDS = (
     Command("hours", N_("Sessions taught this month"), TEACHER | ADMIN),
     Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
     Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
+    Command("digest", N_("The evening digest: sent and failed; send today's early"), ADMIN),
     Command("cancel", N_("Cancel the current step")),
 )
 

@@ -34,6 +34,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     # (which import those modules back).
     from handlers.admin import broadcast, late
     from handlers.admin import courses as admin_courses
+    from handlers.admin import digest as admin_digest
     from handlers.admin import groups as admin_groups
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
     from handlers.parent import absence, courses, leave, notices, photos, pickup, schedule
@@ -66,6 +67,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(note.handlers(), group=FEATURES)
     application.add_handlers(hours.handlers(), group=FEATURES)
     application.add_handlers(admin_groups.handlers(), group=FEATURES)
+    application.add_handlers(admin_digest.handlers(), group=FEATURES)
     application.add_handlers(broadcast.handlers(), group=FEATURES)
     application.add_handlers(admin_courses.handlers(), group=FEATURES)
     application.add_handlers(late.handlers(), group=FEATURES)

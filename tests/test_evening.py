@@ -4,11 +4,16 @@ language; updates only for digest readers; held notices folded in; nothing on a 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+import pytest
 from sqlalchemy import select, update
 
+from bot.context import KehouApplication
 from bot.i18n import I18n
+from bot.jobs import Scheduler
 from bot.services import attendance, evening, outbox
+from bot.services.evening import Early
 from bot.services.outbox import NewMessage
 from storage.db import Database
 from storage.models import (
@@ -24,7 +29,8 @@ from storage.models import (
     User,
 )
 from tests.factories import SchoolData
-from tests.test_attendance import CST, DAD, MONDAY, MUM, TEACHER, at, member, setup
+from tests.harness import FakeUser
+from tests.test_attendance import ADMIN, CST, DAD, MONDAY, MUM, TEACHER, at, member, setup
 
 I18N = I18n(CST)
 
@@ -146,3 +152,48 @@ async def test_a_swapped_working_day_runs_the_named_weekday(
         built = await evening.build(session, I18N, school.school_id, sunday, at(sunday, 18, 30))
     rows = await evening_rows(db)
     assert built.families == 2 and "老师尚未登记考勤" in rows[MUM].text  # no roll: said so
+
+
+async def test_an_admin_sends_todays_digest_early_once_and_sees_the_counts(
+    app: KehouApplication, db: Database, school: SchoolData
+) -> None:
+    await setup(db, school)
+    admin, parent = await member(db, ADMIN), await member(db, MUM)
+    noon = at(MONDAY, 12)
+    async with db.transaction() as session:
+        assert (await evening.send_now(session, I18N, parent, noon)).outcome is Early.REFUSED
+        early = await evening.send_now(session, I18N, admin, noon)
+        again = await evening.send_now(session, I18N, admin, noon)
+    assert early.outcome is Early.SENT and early.built == evening.Built(2, 0)
+    assert again.outcome is Early.ALREADY
+    # At the digest time the scheduler finds today's run done: nothing goes twice.
+    ran = await Scheduler(app.runtime).tick(at(MONDAY, 18, 31))
+    assert "digest" not in ran and len(await evening_rows(db)) == 2
+    async with db.transaction() as session:
+        await session.execute(
+            update(Outbox)
+            .where(Outbox.kind == evening.KIND, Outbox.chat_id == MUM)
+            .values(status=OutboxStatus.FAILED)
+        )
+        counts = await evening.evenings(session, admin, MONDAY)
+        assert await evening.evenings(session, parent, MONDAY) is None
+    assert counts == [evening.Evening(MONDAY, sent=0, failed=1, waiting=1)]
+
+
+async def test_digest_screens_for_an_admin(
+    make_user: Any, db: Database, school: SchoolData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup(db, school)
+    monkeypatch.setattr("handlers.admin.digest.utcnow", lambda: at(MONDAY, 12))
+    admin = make_user(ADMIN)
+    shown = await admin.send("/digest")
+    assert "最近 7 天没有发送晚间汇总。" in FakeUser.texts(shown)
+    asked = await admin.click("立即发送今天的汇总…")
+    assert "不会出现在今天的汇总里" in FakeUser.texts(asked)
+    assert {"✅ 立即发送", "‹ 返回", "取消"} <= set(admin.all_buttons())
+    sent = await admin.click("✅ 立即发送")
+    assert "今天的晚间汇总正在发给 2 个家庭。" in FakeUser.texts(sent)
+    twice = await admin.press("ev:y")
+    assert "今天的晚间汇总已经发出，不会重复发送。" in FakeUser.texts(twice)
+    parent = make_user(MUM)
+    assert "仅供学校管理员使用。" in FakeUser.texts(await parent.send("/digest"))

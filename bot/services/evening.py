@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import wording
 from bot.i18n import N_, I18n, Translator
-from bot.services import catalogue, outbox
+from bot.services import audit, catalogue, guard, ledger, outbox
 from bot.services.catalogue import CourseInfo
 from bot.services.leaves import sessions_on
+from bot.services.members import Member
 from bot.services.outbox import Claimed, NewMessage
 from storage.models import (
     AttendanceCode,
@@ -44,6 +47,7 @@ from storage.models import (
     OutboxStatus,
     PickupPerson,
     Priority,
+    Role,
     School,
     Session,
     Student,
@@ -55,6 +59,7 @@ from storage.models import (
 KIND = "evening"
 MAX_PHOTOS = 10  # one album
 HEADER = N_("🌙 {school} · after school today, {day}")
+DIGEST_HEADER = N_("📬 Your daily digest: {count} messages from {school}")
 NO_ROLL = N_("roll not taken yet")
 HELD_HEADER = N_("📬 Notices of the day")
 MORE_PHOTOS = N_("(the first {shown} of {total} photos)")
@@ -105,7 +110,7 @@ async def build(
     session: AsyncSession, i18n: I18n, school_id: int, day: dt.date, now: dt.datetime
 ) -> Built:
     """Queue the evening digest of `day` for the school (nothing on a day without service but
-    the held notices, which `bot.broadcasting.fold_digests` delivers on its own)."""
+    the held notices, which `fold_held` delivers on their own)."""
     school = await session.get(School, school_id)
     assert school is not None
     found = await catalogue.of(session, school_id)
@@ -261,7 +266,7 @@ async def _today(
 async def _held(
     session: AsyncSession, school_id: int, user_ids: Iterable[int]
 ) -> dict[int, list[Outbox]]:
-    """The notices waiting for these readers' digest, locked (see `fold_digests`)."""
+    """The notices waiting for these readers' digest, locked (see `fold_held`)."""
     rows = await session.scalars(
         select(Outbox)
         .where(
@@ -343,3 +348,155 @@ def _status(t: Translator, today: _Day, course: CourseInfo, child: _Child) -> st
         if pickup is not None:
             parts.append(t.gettext(EARLY).format(time=t.time(pickup)))
     return html.escape(" · ".join(parts))
+
+
+# --- the admins' view -------------------------------------------------------------------------
+
+JOB = "digest"  # the scheduler ledger's name for the evening run (bot.jobs)
+REFUSED = "evening.refused"
+
+
+@dataclass(frozen=True)
+class Evening:
+    """One evening's digest as delivered so far."""
+
+    date: dt.date
+    sent: int
+    failed: int  # failed, or the guardian blocked the bot
+    waiting: int  # still queued or being sent
+
+
+async def evenings(
+    session: AsyncSession, member: Member | None, today: dt.date, days: int = 7
+) -> list[Evening] | None:
+    """The last `days` evenings' sent / failed counts (newest first; days with none left out);
+    None (refused, audited) for anyone but an admin."""
+    if not guard.holds(session, member, Role.ADMIN, action=REFUSED):
+        return None
+    assert member is not None
+    zone = ZoneInfo(member.school_timezone or "Asia/Shanghai")
+    since = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time(), zone)
+    rows = await session.execute(
+        select(Outbox.created_at, Outbox.status).where(
+            Outbox.school_id == member.school_id,
+            Outbox.kind == KIND,
+            Outbox.created_at >= since.astimezone(dt.UTC),
+        )
+    )
+    counted: dict[dt.date, list[int]] = {}
+    for created_at, status in rows.all():
+        figures = counted.setdefault(created_at.astimezone(zone).date(), [0, 0, 0])
+        if status is OutboxStatus.SENT:
+            figures[0] += 1
+        elif status in (OutboxStatus.FAILED, OutboxStatus.BLOCKED):
+            figures[1] += 1
+        elif status in (OutboxStatus.PENDING, OutboxStatus.SENDING):
+            figures[2] += 1
+    return [Evening(day, *counted[day]) for day in sorted(counted, reverse=True)]
+
+
+class Early(enum.StrEnum):
+    SENT = "sent"
+    ALREADY = "already"  # today's run was claimed (at its time, or early) already
+    NO_SERVICE = "no_service"  # nothing runs today: there is no day to tell about
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class SentEarly:
+    outcome: Early
+    built: Built | None = None
+    due_at: dt.datetime | None = None  # today's scheduled time, in UTC
+
+
+async def send_now(
+    session: AsyncSession, i18n: I18n, member: Member | None, now: dt.datetime
+) -> SentEarly:
+    """An admin sends today's evening digest before its time (a half day, an early closing).
+
+    It is today's scheduled run, claimed in the ledger under its own key, so the scheduler
+    finds it done at the digest time and nothing goes twice. What happens after it (a later
+    update, a dismissal) is not in today's digest.
+    """
+    if not guard.holds(session, member, Role.ADMIN, action=REFUSED):
+        return SentEarly(Early.REFUSED)
+    assert member is not None
+    school = await session.get(School, member.school_id)
+    assert school is not None
+    zone = ZoneInfo(school.timezone)
+    today = now.astimezone(zone).date()
+    due_at = dt.datetime.combine(today, school.digest_time, zone).astimezone(dt.UTC)
+    found = await catalogue.of(session, school.id)
+    live = [c for c in found.courses.values() if c.cancelled_at is None]
+    if not sessions_on(found, live, today):
+        return SentEarly(Early.NO_SERVICE, due_at=due_at)
+    worker = f"admin:{member.user_id}"
+    if not await ledger.claim(session, JOB, school.id, due_at, worker, now):
+        return SentEarly(Early.ALREADY, due_at=due_at)
+    built = await build(session, i18n, school.id, today, now)
+    count = await fold_held(session, i18n, school.id, now)
+    await ledger.finish(
+        session,
+        JOB,
+        school.id,
+        due_at,
+        worker,
+        outcome=f"sent early by an admin: {built.families} evening messages, {count} digests",
+        now=now,
+    )
+    audit.record(
+        session,
+        school.id,
+        "evening.sent_early",
+        actor_user_id=member.user_id,
+        details={"families": built.families, "held": built.held, "digests": count},
+    )
+    return SentEarly(Early.SENT, built, due_at)
+
+
+async def fold_held(session: AsyncSession, i18n: I18n, school_id: int, now: dt.datetime) -> int:
+    """Fold every notice still held for a digest into one digest message per recipient (those
+    `build` did not take into an evening message: a day without service, a family without a
+    session today); returns the digests queued."""
+    school = await session.get(School, school_id)
+    assert school is not None
+    rows = await session.execute(
+        select(Outbox, User.locale)
+        .join(User, User.id == Outbox.user_id)
+        .where(Outbox.school_id == school_id, Outbox.status == OutboxStatus.HELD)
+        .order_by(Outbox.user_id, Outbox.created_at, Outbox.id)
+        # Locked, so a /forget that cancels a held row either comes first (and the row is not
+        # folded) or waits until the digest is queued (and then cancels the digest itself).
+        .with_for_update(of=Outbox)
+    )
+    held: dict[int, list[tuple[Outbox, str | None]]] = {}
+    for row, locale in rows.all():
+        assert row.user_id is not None
+        held.setdefault(row.user_id, []).append((row, locale))
+    for user_id, items in held.items():
+        t = i18n.get(items[0][1] or school.default_locale, school.timezone)
+        texts, buttons = [], []
+        for row, _ in items:
+            # The digest is text; the held messages' buttons go on the digest as a whole.
+            plain = dataclasses.replace(Claimed.of(row, t.locale), buttons=None, attachment=None)
+            rendered = outbox.render(plain, t)
+            texts.append("\n".join(p for p in rendered.parts if p))
+            buttons.extend(row.buttons or [])
+        header = t.gettext(DIGEST_HEADER).format(count=len(items), school=html.escape(school.name))
+        digest_id = await outbox.enqueue(
+            session,
+            school_id,
+            NewMessage(
+                chat_id=items[0][0].chat_id,
+                user_id=user_id,
+                kind="digest",
+                priority=Priority.NORMAL,
+                text="<b>" + header + "</b>\n\n" + "\n\n— — —\n\n".join(texts),
+                buttons=buttons or None,
+                dedupe_key=f"digest:{user_id}:{now.date().isoformat()}:{items[-1][0].id}",
+            ),
+        )
+        for row, _ in items:
+            row.status = OutboxStatus.DIGESTED
+            row.digest_id = digest_id
+    return len(held)

@@ -24,7 +24,7 @@ from handlers.common import language, privacy
 from handlers.common.keyboards import grid
 from handlers.common.presses import fields, refuse
 from handlers.parent import courses, notices, photos, schedule
-from handlers.teacher import attendance, roster
+from handlers.teacher import attendance, dismissal, roster
 from storage.models import Role
 
 Opener = Callable[[Update, BotContext], Awaitable[object]]
@@ -42,6 +42,7 @@ OPENERS: dict[str, Opener] = {
     "language": language.choose_language,
     "roster": roster.show,
     "attendance": attendance.show,
+    "dismiss": dismissal.begin,
     "broadcasts": broadcast.list_recent,
 }
 
@@ -52,6 +53,8 @@ LABELS = {
     "withdraw": N_("Leave a course"),
     "leave": N_("Leave or pick-up"),
     "attendance": N_("Take the roll"),
+    "dismiss": N_("Dismissal"),
+    "update": N_("Post today's update"),
 }
 
 
@@ -136,7 +139,7 @@ def recognise(text: str) -> Intent | None:
 # A flow that has a button of its own is opened by it: its handler answers the press itself.
 OWN_DATA = {"schedule": "sc:v"}  # handlers.parent.schedule: the week, as from a result's 查看课表
 # Conversations that list `go:<command>` among their entry points, so a press enters them.
-ENTERED_BY_PRESS: frozenset[str] = frozenset({"leave"})
+ENTERED_BY_PRESS: frozenset[str] = frozenset({"leave", "update"})
 
 
 def button(t: Translator, command: str) -> InlineKeyboardButton | None:

@@ -317,7 +317,9 @@ async def show(update: Update, context: BotContext) -> None:
     if not _may_use(context):
         await message.reply_text(t.gettext(NOT_FOR_YOU))
         return
-    words = (message.text or "").split(maxsplit=1)
+    # A press (a reminder's 点名 button) opens today's roll; only a typed command has words.
+    typed = message.text if update.callback_query is None else None
+    words = (typed or "").split(maxsplit=1)
     rest = words[1].strip() if len(words) > 1 else ""
     if not rest:
         await _day_screen(update, context, _today(t), opening=True)
