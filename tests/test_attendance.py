@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -351,6 +352,21 @@ async def test_the_shorthand_reads_numbers_names_and_refuses_to_guess(
         wei: "absent",
         ming: "absent",
     }
+    # Two sessions today and no course named: a child's name decides, when only one roll has
+    # them; a roll number or a child in both is ambiguous.
+    other = dataclasses.replace(
+        roll,
+        running=dataclasses.replace(
+            roll.running, course=dataclasses.replace(roll.course, id=999, name="书法")
+        ),
+        lines=[roll.lines[1]],
+    )
+    picked = attendance.read_shorthand("缺 小明", [roll, other])
+    assert picked.roll is roll and picked.marks == {ming: "absent"}
+    for text in ("缺 伟", "缺 1"):
+        twice = attendance.read_shorthand(text, [roll, other])
+        assert twice.error is ShorthandError.AMBIGUOUS_SESSION
+        assert twice.words == ("乐高机器人", "书法")
     # With 李小红 on the roll too, "小" names two children: an error naming both, no guess.
     async with db.transaction() as session:
         session.add(

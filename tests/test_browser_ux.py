@@ -456,6 +456,41 @@ async def test_no_button_label_breaks_inside_a_word_on_a_phone(
     await phone.press(phone.buttons("bl:cancel:").first)
     await phone.check("broadcast-cancel-ask")
 
+    # The teacher's day: the roll (张琪 marked absent), the alert and its reasons on the
+    # mother's phone, dismissal, the day's update; the admin's evening digest.
+    await phone.open("teacher")
+    await phone.send("/attendance")
+    if not await phone.buttons("at:t:").count():  # two sessions today: the day's list first
+        await phone.check("attendance-day")
+        await phone.press(phone.buttons("at:o:").first)  # the scene's session starts first
+    await phone.check("attendance")
+    for _ in range(8):
+        if await phone.buttons("at:t:").filter(has_text="张琪").count():
+            break
+        await phone.press(phone.buttons("at:o:").filter(has_text="›").first)
+    await phone.press(phone.buttons("at:t:").filter(has_text="张琪").first)
+    await phone.press(phone.buttons("at:t:").filter(has_text="张琪").first)
+    await phone.check("attendance-tapped")
+    await phone.press(phone.buttons("at:a:").first)
+    await phone.press(phone.buttons("at:s:").first)
+    await phone.check("attendance-saved")
+    await phone.send("/dismiss")
+    await phone.check("dismiss")
+    await phone.send("/update")
+    await phone.check("update", buttons=False)
+    await phone.send("今天我们搭了一座桥。" if lang == "zh_CN" else "We built a bridge today.")
+    await phone.check("update-preview")
+    await phone.open("parent-zhang")  # 张琪's mother (Chinese, whatever the page's language)
+    await page.wait_for_timeout(1000)
+    alert = page.locator(LAST_BOT).filter(has_text="张琪").last
+    await expect(alert.locator("[data-callback^='ab:r:']")).to_have_count(1)
+    await phone.check("absence-alert", alert)
+    await phone.press(alert.locator("[data-callback^='ab:r:']").first)
+    await phone.check("absence-reasons")
+    await phone.open("admin")
+    await phone.send("/digest")
+    await phone.check("digest")
+
     print("\n".join(["labels on more than one line:", *phone.wrapped]))
     assert not phone.problems, "labels that break inside a word:\n" + "\n".join(phone.problems)
 

@@ -639,14 +639,30 @@ def read_shorthand(text: str, rolls: Sequence[Roll]) -> Shorthand:
     if not chosen:
         return Shorthand(error=ShorthandError.NO_SESSION, words=(fragment,))
     if len(chosen) > 1:
+        # No course named: the session whose roll has every child named by name, if only one
+        # has (roll numbers alone cannot tell two sessions apart).
+        named = [w for w in words[first_code:] if not codes_.named(w)]
+        fits = [
+            read
+            for r in chosen
+            if named and not any(_NUMBER.match(w) for w in named)
+            if (read := _read_roll(r, words[first_code:])).error is None
+        ]
+        if len(fits) == 1:
+            return fits[0]
         return Shorthand(
             error=ShorthandError.AMBIGUOUS_SESSION,
             words=tuple(r.course.name for r in chosen),
         )
-    roll = chosen[0]
+    return _read_roll(chosen[0], words[first_code:])
+
+
+def _read_roll(roll: Roll, words: Sequence[str]) -> Shorthand:
+    """The status words and children after the course words, against one roll."""
+    codes_ = roll.codes
     marks: dict[int, str] = {}
     code: Code | None = None
-    for word in words[first_code:]:
+    for word in words:
         named = codes_.named(word)
         if named is not None:
             code = named

@@ -14,12 +14,14 @@ from bot.services.members import Member
 from storage.models import (
     AttendanceMark,
     Course,
+    Dismissal,
     Enrolment,
     EnrolmentEvent,
     Guardianship,
     Leave,
     Outbox,
     OutboxStatus,
+    PickupPerson,
     Rating,
     Role,
     School,
@@ -41,6 +43,10 @@ class ChildRecord:
     enrolments: list[dict[str, Any]] = field(default_factory=list)
     leaves: list[dict[str, Any]] = field(default_factory=list)
     attendance: list[dict[str, Any]] = field(default_factory=list)
+    # Who may collect the child, and the standing permission to go home alone (/pickup).
+    pickup_people: list[dict[str, Any]] = field(default_factory=list)
+    alone_permitted_at: dt.datetime | None = None
+    dismissals: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +64,8 @@ class GuardianRecord:
     timezone: str = "Asia/Shanghai"  # the school's: every time is shown in it
     chat_id: int | None = None
     notice_mode: str = "instant"
+    update_mode: str = "digest"
+    dismissal_notice: bool = False
     blocked_at: dt.datetime | None = None
     last_seen_at: dt.datetime | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)  # time, kind, status
@@ -140,6 +148,26 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
                     "at": mark.created_at,
                 }
             )
+        child.alone_permitted_at = student.alone_permitted_at
+        for person in await session.scalars(
+            select(PickupPerson)
+            .where(PickupPerson.student_id == student.id)
+            .order_by(PickupPerson.id)
+        ):
+            child.pickup_people.append(
+                {
+                    "name": person.name,
+                    "relation": person.relation,
+                    "added_at": person.created_at,
+                    "removed_at": person.removed_at,
+                }
+            )
+        for left in await session.scalars(
+            select(Dismissal).where(Dismissal.student_id == student.id).order_by(Dismissal.id)
+        ):
+            child.dismissals.append(
+                {"session_id": left.session_id, "way": left.way.value, "at": left.left_at}
+            )
         children.append(child)
     ratings = [
         {
@@ -170,6 +198,8 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
         timezone=school.timezone,
         chat_id=user.chat_id,
         notice_mode=user.notice_mode.value,
+        update_mode=user.update_mode.value,
+        dismissal_notice=user.dismissal_notice,
         blocked_at=user.blocked_at,
         last_seen_at=user.last_seen_at,
         messages=messages,
