@@ -18,6 +18,7 @@ from storage.models import (
     AuditLog,
     Enrolment,
     EnrolmentStatus,
+    Leave,
     Outbox,
     Priority,
     Role,
@@ -74,6 +75,21 @@ async def setup(db: Database, school: SchoolData) -> int:
                 )
             )
     return course
+
+
+async def head_teacher(db: Database, school: SchoolData) -> None:
+    """赵老师 (account 503), head teacher (班主任) of 三年级1班, where 李小明 and 张伟 are."""
+    head_user = await add_member(db, school, HEAD, {Role.TEACHER})
+    async with db.transaction() as session:
+        head = Teacher(school_id=school.school_id, code="T02", name="赵老师", kind="staff")
+        head.user_id = head_user
+        session.add(head)
+        await session.flush()
+        await session.execute(
+            update(SchoolClass)
+            .where(SchoolClass.id == school.class_ids["3-1"])
+            .values(head_teacher_id=head.id)
+        )
 
 
 async def alerts(db: Database, kind: str = "absence") -> list[Outbox]:
@@ -248,17 +264,7 @@ async def test_two_devices_saving_one_roll_the_second_changes_nothing(
 async def test_who_may_mark_and_who_may_see(db: Database, school: SchoolData) -> None:
     course = await setup(db, school)
     await add_member(db, school, OTHER_TEACHER, {Role.TEACHER})
-    head_user = await add_member(db, school, HEAD, {Role.TEACHER})
-    async with db.transaction() as session:
-        head = Teacher(school_id=school.school_id, code="T02", name="赵老师", kind="staff")
-        head.user_id = head_user
-        session.add(head)
-        await session.flush()
-        await session.execute(
-            update(SchoolClass)
-            .where(SchoolClass.id == school.class_ids["3-1"])
-            .values(head_teacher_id=head.id)
-        )
+    await head_teacher(db, school)
     teacher, other, admin = [await member(db, u) for u in (TEACHER, OTHER_TEACHER, ADMIN)]
     head_member = await member(db, HEAD)
     parent = await member(db, MUM)
@@ -296,17 +302,7 @@ async def test_absence_streaks_are_flagged_to_the_head_teacher_and_admins(
     db: Database, school: SchoolData
 ) -> None:
     course = await setup(db, school)
-    head_user = await add_member(db, school, HEAD, {Role.TEACHER})
-    async with db.transaction() as session:
-        head = Teacher(school_id=school.school_id, code="T02", name="赵老师", kind="staff")
-        head.user_id = head_user
-        session.add(head)
-        await session.flush()
-        await session.execute(
-            update(SchoolClass)
-            .where(SchoolClass.id == school.class_ids["3-1"])
-            .values(head_teacher_id=head.id)
-        )
+    await head_teacher(db, school)
     teacher = await member(db, TEACHER)
     ming, wei = school.student_ids["李小明"], school.student_ids["张伟"]
     days = [MONDAY + dt.timedelta(days=n) for n in range(3)]
@@ -439,17 +435,7 @@ async def test_a_leave_or_pick_up_for_today_reaches_the_teacher_and_head_teacher
 ) -> None:
     course = await setup(db, school)
     assert course
-    head_user = await add_member(db, school, HEAD, {Role.TEACHER})
-    async with db.transaction() as session:
-        head = Teacher(school_id=school.school_id, code="T02", name="赵老师", kind="staff")
-        head.user_id = head_user
-        session.add(head)
-        await session.flush()
-        await session.execute(
-            update(SchoolClass)
-            .where(SchoolClass.id == school.class_ids["3-1"])
-            .values(head_teacher_id=head.id)
-        )
+    await head_teacher(db, school)
     mum = await member(db, MUM)
     ming, wei = school.student_ids["李小明"], school.student_ids["张伟"]
     morning = at(MONDAY, 9)
@@ -498,3 +484,32 @@ async def test_a_leave_or_pick_up_for_today_reaches_the_teacher_and_head_teacher
             (HEAD, "↩️", "李小明"),
         ]
     )
+
+
+async def test_a_child_collected_before_the_session_is_not_expected_in_it(
+    db: Database, school: SchoolData
+) -> None:
+    course = await setup(db, school)
+    teacher = await member(db, TEACHER)
+    ming, wei = school.student_ids["李小明"], school.student_ids["张伟"]
+    async with db.transaction() as session:
+        # 李小明 is collected at 16:00 in period 1: gone before 乐高 (period 2, 16:40) starts.
+        # 张伟 is collected at 17:10, during 乐高 itself: there at the start.
+        for child, period, clock in ((ming, 1, dt.time(16, 0)), (wei, 2, dt.time(17, 10))):
+            session.add(
+                Leave(
+                    school_id=school.school_id,
+                    student_id=child,
+                    date=MONDAY,
+                    period=period,
+                    pickup_at=clock,
+                )
+            )
+    async with db.transaction() as session:
+        roll = await attendance.open_roll(session, teacher, course, MONDAY, MONDAY)
+        assert roll is not None
+        assert [x.proposed for x in roll.lines] == ["leave", "early"]
+        done = await attendance.submit(
+            session, teacher, course, MONDAY, {ming: "absent", wei: "present"}, 0, at(MONDAY, 17)
+        )
+    assert done.outcome is Outcome.SAVED and done.alerts == [] and await alerts(db) == []

@@ -56,7 +56,7 @@ async def guardians_with_chat(db: Database, student_ids: list[int]) -> Counter[i
         return Counter(student_id for (student_id,) in rows.all())
 
 
-async def test_attendance_bench_saves_rolls_and_enqueues_one_alert_per_guardian(
+async def test_sqlite_attendance_bench_saves_rolls_and_enqueues_one_alert_per_guardian(
     sqlite_db: Database,
 ) -> None:
     bench = load("attendance")
@@ -95,7 +95,7 @@ async def test_attendance_bench_saves_rolls_and_enqueues_one_alert_per_guardian(
     assert handled["submit press"]["n"] == 1
 
 
-async def test_evening_bench_queues_one_digest_per_guardian_naming_their_children(
+async def test_sqlite_evening_bench_queues_one_digest_per_guardian_naming_their_children(
     sqlite_db: Database,
 ) -> None:
     bench = load("evening")
@@ -138,7 +138,7 @@ async def test_evening_bench_queues_one_digest_per_guardian_naming_their_childre
     assert rows["attachments"]["album"] + rows["attachments"]["photo"] > 0  # the updates' photos
 
 
-def test_absence_alert_bench_delivers_each_alert_during_a_broadcast() -> None:
+def test_sqlite_absence_alert_bench_delivers_each_alert_during_a_broadcast() -> None:
     bench = load("absence_alert")
     args = argparse.Namespace(
         students=30,

@@ -220,7 +220,16 @@ class Line:
     name: str
     class_id: int
     saved: Mark | None
-    leave: Leave | None  # a leave or an early pick-up for this session
+    leave: Leave | None  # a leave or an early pick-up for this session (or before it)
+    starts_at: dt.time | None = None  # the session's start
+
+    @property
+    def gone(self) -> bool:
+        """Not expected at all: on leave, or collected before the session starts."""
+        if self.leave is None:
+            return False
+        pickup = self.leave.pickup_at
+        return pickup is None or (self.starts_at is not None and pickup <= self.starts_at)
 
     @property
     def proposed(self) -> str | None:
@@ -228,7 +237,7 @@ class Line:
         if self.saved is not None:
             return self.saved.code
         if self.leave is not None:
-            return EARLY if self.leave.pickup_at is not None else LEAVE
+            return LEAVE if self.gone else EARLY
         return None
 
 
@@ -267,18 +276,28 @@ async def current(session: AsyncSession, session_id: int) -> dict[int, Mark]:
 
 
 async def leaves_for(
-    session: AsyncSession, student_ids: Sequence[int], date: dt.date, period: int
+    session: AsyncSession,
+    student_ids: Sequence[int],
+    date: dt.date,
+    period: int,
+    starts_at: dt.time | None = None,
 ) -> dict[int, Leave]:
-    """The leaves and early pick-ups guardians filed that cover a session of `period`."""
+    """The leaves and early pick-ups guardians filed that cover a session of `period`, and
+    the pick-ups of an earlier period at or before `starts_at` (the child is gone by then)."""
     if not student_ids:
         return {}
+    covers = Leave.period.is_(None) | (Leave.period == period)
+    if starts_at is not None:
+        covers = covers | (Leave.pickup_at.is_not(None) & (Leave.pickup_at <= starts_at))
     rows = await session.scalars(
-        select(Leave).where(
+        select(Leave)
+        .where(
             Leave.student_id.in_(list(student_ids)),
             Leave.date == date,
             Leave.cancelled_at.is_(None),
-            Leave.period.is_(None) | (Leave.period == period),
+            covers,
         )
+        .order_by(Leave.id)
     )
     return {leave.student_id: leave for leave in rows.all()}
 
@@ -303,9 +322,10 @@ async def open_roll(
             children = [c for c in children if c.class_id in classes]
     ids = [c.id for c in children]
     saved = await current(session, row.id)
-    filed = await leaves_for(session, ids, date, running.course.period)
+    course = running.course
+    filed = await leaves_for(session, ids, date, course.period, course.starts_at)
     lines = [
-        Line(n, c.id, c.name, c.class_id, saved.get(c.id), filed.get(c.id))
+        Line(n, c.id, c.name, c.class_id, saved.get(c.id), filed.get(c.id), course.starts_at)
         for n, c in enumerate(children, start=1)
     ]
     return Roll(
@@ -436,7 +456,7 @@ async def _tell_guardians(
     for line, mark in new_marks:
         code = roll.codes.get(mark.code)
         before = roll.codes.get(line.saved.code) if line.saved else None
-        covered = line.leave is not None and line.leave.pickup_at is None
+        covered = line.gone
         if code is not None and code.alerts and not (before and before.alerts) and not covered:
             alerting.append((line, mark))
         elif line.saved is not None and line.saved.alerted and code is not None and code.present:

@@ -772,11 +772,17 @@ async def roster(
     )
 
     def leave_of(student: Student, course: CourseInfo) -> Leave | None:
+        """The child's leave or pick-up for this session, or a pick-up before it starts."""
         return next(
             (
                 x
                 for x in away
-                if x.student_id == student.id and (x.period is None or x.period == course.period)
+                if x.student_id == student.id
+                and (
+                    x.period is None
+                    or x.period == course.period
+                    or (x.pickup_at is not None and x.pickup_at <= course.starts_at)
+                )
             ),
             None,
         )
