@@ -24,6 +24,7 @@ An absence covered by a leave stays silent: the guardian told the school first.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import re
@@ -438,7 +439,22 @@ async def submit(
         target=("session", roll.session_id),
         details={"changed": result.changed, "alerts": len(result.alerts), "source": source},
     )
-    result.roll = await open_roll(session, member, course_id, date, today)
+    # The roll as saved, from what was just written (no second read).
+    written = {line.student_id: mark for line, mark in new_marks}
+    result.roll = dataclasses.replace(
+        roll,
+        version=version + 1,
+        submitted_at=roll.submitted_at or now,
+        lines=[
+            dataclasses.replace(
+                line,
+                saved=Mark(m.id, m.code, None, m.alerted, now)
+                if (m := written.get(line.student_id)) is not None
+                else line.saved,
+            )
+            for line in roll.lines
+        ],
+    )
     return result
 
 

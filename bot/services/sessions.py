@@ -102,12 +102,22 @@ def may_correct(correction_days: int, date: dt.date, today: dt.date) -> bool:
 
 
 async def day_of(
-    session: AsyncSession, member: Member, date: dt.date, today: dt.date | None = None
+    session: AsyncSession,
+    member: Member,
+    date: dt.date,
+    today: dt.date | None = None,
+    *,
+    only: int | None = None,
 ) -> list[Running]:
     """The sessions of `date` the member may see, by start time: their own (a teacher), their
-    class's children's (a head teacher), or all (an admin). Two or three statements."""
+    class's children's (a head teacher), or all (an admin); with `only`, that course's
+    session alone. Two statements, three for a head teacher's sessions of other teachers."""
     found = await catalogue.of(session, member.school_id, member.catalogue_version)
-    live = [c for c in found.courses.values() if c.cancelled_at is None]
+    live = [
+        c
+        for c in found.courses.values()
+        if c.cancelled_at is None and (only is None or c.id == only)
+    ]
     running = sessions_on(found, live, date)
     if not running:
         return []
@@ -116,25 +126,14 @@ async def day_of(
         select(School.correction_days).where(School.id == member.school_id)
     )
     within = may_correct(window or 0, date, today)
-    mine = await teacher_ids(session, member)
-    viewed: set[int] = set()
-    classes = await head_of(session, member) if mine else set()
-    if classes:
-        rows = await session.scalars(
-            select(Enrolment.course_id)
-            .join(Student, Student.id == Enrolment.student_id)
-            .where(
-                Enrolment.course_id.in_([c.id for c in running]),
-                Enrolment.status == EnrolmentStatus.ENROLLED,
-                Student.class_id.in_(classes),
-            )
-            .distinct()
-        )
-        viewed = set(rows.all())
+    admin = member.has(Role.ADMIN)
+    mine = set() if admin else await teacher_ids(session, member)
+    others = [c.id for c in running if not admin and c.teacher_id not in mine]
+    viewed = await _with_my_class(session, mine, others) if mine and others else set()
     seen = []
     for course in running:
         access = Access.NONE
-        if member.has(Role.ADMIN):
+        if admin:
             access = Access.MARK
         elif course.teacher_id in mine:
             access = Access.MARK if within and date <= today else Access.VIEW
@@ -145,13 +144,30 @@ async def day_of(
     return seen
 
 
+async def _with_my_class(
+    session: AsyncSession, teachers: set[int], course_ids: list[int]
+) -> set[int]:
+    """Of these courses, those with a child of a class these teacher rows are head of."""
+    rows = await session.scalars(
+        select(Enrolment.course_id)
+        .join(Student, Student.id == Enrolment.student_id)
+        .join(SchoolClass, SchoolClass.id == Student.class_id)
+        .where(
+            Enrolment.course_id.in_(course_ids),
+            Enrolment.status == EnrolmentStatus.ENROLLED,
+            SchoolClass.head_teacher_id.in_(teachers),
+        )
+        .distinct()
+    )
+    return set(rows.all())
+
+
 async def find(
     session: AsyncSession, member: Member, course_id: int, date: dt.date, today: dt.date
 ) -> Running | None:
     """One session as the member may see it; None when it does not run or is not theirs."""
-    return next(
-        (r for r in await day_of(session, member, date, today) if r.course.id == course_id), None
-    )
+    found = await day_of(session, member, date, today, only=course_id)
+    return found[0] if found else None
 
 
 async def materialise(session: AsyncSession, course: CourseInfo, date: dt.date) -> Session:
