@@ -625,8 +625,13 @@ class DeliveryWorker:
             last = index == len(parts) - 1
             reply_markup = markup if last else None
             if index == 0 and album is not None:
+                # The chat's tokens first (an album of several photos waits for its chat), then
+                # the bot-wide ones, so what the bulk budget counted goes out when it counted it.
                 for _ in album[1:]:
-                    await self.budget.acquire(chat_id)
+                    await self.budget.chat(chat_id).acquire()
+                for _ in album[1:]:
+                    await self.budget.wait_unpaused()
+                    await self.budget.overall.acquire()
                 media = [
                     InputMediaPhoto(
                         file_id,
