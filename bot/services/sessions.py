@@ -149,12 +149,15 @@ async def _with_my_class(
 ) -> set[int]:
     """Of these courses, those with a child of a class these teacher rows are head of: read
     from the classes' children (a few dozen), not from every enrolment of the courses."""
-    classes = select(SchoolClass.id).where(SchoolClass.head_teacher_id.in_(teachers))
+    children = (
+        select(Student.id)
+        .join(SchoolClass, SchoolClass.id == Student.class_id)
+        .where(SchoolClass.head_teacher_id.in_(teachers))
+    )
     rows = await session.scalars(
         select(Enrolment.course_id)
-        .join(Student, Student.id == Enrolment.student_id)
         .where(
-            Student.class_id.in_(classes.scalar_subquery()),
+            Enrolment.student_id.in_(children),
             Enrolment.status == EnrolmentStatus.ENROLLED,
         )
         .distinct()
