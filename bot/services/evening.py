@@ -152,8 +152,17 @@ async def build(
         )
         folded.append((reader.user_id, notices))
     ids = await outbox.enqueue_many(session, school_id, messages, now=now)
-    queued = await session.execute(select(Outbox.user_id, Outbox.id).where(Outbox.id.in_(ids)))
-    by_user = dict(queued.all())
+    # The new message of each reader with held notices (a few; not every id: an IN list of
+    # thousands is a statement no backend likes).
+    holding = [user_id for user_id, notices in folded if notices]
+    by_user: dict[int | None, int] = {}
+    if holding:
+        keys = [f"{school_id}:{KIND}:{user_id}:{day.isoformat()}" for user_id in holding]
+        fresh = set(ids)  # a message queued by an earlier run was sent without these notices
+        queued = await session.execute(
+            select(Outbox.user_id, Outbox.id).where(Outbox.dedupe_key.in_(keys))
+        )
+        by_user = {user_id: row_id for user_id, row_id in queued.all() if row_id in fresh}
     count = 0
     for user_id, notices in folded:
         digest_id = by_user.get(user_id)
