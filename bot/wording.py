@@ -68,8 +68,12 @@ def weekday_run(t: Translator, iso_weekdays: Iterable[int]) -> str:
         else:
             parts.extend(t.weekday(d, "abbreviated") for d in days[start : end + 1])
         start = end + 1
-    separator = "、" if t.locale.startswith("zh") else ", "
-    return separator.join(parts)
+    return joined(t, parts)
+
+
+def joined(t: Translator, items: Iterable[str]) -> str:
+    """Items of a list in running text: 剪纸、书法 / paper cutting, calligraphy."""
+    return ("、" if t.locale.startswith("zh") else ", ").join(items)
 
 
 def day(t: Translator, value: dt.date) -> str:

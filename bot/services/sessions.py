@@ -208,6 +208,20 @@ async def materialise(session: AsyncSession, course: CourseInfo, date: dt.date) 
     return row
 
 
+async def rolls_in(session: AsyncSession, course_ids: list[int], date: dt.date) -> set[int]:
+    """Of these courses, those whose session of `date` has its roll submitted."""
+    if not course_ids:
+        return set()
+    rows = await session.scalars(
+        select(Session.course_id).where(
+            Session.course_id.in_(course_ids),
+            Session.date == date,
+            Session.roll_submitted_at.is_not(None),
+        )
+    )
+    return set(rows.all())
+
+
 async def roster(session: AsyncSession, course_id: int) -> list[Student]:
     """The children enrolled in the course, by class and school number (学号): the roll's order."""
     rows = await session.scalars(

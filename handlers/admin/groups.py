@@ -27,6 +27,7 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
+from bot import wording
 from bot.context import BotContext
 from bot.i18n import Translator
 from bot.services import updates
@@ -38,7 +39,7 @@ CANCEL = "lc:x"
 
 
 def _names(t: Translator, found: tuple[ClassInfo, ...] | list[ClassInfo]) -> str:
-    return ("、" if t.locale.startswith("zh") else ", ").join(c.name for c in found)
+    return wording.joined(t, (c.name for c in found))
 
 
 def _linked_text(t: Translator, linked: Linked) -> str:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
 from bot.context import BotContext
@@ -141,3 +148,18 @@ async def edit_markup(query: CallbackQuery, markup: InlineKeyboardMarkup | None)
     except BadRequest as error:
         if not (UNCHANGED in error.message.lower() or _gone(error)):
             raise
+
+
+async def show_screen(
+    update: Update, text: str, rows: list[list[InlineKeyboardButton]], *, new: bool = False
+) -> None:
+    """A step's screen (HTML): in place of the pressed message, or as a new message when the
+    step began with a typed message (or `new`). Empty rows are dropped."""
+    markup = InlineKeyboardMarkup([r for r in rows if r])
+    query = update.callback_query
+    if query is not None and not new:
+        await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
+        return
+    message = update.effective_message
+    assert message is not None
+    await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)

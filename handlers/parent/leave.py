@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -43,7 +42,15 @@ from bot.services.catalogue import CourseInfo
 from bot.services.leaves import LeaveRefusal
 from handlers.common.cancel import cancel
 from handlers.common.keyboards import PAGE_MAX, grid, nav
-from handlers.common.presses import as_int, edit_markup, edit_or_send, fields, ints, refuse
+from handlers.common.presses import (
+    as_int,
+    edit_markup,
+    edit_or_send,
+    fields,
+    ints,
+    refuse,
+    show_screen,
+)
 from storage.models import Leave, Role, utcnow
 
 WHAT, DATES, PICKUP, REASON = range(4)
@@ -91,10 +98,6 @@ def _date(value: int, today: dt.date) -> dt.date | None:
         return None
 
 
-def _separator(t: Translator) -> str:
-    return "、" if t.locale.startswith("zh") else ", "
-
-
 def _colon(t: Translator) -> str:
     return "：" if t.locale.startswith("zh") else ": "
 
@@ -103,27 +106,13 @@ def _button(label: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(label, callback_data=data)
 
 
-async def _show(
-    update: Update, text: str, rows: list[list[InlineKeyboardButton]], *, new: bool = False
-) -> None:
-    """A step's screen: in place of the pressed message, or as a new one."""
-    markup = InlineKeyboardMarkup([r for r in rows if r])
-    query = update.callback_query
-    if query is not None and not new:
-        await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
-    else:
-        message = update.effective_message
-        assert message is not None
-        await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
-
-
 # ---------------------------------------------------------------------------------------------
 # Words for a leave
 
 
 def what(t: Translator, leave: Leave, sessions: Sequence[CourseInfo] = ()) -> str:
     """What a leave takes the child out of, without the day: "剪纸（非遗） 16:50–17:50"."""
-    names = _separator(t).join(c.name for c in sessions)
+    names = wording.joined(t, (c.name for c in sessions))
     if leave.pickup_at is not None:
         text = t.gettext("picked up at {time}").format(time=t.time(leave.pickup_at))
         return f"{text} · {names}" if names else text
@@ -191,8 +180,8 @@ def _tell_teacher(t: Translator, sessions: Sequence[CourseInfo]) -> str:
     if not teachers:
         return t.gettext("Please tell the teacher directly.")
     return t.gettext("Please tell {teacher} (the teacher of {course}) directly.").format(
-        teacher=html.escape(_separator(t).join(teachers)),
-        course=html.escape(_separator(t).join(c.name for c in sessions)),
+        teacher=html.escape(wording.joined(t, teachers)),
+        course=html.escape(wording.joined(t, (c.name for c in sessions))),
     )
 
 
@@ -233,7 +222,7 @@ async def begin(update: Update, context: BotContext) -> int:
         return ConversationHandler.END
     if found.child is not None:
         return await _ask_day(update, context, found, new=True)
-    await _show(
+    await show_screen(
         update,
         t.gettext("Which child?"),
         [
@@ -308,7 +297,7 @@ async def _ask_day(
     if page + 1 < pages:
         paging.append(_button(t.gettext("Later ›"), f"lv:m:{page + 1}"))
     rows.append(paging + nav(t, cancel=CANCEL))
-    await _show(update, "\n".join(lines), rows, new=new)
+    await show_screen(update, "\n".join(lines), rows, new=new)
     return WHAT
 
 
@@ -356,7 +345,7 @@ async def on_press(update: Update, context: BotContext) -> int:
         return await _ask_day(update, context, found)
     if data == "lv:d":
         await query.answer()
-        await _show(
+        await show_screen(
             update,
             t.gettext(
                 "Which days? Write a date like 12-08, or a range like 12-08 to 12-12. "
@@ -494,7 +483,7 @@ async def _ask_session(
         more.insert(0, _button(t.gettext("Pick up early…"), f"lv:p:{offset}"))
     rows += grid(more)
     rows.append(nav(t, back=BACK, cancel=CANCEL))
-    await _show(update, "\n".join(lines), rows)
+    await show_screen(update, "\n".join(lines), rows)
     return WHAT
 
 
@@ -513,7 +502,7 @@ async def _chose_session(
             rows.append([_button(t.gettext("Pick up early instead…"), f"lv:p:{offset}")])
         rows.append(nav(t, back=f"lv:w:{offset}", cancel=CANCEL))
         text = _too_late(t, child.name, child.leave_cutoff_minutes, sessions)
-        await _show(update, text, rows)
+        await show_screen(update, text, rows)
         return WHAT
     context.user_data[DRAFT] = {
         "student": child.id,
@@ -556,7 +545,9 @@ async def _several_days(
             child=html.escape(child.name), day=wording.day(t, first.date)
         )
         buttons = [_button(wording.day(t, d.date), f"lv:u:{span[0]}:{key(d.date)}") for d in later]
-        await _show(update, text, [*grid(buttons), nav(t, back=f"lv:w:{span[0]}", cancel=CANCEL)])
+        await show_screen(
+            update, text, [*grid(buttons), nav(t, back=f"lv:w:{span[0]}", cancel=CANCEL)]
+        )
         return WHAT
     context.user_data[DRAFT] = {
         "student": child.id,
@@ -581,7 +572,7 @@ def _summary(
     pickup: dt.time | None = None,
 ) -> str:
     """ "剪纸（非遗），12月7日周一 16:50–17:50" (and the whole day, or a pick-up time)."""
-    names = _separator(t).join(c.name for c in sessions)
+    names = wording.joined(t, (c.name for c in sessions))
     if pickup is not None:
         return t.gettext("{day} at {time}, from {course}").format(
             day=wording.day(t, day), time=t.time(pickup), course=names
@@ -632,14 +623,14 @@ async def _ask_pickup(
         text = t.gettext("{child}'s sessions on {day} are over.").format(
             child=html.escape(child.name), day=wording.day(t, day.date)
         )
-        await _show(update, text, [back])
+        await show_screen(update, text, [back])
         return WHAT
     text = t.gettext(
         "At what time will you collect {child} on {day}? Choose a time, or write one like "
         "{example}."
     ).format(child=html.escape(child.name), day=wording.day(t, day.date), example=t.time(times[0]))
     buttons = [_button(t.time(c), f"lv:t:{offset}:{c:%H%M}") for c in times]
-    await _show(update, text, [*grid(buttons), back])
+    await show_screen(update, text, [*grid(buttons), back])
     return PICKUP
 
 
@@ -706,10 +697,10 @@ async def _picked_time(
             ),
             day=wording.day(t, day.date),
         )
-        await _show(update, text, [back], new=update.callback_query is None)
+        await show_screen(update, text, [back], new=update.callback_query is None)
         return PICKUP
     if _now() >= dt.datetime.combine(day.date, clock, rules.zone):
-        await _show(
+        await show_screen(
             update,
             t.gettext("{time} has passed. Please choose a later time.").format(time=t.time(clock)),
             [back],
@@ -752,7 +743,9 @@ async def receive_dates(update: Update, context: BotContext) -> int:
         text = t.gettext(
             "I could not read that. Choose a day, or write it like 12-08 or 12-08 to 12-12."
         )
-        await _show(update, text, [*grid(buttons), nav(t, back=BACK, cancel=CANCEL)], new=True)
+        await show_screen(
+            update, text, [*grid(buttons), nav(t, back=BACK, cancel=CANCEL)], new=True
+        )
         return DATES
     child = found.child
     assert child is not None and context.user_data is not None
@@ -774,7 +767,7 @@ async def receive_dates(update: Update, context: BotContext) -> int:
             text += " " + t.gettext("{child}'s sessions are on {weekdays}.").format(
                 child=html.escape(child.name), weekdays=wording.weekday_run(t, found.weekdays)
             )
-        await _show(update, text, [nav(t, back=BACK, cancel=CANCEL)], new=True)
+        await show_screen(update, text, [nav(t, back=BACK, cancel=CANCEL)], new=True)
         return DATES
     context.user_data[DRAFT] = {
         "student": child.id,
@@ -816,7 +809,7 @@ async def _ask_reason(update: Update, context: BotContext, summary: str) -> int:
         + "\n\n"
         + t.gettext("A reason for the teacher? Choose one, write your own, or skip.")
     )
-    await _show(update, text, rows, new=update.callback_query is None)
+    await show_screen(update, text, rows, new=update.callback_query is None)
     return REASON
 
 
@@ -870,7 +863,7 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
                 text = _too_late(t, filed.child.name, filed.cutoff_minutes, sessions)
         else:
             text = t.gettext(REFUSALS[filed.refusal]).format(minutes=filed.cutoff_minutes)
-        await _show(update, text, [back], new=new)
+        await show_screen(update, text, [back], new=new)
         return REASON
     context.user_data.pop(DRAFT, None)
     made = filed.made
@@ -898,7 +891,7 @@ async def _record(update: Update, context: BotContext, reason: str | None) -> in
     text += "\n" + t.gettext("The teacher will see it.")
     rows = grid([take_back_button(t, x) for x in made[: PAGE_MAX - 1]], per_row=1)
     rows.append([_button(t.gettext("View the week"), SCHEDULE)])
-    await _show(update, text, rows, new=new)
+    await show_screen(update, text, rows, new=new)
     return ConversationHandler.END
 
 

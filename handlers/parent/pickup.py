@@ -22,8 +22,7 @@ import html
 import warnings
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ParseMode
+from telegram import InlineKeyboardButton, Update
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -40,7 +39,7 @@ from bot.services import dismissal
 from bot.services.dismissal import Change, Changed, Settings
 from handlers.common.cancel import cancel
 from handlers.common.keyboards import grid, nav
-from handlers.common.presses import edit_or_send, ints, refuse
+from handlers.common.presses import edit_or_send, ints, refuse, show_screen
 from storage.models import Role, utcnow
 
 NAME, RELATION = range(2)
@@ -57,19 +56,6 @@ def adult_text(t: Translator, adult: dismissal.Adult) -> str:
     return t.gettext("{relation} ({name})").format(
         relation=dismissal.relation_text(t, adult.relation), name=adult.name
     )
-
-
-async def _show(
-    update: Update, text: str, rows: list[list[InlineKeyboardButton]], *, new: bool = False
-) -> None:
-    markup = InlineKeyboardMarkup([r for r in rows if r])
-    query = update.callback_query
-    if query is not None and not new:
-        await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
-        return
-    message = update.effective_message
-    assert message is not None
-    await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
 
 
 def settings_text(t: Translator, found: Settings, top: str | None = None) -> str:
@@ -128,7 +114,7 @@ async def _settings(
 ) -> int:
     if found.child is None:
         return await _children(update, context, found, **kw)
-    await _show(
+    await show_screen(
         update, settings_text(context.t, found, top), settings_rows(context.t, found), **kw
     )
     return ConversationHandler.END
@@ -142,7 +128,7 @@ async def _children(
         *grid([_button(c.name, f"pk:k:{c.id}") for c in found.children]),
         nav(t, cancel=CLOSE),
     ]
-    await _show(update, t.gettext("Whose pick-up settings?"), rows, new=new)
+    await show_screen(update, t.gettext("Whose pick-up settings?"), rows, new=new)
     return ConversationHandler.END
 
 
@@ -236,7 +222,7 @@ async def _ask_name(update: Update, context: BotContext, student_id: int, **kw: 
     text = t.gettext(
         "Who else may collect {child}? Write their name, as the teacher will ask for it."
     ).format(child=html.escape(found.child.name))
-    await _show(update, text, [nav(t, back=f"pk:k:{student_id}", cancel=CLOSE)], **kw)
+    await show_screen(update, text, [nav(t, back=f"pk:k:{student_id}", cancel=CLOSE)], **kw)
     return NAME
 
 
@@ -274,7 +260,7 @@ async def _ask_relation(update: Update, context: BotContext, found: Settings, na
     ]
     buttons.append(_button(t.gettext("Other…"), "pk:r:0"))
     rows = [*grid(buttons), nav(t, back=f"pk:n:{found.child.id}", cancel=CLOSE)]
-    await _show(update, text, rows, new=update.callback_query is None)
+    await show_screen(update, text, rows, new=update.callback_query is None)
     return RELATION
 
 
@@ -292,7 +278,7 @@ async def _relation_button(update: Update, context: BotContext, kind: int) -> in
             name=html.escape(draft["name"])
         )
         back = nav(t, back=f"pk:n:{draft['student']}", cancel=CLOSE)
-        await _show(update, text, [back])
+        await show_screen(update, text, [back])
         return RELATION
     await query.answer()
     return await _add(update, context, KINDS[kind - 1])
@@ -407,7 +393,7 @@ async def _ask_alone(update: Update, context: BotContext, student_id: int) -> in
         [_button(t.gettext("Yes, allow it"), f"pk:A:{student_id}")],
         nav(t, back=f"pk:k:{student_id}", cancel=CLOSE),
     ]
-    await _show(update, text, rows)
+    await show_screen(update, text, rows)
     return ConversationHandler.END
 
 

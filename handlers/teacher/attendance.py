@@ -23,10 +23,7 @@ import html
 import math
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import ParseMode
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot import wording
@@ -36,8 +33,8 @@ from bot.services import attendance, sessions, when
 from bot.services.attendance import Line, Outcome, Roll, ShorthandError
 from bot.services.sessions import Access
 from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
-from handlers.common.presses import as_int, edit_or_send, fields, refuse
-from storage.models import Role, Session, utcnow
+from handlers.common.presses import as_int, edit_or_send, fields, refuse, show_screen
+from storage.models import Role, utcnow
 
 CLOSE = "at:x"
 PER_PAGE = PAGE_MAX
@@ -236,7 +233,7 @@ async def _day_screen(
     today = _today(t)
     async with context.db.transaction() as session:
         runs = await sessions.day_of(session, member, day, today)
-        done = await _submitted(session, [r.course.id for r in runs], day)
+        done = await sessions.rolls_in(session, [r.course.id for r in runs], day)
         roll = None
         if opening and len(runs) == 1:
             roll = await attendance.open_roll(session, member, runs[0].course.id, day, today)
@@ -273,36 +270,14 @@ async def _day_screen(
         )
     else:
         text = t.gettext(NO_SESSIONS).format(day=wording.day(t, day))
-    await _answer(update, text, InlineKeyboardMarkup(rows))
-
-
-async def _submitted(session: AsyncSession, course_ids: list[int], day: dt.date) -> set[int]:
-    if not course_ids:
-        return set()
-    rows = await session.scalars(
-        select(Session.course_id).where(
-            Session.course_id.in_(course_ids),
-            Session.date == day,
-            Session.roll_submitted_at.is_not(None),
-        )
-    )
-    return set(rows.all())
-
-
-async def _answer(update: Update, text: str, markup: InlineKeyboardMarkup | None) -> None:
-    query = update.callback_query
-    if query is not None:
-        await edit_or_send(query, text, parse_mode=ParseMode.HTML, reply_markup=markup)
-        return
-    message = update.effective_message
-    assert message is not None
-    await message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+    await show_screen(update, text, rows)
 
 
 async def _show_roll(update: Update, context: BotContext, roll: Roll, page: int) -> None:
     draft = _draft(context, roll.course.id, roll.running.date) if roll.editable else {}
-    await _answer(
-        update, roll_text(context.t, roll, draft), roll_markup(context.t, roll, draft, page)
+    markup = roll_markup(context.t, roll, draft, page)
+    await show_screen(
+        update, roll_text(context.t, roll, draft), [list(r) for r in markup.inline_keyboard]
     )
 
 
@@ -554,7 +529,7 @@ async def _after_submit(update: Update, context: BotContext, result: attendance.
     )
     rows = grid(steps)
     rows.append(nav(t, back=f"at:d:{day}", cancel=CLOSE))
-    await _answer(update, text, InlineKeyboardMarkup(rows))
+    await show_screen(update, text, rows)
 
 
 def handlers() -> list[Any]:

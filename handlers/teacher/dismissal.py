@@ -73,10 +73,6 @@ def _button(label: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(label, callback_data=data)
 
 
-def _separator(t: Translator) -> str:
-    return "、" if t.locale.startswith("zh") else ", "
-
-
 def _clock(t: Translator, moment: dt.datetime) -> str:
     return t.time(moment.astimezone(t.timezone).time())
 
@@ -131,7 +127,7 @@ def _marks(t: Translator, pupil: Pupil, *, adults: bool = True) -> list[str]:
     if pupil.left is None and pupil.adults:
         if adults:
             found.append(
-                "👤 " + _separator(t).join(html.escape(adult_text(t, a)) for a in pupil.adults)
+                "👤 " + wording.joined(t, (html.escape(adult_text(t, a)) for a in pupil.adults))
             )
         else:
             found.append(f"👤{len(pupil.adults)}")
@@ -507,7 +503,7 @@ async def _ask_rest(update: Update, context: BotContext, values: list[int]) -> N
         "Mark all {n} children still in class as picked up by a guardian?",
         len(rest),
     ).format(n=len(rest))
-    names = _separator(t).join(f"{p.number}. {html.escape(p.name)}" for p in rest)
+    names = wording.joined(t, (f"{p.number}. {html.escape(p.name)}" for p in rest))
     text += "\n" + names + "\n\n" + t.gettext("Children on leave or absent are not included.")
     rows = [
         [_button(t.gettext("Confirm"), f"dm:y:{session_id}:{version}:{count}")],
@@ -553,7 +549,7 @@ def _rest_line(t: Translator, done: Marked) -> str:
     assert first is not None
     return "✅ " + t.gettext("{time} picked up by a guardian: {children}").format(
         time=_clock(t, first.left_at),
-        children=_separator(t).join(f"{p.number}. {p.name}" for p in done.pupils),
+        children=wording.joined(t, (f"{p.number}. {p.name}" for p in done.pupils)),
     )
 
 
@@ -596,7 +592,7 @@ async def _shorthand(update: Update, context: BotContext, args: Sequence[str]) -
         await message.reply_text(t.gettext("You have no after-school sessions to mark today."))
         return
     if len(chosen) != 1:
-        names = _separator(t).join(r.course.name for r in day)
+        names = wording.joined(t, (r.course.name for r in day))
         await message.reply_text(
             t.gettext(
                 "You have several sessions today ({courses}): write the course first, like "

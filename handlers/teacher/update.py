@@ -51,7 +51,7 @@ from bot.services.sessions import Access, Running
 from bot.services.updates import NeedsConsent, Plan, Posted, Problem
 from handlers.common.cancel import cancel as cancel_step
 from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
-from handlers.common.presses import as_int, edit_or_send, fields, refuse
+from handlers.common.presses import as_int, edit_or_send, fields, refuse, show_screen
 from storage.models import Role, utcnow
 
 CHOOSE, COMPOSE, PREVIEW = range(3)
@@ -70,10 +70,6 @@ def _today(t: Translator) -> dt.date:
 
 def _button(label: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(label, callback_data=data)
-
-
-def _separator(t: Translator) -> str:
-    return "、" if t.locale.startswith("zh") else ", "
 
 
 def _job_name(user_id: int) -> str:
@@ -151,19 +147,6 @@ async def begin(update: Update, context: BotContext) -> int:
     return CHOOSE
 
 
-async def _show(
-    update: Update, text: str, rows: list[list[InlineKeyboardButton]], *, new: bool = False
-) -> None:
-    markup = InlineKeyboardMarkup([r for r in rows if r])
-    query = update.callback_query
-    if query is not None and not new:
-        await edit_or_send(query, text, reply_markup=markup, parse_mode=ParseMode.HTML)
-    else:
-        message = update.effective_message
-        assert message is not None
-        await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
-
-
 async def _ask_session(
     update: Update,
     t: Translator,
@@ -188,7 +171,7 @@ async def _ask_session(
     text = t.gettext("Which session is the update for? Today, {day}:").format(
         day=wording.day(t, _day(draft))
     )
-    await _show(update, text, rows, new=new)
+    await show_screen(update, text, rows, new=new)
 
 
 async def _ask_content(
@@ -204,7 +187,7 @@ async def _ask_content(
         ),
     ]
     back = f"up:b:{draft['id']}" if draft.get("several") else None
-    await _show(
+    await show_screen(
         update, "\n".join(lines), [nav(t, back=back, cancel=f"up:c:{draft['id']}")], new=new
     )
 
@@ -382,7 +365,7 @@ def _preview(
         ]
         return "\n".join(lines), [cancel]
     if photos and plan.unconsented:
-        names = _separator(t).join(html.escape(c.name) for c in plan.unconsented)
+        names = wording.joined(t, (html.escape(c.name) for c in plan.unconsented))
         count = len(plan.unconsented)
         draft["confirm"] = [c.id for c in plan.unconsented]  # what the teacher is shown
         lines += [
