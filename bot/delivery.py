@@ -14,6 +14,10 @@
   share the per-chat buckets, so together they stay within each chat's limit. With
   `KEHOU_LIMITS=off` (benchmarks against a local Bot API server) every bucket lets everything
   through at once; a 429 still pauses sending.
+- **Bunching.** Sends held up on the way (a slow network, a stalled server) arrive together,
+  and Telegram counts them when they arrive. So the bulk bucket holds only a quarter second of
+  sending, and a worker keeps only half a second's worth awaiting answers: a bunch released at
+  once stays within the limit (`test_a_stalling_link_does_not_turn_into_a_flood`).
 - **429.** Telegram answers 429 for the bot, without saying which limit was hit; whichever call
   gets one pauses every send, replies and bulk alike, for the time Telegram asks (only
   `answerCallbackQuery`, which Telegram does not limit, goes on during a pause).
@@ -47,6 +51,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
+import math
 import os
 import random
 import signal
@@ -96,6 +101,15 @@ UNLIMITED = 1e9
 # Stop sending when the heartbeat could not be written for this long: well before other workers
 # take the rows over (`outbox.WORKER_ALIVE`, 10 s), leaving room for clocks a little apart.
 FENCE_SECONDS = 6.0
+# The bulk bucket holds this many seconds of sending: after a quiet spell the worker starts at
+# once, but never with more than a quarter second's worth in one go.
+BULK_BURST_SECONDS = 0.25
+# Bulk sends awaiting Telegram's answer, in seconds of the worker's rate (at least
+# `MIN_IN_FLIGHT`): enough to keep the rate up with answers that take half a second, and no more,
+# because sends held up on the way (a slow network, a server that stalls) and then let through
+# together arrive as a burst, and every send in flight can be part of it.
+IN_FLIGHT_SECONDS = 0.5
+MIN_IN_FLIGHT = 8
 # Sends of a later part of a row (after an album, say) that met a 429 before it is given up:
 # see `DeliveryWorker._later_part`.
 LATER_PART_TRIES = 3
@@ -142,7 +156,7 @@ class SendBudget:
         self.limited = limited
         self.rate = rate if limited else UNLIMITED
         self.share = 1  # live workers dividing the rate
-        self.overall = AsyncLimiter(self.rate, 1)  # bulk only: replies never draw from it
+        self.overall = _bulk_bucket(self.rate)  # bulk only: replies never draw from it
         self.chat_burst = chat_burst
         self.chat_per_second = chat_per_second
         self.group_interval = 60 / group_per_minute * 1.03  # a little margin on the window
@@ -154,9 +168,14 @@ class SendBudget:
         workers = max(workers, 1)
         if workers != self.share:
             self.share = workers
-            self.overall = AsyncLimiter(self.rate / workers, 1)
+            self.overall = _bulk_bucket(self.rate / workers)
             if self.limited:
                 log.info("send budget: %.1f messages/s (%d workers)", self.rate / workers, workers)
+
+    @property
+    def per_worker(self) -> float:
+        """This worker's part of the bulk rate (messages a second)."""
+        return self.rate / self.share
 
     def chat(self, chat_id: int) -> AsyncLimiter:
         if not self.limited:
@@ -204,6 +223,13 @@ class SendBudget:
         """A reply into the chat of the person's own update: that chat's bucket only."""
         await self.wait_unpaused()
         await self.chat(chat_id).acquire()
+
+
+def _bulk_bucket(rate: float) -> AsyncLimiter:
+    """A leaky bucket that lets `rate` messages a second through, holding at most
+    `BULK_BURST_SECONDS` of them (and at least one)."""
+    seconds = max(BULK_BURST_SECONDS, 1 / rate)
+    return AsyncLimiter(rate * seconds, seconds)
 
 
 class ReplyRateLimiter(BaseRateLimiter[dict[str, Any]]):
@@ -304,6 +330,7 @@ class DeliveryWorker:
         self._outcomes: list[Outcome] = []
         self._blocked: set[int] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._landed = asyncio.Event()  # a send in flight got its answer
         self._wake = asyncio.Event()
         self._queued = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -425,8 +452,17 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
+    def _flight_limit(self) -> int:
+        """How many sends may await Telegram's answer at once (see `IN_FLIGHT_SECONDS`)."""
+        wanted = math.ceil(self.budget.per_worker * IN_FLIGHT_SECONDS)
+        return min(self.max_in_flight, max(MIN_IN_FLIGHT, wanted))
+
+    async def _room_in_flight(self) -> None:
+        while len(self._in_flight) >= self._flight_limit():
+            self._landed.clear()
+            await self._landed.wait()
+
     async def _dispatch_loop(self) -> None:
-        in_flight = asyncio.Semaphore(self.max_in_flight)
         while self._running:
             item = self._next_ready()
             if item is None:
@@ -438,7 +474,7 @@ class DeliveryWorker:
                 self._give_back([item])
                 continue
             try:
-                await in_flight.acquire()
+                await self._room_in_flight()
                 await self.budget.wait_unpaused()
                 await self.budget.overall.acquire()
                 await self.budget.chat(item.row.chat_id).acquire()
@@ -448,17 +484,16 @@ class DeliveryWorker:
             if item.epoch != self._epoch or self._fenced():
                 # Our heartbeat lapsed while we waited: another worker may hold the row now.
                 # Give it back (nothing happens if it was taken) rather than send it twice.
-                in_flight.release()
                 self._give_back([item])
                 continue
             task = asyncio.create_task(self._send(item.row))
             self._in_flight.add(task)
 
-            def done(task: asyncio.Task[None]) -> None:
-                self._in_flight.discard(task)
-                in_flight.release()
+            task.add_done_callback(self._landed_one)
 
-            task.add_done_callback(done)
+    def _landed_one(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._landed.set()
 
     def _next_ready(self) -> _Queued | None:
         """The most urgent queued row whose chat may take a message now.

@@ -514,7 +514,7 @@ class Sandbox:
         self.counters.events["files"] += 1
 
     def plan_faults(self, method: str) -> FaultPlan:
-        return plan_faults(self.faults, method, self.random)
+        return plan_faults(self.faults, method, self.random, self.clock())
 
     def reseed(self, seed: int) -> None:
         self.faults.seed = seed

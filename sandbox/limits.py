@@ -54,6 +54,9 @@ class Faults:
     enabled: bool = True  # a master switch that keeps the settings below
     delay: float = 0.0  # seconds added to every Bot API call
     jitter: float = 0.0  # plus a uniformly random share of up to this many seconds
+    # A link that stalls: every call waits for the next multiple of this many seconds and then
+    # goes through with all the others held, in a bunch (0: off).
+    stall_every: float = 0.0
     error_rate: float = 0.0  # share of calls answered 502 Bad Gateway, not carried out
     timeout_rate: float = 0.0  # share of calls carried out but answered after `hang_seconds`
     hang_seconds: float = 30.0
@@ -107,12 +110,15 @@ class FaultPlan:
     bad_gateway: bool = False
 
 
-def plan_faults(faults: Faults, method: str, rng: random.Random) -> FaultPlan:
-    """Decide what happens to one call. Random numbers are drawn only for active settings, so
-    the same settings and seed give the same faults for the same sequence of calls."""
+def plan_faults(faults: Faults, method: str, rng: random.Random, now: float) -> FaultPlan:
+    """Decide what happens to one call arriving at `now`. Random numbers are drawn only for
+    active settings, so the same settings and seed give the same faults for the same sequence
+    of calls."""
     if not faults.enabled or (faults.methods is not None and method not in faults.methods):
         return FaultPlan()
     plan = FaultPlan(delay=faults.delay)
+    if faults.stall_every > 0:
+        plan.delay += faults.stall_every - now % faults.stall_every
     if faults.jitter > 0:
         plan.delay += rng.uniform(0, faults.jitter)
     if faults.timeout_rate > 0 and rng.random() < faults.timeout_rate:

@@ -289,6 +289,26 @@ async def test_two_workers_share_the_table_and_the_rate(
     assert world.sandbox.counters.rate_limited < 10
 
 
+async def test_a_stalling_link_does_not_turn_into_a_flood(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls held up on the way arrive together: the worker keeps few enough in flight, and
+    small enough bursts, that a bunch released at once stays within Telegram's limit."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    scaled_limits(world.sandbox, 5)
+    world.sandbox.faults.stall_every = 0.6
+    people = await world.people(600)
+    first = await world.worker(rate=125)
+    second = await world.worker(rate=125)
+    await first._heartbeat()
+    await world.enqueue(broadcast(people))
+    await first.idle(timeout=60)
+    await second.idle(timeout=60)
+    assert set(world.received([chat for _, chat in people]).values()) == {1}
+    assert world.sandbox.counters.faults["delayed"] >= 600
+    assert world.sandbox.counters.rate_limited < 5
+
+
 async def test_kill_and_resume_loses_nothing(world: World, tmp_path: Path) -> None:
     """`kehou deliver` is killed with SIGKILL mid-broadcast, then started again."""
     world.sandbox.limits.enabled = True
