@@ -137,11 +137,43 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_migrate:
         upgrade(settings.database_url)
     application = build_application(settings)
+    serve_web_pages(application, settings)
     try:
         _serve(application, settings)
     except InvalidToken:  # revoked since the check: PTB has logged it, redacted
         raise TokenRejected(_rejected_message(settings)) from None
     return 0
+
+
+def serve_web_pages(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Serve the public disclosure page (bot.web) next to the bot, from start-up to shutdown:
+    on KEHOU_WEB_HOST:KEHOU_WEB_PORT, not at all when the port is 0."""
+    if not settings.web_port:
+        return
+    from aiohttp import web
+
+    from bot import web as pages
+    from bot.context import KehouApplication
+
+    first_init, first_shutdown = application.post_init, application.post_shutdown
+    runners: list[web.AppRunner] = []
+
+    async def post_init(app: Application) -> None:  # type: ignore[type-arg]
+        if first_init is not None:
+            await first_init(app)
+        assert isinstance(app, KehouApplication)
+        runner = await pages.start(settings, app.runtime.db, app.runtime.i18n)
+        if runner is not None:
+            runners.append(runner)
+
+    async def post_shutdown(app: Application) -> None:  # type: ignore[type-arg]
+        while runners:  # before the bot's own shutdown closes the database
+            await runners.pop().cleanup()
+        if first_shutdown is not None:
+            await first_shutdown(app)
+
+    application.post_init = post_init
+    application.post_shutdown = post_shutdown
 
 
 def _serve(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
@@ -221,6 +253,7 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.i18n import I18n
     from bot.services import invites, letters, qr
+    from bot.web import disclosure_url
     from storage.db import Database
     from storage.models import Role, School, Teacher
 
@@ -290,7 +323,10 @@ async def _invite_async(args: argparse.Namespace, settings: Settings) -> int:
             for class_code, group in by_class.items():
                 letters.write_csv(group, args.out / f"parents-{class_code}.csv")
                 pdf = letters.render_letters_pdf(
-                    group, school_name=school.name, translator=translator
+                    group,
+                    school_name=school.name,
+                    translator=translator,
+                    disclosure_url=disclosure_url(settings, school.code),
                 )
                 (args.out / f"letters-{class_code}.pdf").write_bytes(pdf)
             count, classes = len(invitations), len(by_class)

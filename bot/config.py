@@ -66,6 +66,11 @@ class Settings:
     # False (KEHOU_LIMITS=off): Kehou paces no sends, neither the bulk rate nor any chat's
     # bucket; for a local Bot API server and benchmarks only. A 429 is still honoured.
     limits: bool = True
+    # Where the public disclosure page (bot.web: schedule and fee standards, 收费公示) is
+    # reachable from outside, e.g. https://kehou.example.edu.cn; None: nothing links to it.
+    public_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 8081  # 0: no web server in `kehou run`
 
     @property
     def bot_base_url(self) -> str | None:
@@ -173,6 +178,19 @@ class Settings:
         if limits_text not in ("on", "off"):
             raise ConfigError("KEHOU_LIMITS must be on or off")
 
+        public_url = get("KEHOU_PUBLIC_URL")
+        if public_url is not None:
+            _check_http_url("KEHOU_PUBLIC_URL", public_url)
+            if urlparse(public_url).query or urlparse(public_url).fragment:
+                raise ConfigError("KEHOU_PUBLIC_URL must be a plain address without ?query or #")
+            public_url = public_url.rstrip("/")
+        web_host = get("KEHOU_WEB_HOST") or "127.0.0.1"
+        web_port_text = get("KEHOU_WEB_PORT") or "8081"
+        if not web_port_text.isdigit() or not 0 <= int(web_port_text) < 65536:
+            raise ConfigError(
+                f"KEHOU_WEB_PORT must be a port number (0: no web server), not {web_port_text!r}"
+            )
+
         return cls(
             token=Secret(token) if token else None,
             database_url=database_url,
@@ -189,6 +207,9 @@ class Settings:
             send_rate=send_rate,
             delivery=delivery_text == "on",
             limits=limits_text == "on",
+            public_url=public_url,
+            web_host=web_host,
+            web_port=int(web_port_text),
         )
 
 

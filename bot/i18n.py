@@ -15,7 +15,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_time, get_day_names
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency
+from babel.numbers import format_decimal
 from babel.support import Translations
 
 SUPPORTED_LOCALES = ("zh_CN", "en")
@@ -108,8 +108,12 @@ class Translator:
         return separator.join(self.weekday(d, "abbreviated") for d in iso_weekdays)
 
     def money(self, fen: int) -> str:
-        """An amount in fen (1/100 yuan) as CNY in the user's locale."""
-        return format_currency(Decimal(fen) / 100, "CNY", locale=self.locale)
+        """An amount in fen (1/100 yuan) in the user's locale: ¥1,234.50 in both languages.
+
+        Babel's English symbol for the yuan is "CN¥"; families in China read "¥", so the
+        pattern names it, and Babel still places the separators and the sign.
+        """
+        return format_decimal(Decimal(fen) / 100, format="¥#,##0.00", locale=self.locale)
 
 
 class I18n:

@@ -32,6 +32,7 @@ from bot.services import (
     deadlines,
     enrolment,
     evening,
+    fee_notices,
     invites,
     ledger,
     lottery,
@@ -113,6 +114,17 @@ async def due_patrols(session: AsyncSession, now: dt.datetime) -> list[Due]:
         due_at = last_local(zone, school.patrol_time, now)
         same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
         found.append(Due("patrol", school.id, due_at, stale=not same_day))
+    return found
+
+
+async def due_fee_reminders(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each school's fee reminders, daily at its reminder time; stale once that day is over."""
+    found = []
+    for school in await _schools(session):
+        zone = ZoneInfo(school.timezone)
+        due_at = last_local(zone, school.fee_reminder_time, now)
+        same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
+        found.append(Due("fees", school.id, due_at, stale=not same_day))
     return found
 
 
@@ -227,6 +239,16 @@ async def run_patrol(sched: Scheduler, session: AsyncSession, due: Due, now: dt.
     return await patrol.send_record(session, sched.runtime.i18n, due.school_id, day, now)
 
 
+async def run_fee_reminders(
+    sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime
+) -> str:
+    if due.stale:
+        return "stale: that day is over"
+    day = due.due_at.astimezone(ZoneInfo(await _zone(session, due.school_id))).date()
+    sent = await fee_notices.send_reminders(session, due.school_id, day)
+    return f"{sent} fee reminders"
+
+
 async def run_roll(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
     parsed = patrol.parse_job(due.job)
     if parsed is None:
@@ -303,6 +325,7 @@ JOBS: dict[str, tuple[Finder, Runner]] = {
     "digest": (due_digests, run_digest),
     "roll": (due_rolls, run_roll),
     "patrol": (due_patrols, run_patrol),
+    "fees": (due_fee_reminders, run_fee_reminders),
     "housekeeping": (due_housekeeping, run_housekeeping),
 }
 
@@ -435,7 +458,7 @@ class Scheduler:
                 if (due.job, due.school_id, due.due_at) == (job, school_id, due_at):
                     return due
         # No longer due (a broadcast cancelled meanwhile): the runner finds nothing to do.
-        return Due(job, school_id, due_at, stale=job.startswith(("digest", "patrol")))
+        return Due(job, school_id, due_at, stale=job.startswith(("digest", "patrol", "fees")))
 
 
 class LostRun(Exception):

@@ -32,6 +32,7 @@ from bot.services.broadcasts import Audience, AudienceKind
 from bot.services.enrolment import SignedUp
 from bot.services.importer import import_school
 from bot.services.invites import InvitePreview, Redeemed
+from bot.web import add_routes, disclosure_url
 from sandbox.page_i18n import all_page_strings
 from sandbox.server import Sandbox, create_app
 from storage.db import Database
@@ -128,6 +129,7 @@ class DemoWorld:
     new_parent_code: str
     new_parent_child: str
     scene: Scene | None = None  # what `set_the_scene` arranged (`kehou demo` only)
+    school_code: str | None = None  # its public page: /schools/<code> on the sandbox
 
 
 async def prepare(
@@ -146,6 +148,9 @@ async def prepare(
                 update(SchoolClass)
                 .where(SchoolClass.school_id == report.school_id, SchoolClass.code == GROUP_CLASS)
                 .values(group_chat_id=GROUP_CHAT_ID)
+            )
+            school_code = await session.scalar(
+                select(School.code).where(School.id == report.school_id)
             )
             child_id, child, class_name = await _student(
                 session, report.school_id, NEW_PARENT_CHILD
@@ -204,8 +209,11 @@ async def prepare(
         database_url=database_url,
         api_base_url=sandbox_url,
         bot_username=BOT_USERNAME,
+        # The sandbox serves the disclosure page too (`running`), so the bot's links work.
+        public_url=sandbox_url,
+        web_port=0,
     )
-    return DemoWorld(sandbox, settings, code, child, scene)
+    return DemoWorld(sandbox, settings, code, child, scene, school_code)
 
 
 async def _student(session: AsyncSession, school_id: int, number: str) -> tuple[int, str, str]:
@@ -521,8 +529,12 @@ async def _linked(db: Database) -> tuple[str, str] | None:
 @contextlib.asynccontextmanager
 async def running(world: DemoWorld, host: str, port: int):  # type: ignore[no-untyped-def]
     """The sandbox serving on host:port and the bot polling it, until the block ends."""
-    strings = all_page_strings(I18n(world.settings.timezone))
-    runner = web.AppRunner(create_app(world.sandbox, page_strings=strings), access_log=None)
+    i18n = I18n(world.settings.timezone)
+    app = create_app(world.sandbox, page_strings=all_page_strings(i18n))
+    # The schools' public schedule and fee pages (bot.web), from the demo's database.
+    pages_db = Database(world.settings.database_url)
+    add_routes(app, pages_db, i18n)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -552,6 +564,13 @@ async def running(world: DemoWorld, host: str, port: int):  # type: ignore[no-un
         with contextlib.suppress(asyncio.CancelledError):
             await follower
         await runner.cleanup()
+        await pages_db.dispose()
+
+
+def _pages_note(world: DemoWorld) -> str:
+    """Where the demo school's public schedule and fees page is."""
+    url = disclosure_url(world.settings, world.school_code) if world.school_code else None
+    return f"The school's public schedule and fees (收费公示): {url}\n" if url else ""
 
 
 def _scene_note(scene: Scene | None) -> str:
@@ -596,6 +615,7 @@ async def _serve(database: Path, host: str, port: int) -> None:
             "Pick a person on the left: parents, a teacher, the admin or a class group.\n"
             f"Try the new parent with invite code {invites.pretty(world.new_parent_code)}.\n"
             f"{_scene_note(world.scene)}"
+            f"{_pages_note(world)}"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )

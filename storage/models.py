@@ -187,14 +187,29 @@ class UpdateMode(enum.StrEnum):
 class FeeUnit(enum.StrEnum):
     TERM = "term"
     MONTH = "month"
-    SESSION = "session"
+    SESSION = "session"  # one session of one course
+    DAY = "day"  # one day with service
 
 
-class BillStatus(enum.StrEnum):
-    UNPAID = "unpaid"
-    PAID = "paid"
-    EXEMPT = "exempt"
-    REFUNDED = "refunded"
+class FeeCovers(enum.StrEnum):
+    """What a fee standard pays for (收费公示 names it)."""
+
+    PERIOD_1 = "period1"  # the first period (basic care and homework help), once per child
+    PERIOD_2 = "period2"  # the second period, once per child whatever the courses
+    COURSE = "course"  # the courses that name it (also a provider's fee collected for it, 代收)
+    FREE = "free"  # declared free (弹性离校, 午休, …): can never carry a charge
+
+
+class EntryKind(enum.StrEnum):
+    """A movement on a bill's ledger. The balance (what the family owes) is their sum."""
+
+    CHARGE = "charge"  # + a bill line
+    PAYMENT = "payment"  # − money received
+    EXEMPTION = "exemption"  # − a hardship exemption or reduction set by an admin
+    ADJUSTMENT = "adjustment"  # − what the refund rule gives back (withdrawal, cancellation, …)
+    REFUND = "refund"  # + money paid back to the family
+    CREDIT_OUT = "credit_out"  # + a credit moved to the next bill
+    CREDIT_IN = "credit_in"  # − a credit brought from the previous bill
 
 
 class RatingAspect(enum.StrEnum):
@@ -278,6 +293,13 @@ class School(Base):
     # Moved on by every change to the school's courses, terms, teachers, providers or fees
     # (storage.versions), so processes know when their cached programme is stale.
     catalogue_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The school's disclosed fee rules, for standards that state none (`fee_rules`), and when
+    # fee reminders go (`fee_rules.Reminders`); None: the defaults.
+    fee_rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fee_reminders: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    fee_reminder_time: Mapped[dt.time] = mapped_column(
+        Time, default=dt.time(10, 0), server_default="10:00:00"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property
@@ -482,12 +504,18 @@ class Teacher(Base):
 
 
 class FeeStandard(Base):
-    """A disclosed fee item (收费公示). Nothing undisclosed may be billed."""
+    """A fee item as disclosed (收费公示). Nothing undisclosed may be billed.
+
+    Once disclosed (`disclosed_at`) a standard is never edited: a change is a new version of
+    the same code, and the old one is marked superseded. `rule` holds the disclosed rules for
+    late joins and refunds (`bot.services.fee_rules`).
+    """
 
     __tablename__ = "fee_standards"
     __table_args__ = (
-        UniqueConstraint("term_id", "code"),
+        UniqueConstraint("term_id", "code", "version"),
         CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
+        CheckConstraint("covers <> 'free' OR amount_fen = 0", name="free_is_free"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -503,6 +531,19 @@ class FeeStandard(Base):
     approval_ref: Mapped[str | None] = mapped_column(String(100))  # 批准文号
     disclosed_on: Mapped[dt.date | None] = mapped_column(Date)
     description: Mapped[str | None] = mapped_column(Text)
+    covers: Mapped[FeeCovers] = mapped_column(
+        enum_type(FeeCovers, "fee_covers"), default=FeeCovers.COURSE, server_default="course"
+    )
+    version: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    effective_from: Mapped[dt.date | None] = mapped_column(Date)  # None: the term's start
+    effective_to: Mapped[dt.date | None] = mapped_column(Date)  # None: the term's end
+    # When it was made public (the start of `disclosed_on` in the school's zone when imported).
+    disclosed_at: Mapped[dt.datetime | None]
+    disclosed_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    superseded_at: Mapped[dt.datetime | None]
+    rule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Course(Base):
@@ -806,6 +847,13 @@ class GrowthNote(Base):
 
 
 class Bill(Base):
+    """A child's term bill: whichever guardian pays closes it for all of them.
+
+    Its money is the ledger (`BillEntry`): the balance is always the sum of the entries.
+    `version` moves on with every entry, so two admins recording at once cannot both write
+    against the same balance unseen (compare-and-set).
+    """
+
     __tablename__ = "bills"
     __table_args__ = (UniqueConstraint("term_id", "student_id"),)
 
@@ -814,18 +862,26 @@ class Bill(Base):
     term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
     issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    issued_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     due_on: Mapped[dt.date | None] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reminders_sent: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
     lines: Mapped[list[BillLine]] = relationship(
-        back_populates="bill", cascade="all, delete-orphan"
+        back_populates="bill", cascade="all, delete-orphan", order_by="BillLine.id"
     )
 
 
 class BillLine(Base):
+    """One charge: a disclosed standard, at its disclosed amount, for one child's enrolment."""
+
     __tablename__ = "bill_lines"
     __table_args__ = (
         CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
+        UniqueConstraint("bill_id", "fee_standard_id", "course_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -835,15 +891,43 @@ class BillLine(Base):
     fee_standard_id: Mapped[int] = mapped_column(
         ForeignKey("fee_standards.id", ondelete="RESTRICT")
     )
+    # The course billed (None for a once-per-child standard: period 1 or 2 as a whole).
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id", ondelete="SET NULL"))
+    enrolment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrolments.id", ondelete="SET NULL")
+    )
+    unit_fen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     amount_fen: Mapped[int] = mapped_column(Integer)
-    status: Mapped[BillStatus] = mapped_column(
-        enum_type(BillStatus, "bill_status"), default=BillStatus.UNPAID
-    )
-    status_changed_at: Mapped[dt.datetime | None]
+    from_date: Mapped[dt.date | None] = mapped_column(Date)  # billed from (a late join)
     note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     bill: Mapped[Bill] = relationship(back_populates="lines")
+    standard: Mapped[FeeStandard] = relationship()
+
+
+class BillEntry(Base):
+    """One movement of money on a bill (see `EntryKind`); never changed once written."""
+
+    __tablename__ = "bill_entries"
+    __table_args__ = (
+        CheckConstraint("amount_fen <> 0", name="amount_not_zero"),
+        UniqueConstraint("bill_id", "kind", "reference"),
+        Index("ix_bill_entries_bill", "bill_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bills.id", ondelete="CASCADE"))
+    kind: Mapped[EntryKind] = mapped_column(enum_type(EntryKind, "entry_kind"))
+    amount_fen: Mapped[int] = mapped_column(Integer)  # signed: + owed, − settled
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("bill_lines.id", ondelete="SET NULL"))
+    # A payment's transaction number, or what an adjustment is for: once per bill and kind.
+    reference: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(String(200))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # --- feedback and messages --------------------------------------------------------------------

@@ -13,7 +13,6 @@ from sqlalchemy import insert, select, update
 from bot.services import enrolment, lottery, timetable
 from bot.services.catalogue import CourseInfo
 from bot.services.enrolment import OfferAnswer, Refusal, SignedUp
-from bot.services.fees import AfterWithdrawal, WithdrawalFee, withdrawal_fee
 from storage.db import Database
 from storage.models import (
     Allocation,
@@ -138,7 +137,11 @@ async def test_the_rules_each_refuse_with_their_reason(db: Database, school: Sch
         await enrolment.sign_up(db, xiaoming, undisclosed, user_id=None) is Refusal.FEE_UNDISCLOSED
     )
     async with db.transaction() as session:
-        await session.execute(update(FeeStandard).values(disclosed_on=dt.date(2026, 8, 21)))
+        await session.execute(
+            update(FeeStandard).values(
+                disclosed_on=dt.date(2026, 8, 21), disclosed_at=utcnow() - dt.timedelta(days=30)
+            )
+        )
         await session.execute(
             update(Term).values(enrolment_closes_at=utcnow() - dt.timedelta(days=1))
         )
@@ -376,15 +379,3 @@ async def test_the_school_sets_how_long_an_offer_is_held(db: Database, school: S
         (offered,) = await enrolment.make_offers(session, course, now)
         row = await session.get(Enrolment, offered)
         assert row is not None and row.offer_expires_at == now + dt.timedelta(hours=2)
-
-
-def test_the_fee_rule_after_withdrawal_follows_the_disclosed_unit() -> None:
-
-    assert withdrawal_fee(None, None).rule is AfterWithdrawal.FREE
-    assert withdrawal_fee(0, "term").rule is AfterWithdrawal.FREE
-    assert withdrawal_fee(1200, "session").rule is AfterWithdrawal.SESSIONS_AFTER_NOT_CHARGED
-    assert withdrawal_fee(30000, "month").rule is AfterWithdrawal.MONTHS_AFTER_NOT_CHARGED
-    assert withdrawal_fee(60000, "term") == WithdrawalFee(
-        60000, "term", AfterWithdrawal.UNUSED_PART_REFUNDED
-    )
-    assert withdrawal_fee(60000, None).rule is AfterWithdrawal.UNUSED_PART_REFUNDED

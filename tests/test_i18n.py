@@ -92,7 +92,9 @@ def test_formatting_follows_the_locale() -> None:
     i18n = I18n(ZoneInfo("Asia/Shanghai"))
     zh, en = i18n.get("zh_CN"), i18n.get("en")
     assert zh.money(30050) == "¥300.50"
-    assert en.money(30050) == "CN¥300.50"
+    # Families in China read "¥" in both languages (Babel's English symbol would be "CN¥").
+    assert en.money(30050) == "¥300.50"
+    assert zh.money(123450) == "¥1,234.50" and en.money(-5) == "-¥0.05"
     assert zh.weekday(1) == "星期一" and en.weekday(1) == "Monday"
     assert zh.date(dt.date(2026, 9, 1), "long") == "2026年9月1日"
     assert en.date(dt.date(2026, 9, 1), "long") == "September 1, 2026"

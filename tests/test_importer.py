@@ -211,11 +211,29 @@ async def test_reimport_updates_rows_instead_of_duplicating(
     assert all(c.created == 0 for c in third.counts.values())
     async with import_db.transaction() as session:
         football = await session.scalar(select(Course).where(Course.code == "SPT-FOOT"))
-        fee = await session.scalar(select(FeeStandard).where(FeeStandard.code == "SVC"))
+        versions = list(
+            await session.scalars(
+                select(FeeStandard).where(FeeStandard.code == "SVC").order_by(FeeStandard.version)
+            )
+        )
+        billed_under = set(
+            await session.scalars(
+                select(Course.fee_standard_id).where(
+                    Course.fee_standard_id.in_([v.id for v in versions])
+                )
+            )
+        )
         student = await session.scalar(select(Student).where(Student.student_no == number))
         class_1_2 = await session.scalar(select(SchoolClass).where(SchoolClass.code == "1-2"))
     assert football is not None and football.name == "校园足球（男女混合）"
-    assert fee is not None and fee.amount_fen == 26000
+    # A disclosed standard is never edited: the new amount is a new version, disclosed now, and
+    # the courses move to it; the old version stays, superseded, with its amount.
+    old, new = versions
+    assert (old.amount_fen, new.amount_fen) == (28000, 26000)
+    assert old.superseded_at is not None and new.superseded_at is None
+    assert new.disclosed_at is not None and old.disclosed_at is not None
+    assert new.disclosed_at > old.disclosed_at
+    assert billed_under == {new.id}
     assert student is not None and class_1_2 is not None
     assert (student.name, student.class_id) == ("改名字", class_1_2.id)
     assert await count(import_db, Course) == totals[Course]

@@ -47,8 +47,7 @@ from bot.services.members import Member
 from bot.services.outbox import NewMessage
 from storage.models import (
     Bill,
-    BillLine,
-    BillStatus,
+    BillEntry,
     Broadcast,
     BroadcastStatus,
     Course,
@@ -485,10 +484,12 @@ def _children(audience: Audience, school_id: int) -> Any:
                 ),
             )
         case AudienceKind.UNPAID:
-            return exists().where(
-                Bill.student_id == Student.id,
-                BillLine.bill_id == Bill.id,
-                BillLine.status == BillStatus.UNPAID,
+            return Student.id.in_(
+                select(Bill.student_id)
+                .join(BillEntry, BillEntry.bill_id == Bill.id)
+                .where(Bill.school_id == school_id)
+                .group_by(Bill.id, Bill.student_id)
+                .having(func.sum(BillEntry.amount_fen) > 0)
             )
     raise ValueError(f"not a guardians' audience: {audience.kind}")
 

@@ -75,6 +75,7 @@ class CourseInfo:
     fee_fen: int | None  # None or 0: free
     fee_unit: str | None
     fee_disclosed: bool
+    fee_id: int | None = None  # the course's fee standard (its version now in force)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,8 @@ async def _load(session: AsyncSession, school_id: int, version: int) -> Catalogu
             provider_ok=not outside or provider.whitelist_status is WhitelistStatus.WHITELISTED,
             fee_fen=fee.amount_fen if fee is not None else None,
             fee_unit=fee.unit.value if fee is not None else None,
-            fee_disclosed=fee is None or fee.amount_fen == 0 or fee.disclosed_on is not None,
+            fee_disclosed=fee is None or fee.amount_fen == 0 or fee.disclosed_at is not None,
+            fee_id=fee.id if fee is not None else None,
         )
         courses[info.id] = info
         by_term.setdefault(info.term_id, []).append(info)

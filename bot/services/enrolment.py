@@ -52,7 +52,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.i18n import N_
-from bot.services import audit, catalogue, deadlines, family, guard, outbox
+from bot.services import audit, billing, catalogue, deadlines, family, guard, outbox
 from bot.services.catalogue import Catalogue, CourseInfo, TermInfo
 from bot.services.family import SentCopy
 from bot.services.guard import Child, child_columns, of_guardian, with_child
@@ -780,6 +780,8 @@ async def withdraw(
         return None
     if was is EnrolmentStatus.ENTERED:
         await renumber_choices(session, enrolment.student_id, enrolment.course_id)
+    if was is EnrolmentStatus.ENROLLED:
+        await billing.on_leaving(session, enrolment, from_date)
     await compact_waitlist(session, course_id)
     return enrolment
 
@@ -1792,6 +1794,7 @@ async def cancel_course(
         ):
             continue
         families.add(place.student_id)
+        await billing_on_cancel(session, place, now)
         await _tell_guardians(
             session,
             place,
@@ -1808,6 +1811,11 @@ async def cancel_course(
         details={"places": len(families), "reason": "below minimum"},
     )
     return Cancellation(CancelOutcome.CANCELLED, len(families), found.course)
+
+
+async def billing_on_cancel(session: AsyncSession, place: Enrolment, now: dt.datetime) -> None:
+    """A cancelled course is refunded in full (its bill line, if it was billed)."""
+    await billing.on_leaving(session, place, now.date(), cancelled=True)
 
 
 _SEAT_INSERT, _SEAT_UPDATE = _seat_statements()

@@ -34,7 +34,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import SUPPORTED_LOCALES
-from bot.services import audit
+from bot.services import audit, fee_rules
+from bot.services import fees as fee_service
 from storage.db import Database
 from storage.models import (
     Allocation,
@@ -43,6 +44,7 @@ from storage.models import (
     CalendarKind,
     Category,
     Course,
+    FeeCovers,
     FeeStandard,
     FeeUnit,
     Level,
@@ -55,6 +57,7 @@ from storage.models import (
     TeacherKind,
     Term,
     WhitelistStatus,
+    utcnow,
 )
 
 T = TypeVar("T")
@@ -120,6 +123,9 @@ class SchoolInfo:
     correction_days: int = 7
     absence_streak: int = 3
     roll_reminder_minutes: int = 15
+    fee_rule: dict[str, Any] | None = None
+    fee_reminders: dict[str, Any] | None = None
+    fee_reminder_time: dt.time = dt.time(10, 0)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,10 @@ class FeeInfo:
     approval_ref: str | None
     disclosed_on: dt.date | None
     description: str | None
+    covers: FeeCovers = FeeCovers.COURSE
+    effective_from: dt.date | None = None
+    effective_to: dt.date | None = None
+    rule: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -458,6 +468,23 @@ def _choice(enum_cls: type[E]) -> Converter[E]:
         raise ValueError(f"unknown value {text!r}; expected one of: {allowed}")
 
     return convert
+
+
+def _fee_rule(value: Any, raw: str | None) -> dict[str, Any]:
+    """A disclosed rule for late joins and refunds (bot/services/fee_rules.py, docs/FEES.md)."""
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping such as {join: by_day, refund: by_day}")
+    given = fee_rules.parse(value).as_json()
+    return {k: given[k] for k in value if k in given}  # the fields given, in JSON form
+
+
+def _fee_reminders(value: Any, raw: str | None) -> dict[str, Any]:
+    """When fee reminders go (bot/services/fee_notices.py): checked there, stored as given."""
+    from bot.services import fee_notices
+
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping such as {before: [3], on_due: true, every: 7}")
+    return fee_notices.Ladder.parse(value).as_json()
 
 
 def _boolean(value: Any, raw: str | None) -> bool:
@@ -767,6 +794,9 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "correction_days",
             "absence_streak",
             "roll_reminder_minutes",
+            "fee_rule",
+            "fee_reminders",
+            "fee_reminder_time",
         ),
     )
     code = rec.get("code", _code(40))
@@ -784,6 +814,9 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     correction_days = rec.get("correction_days", _integer(0, 31), required=False)
     streak = rec.get("absence_streak", _integer(1, 30), required=False)
     reminder = rec.get("roll_reminder_minutes", _integer(1, 240), required=False)
+    fee_rule = rec.get("fee_rule", _fee_rule, required=False)
+    fee_reminders = rec.get("fee_reminders", _fee_reminders, required=False)
+    fee_reminder_time = rec.get("fee_reminder_time", _clock_value, required=False)
     if (quiet_from is None) != (quiet_until is None):
         rec.fail(
             "quiet_from" if quiet_from is None else "quiet_until",
@@ -807,6 +840,9 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         7 if correction_days is None else correction_days,
         streak or 3,
         reminder or 15,
+        fee_rule,
+        fee_reminders,
+        fee_reminder_time or dt.time(10, 0),
     )
 
 
@@ -982,6 +1018,10 @@ def _parse_fees(
         "approval_ref",
         "disclosed_on",
         "description",
+        "covers",
+        "effective_from",
+        "effective_to",
+        "rule",
     )
     enrolment_day = (
         term.enrolment_opens_at.astimezone(zone).date()
@@ -1001,6 +1041,17 @@ def _parse_fees(
         approval = rec.get("approval_ref", _text(100), required=False)
         disclosed = rec.get("disclosed_on", _date, required=False)
         description = rec.get("description", _text(2000), required=False)
+        covers = rec.get("covers", _choice(FeeCovers), required=False) or FeeCovers.COURSE
+        effective_from = rec.get("effective_from", _date, required=False)
+        effective_to = rec.get("effective_to", _date, required=False)
+        rule = rec.get("rule", _fee_rule, required=False)
+        if covers is FeeCovers.FREE and amount:
+            rec.fail(
+                "amount",
+                f"{code!r} is declared free (covers: free); it may not carry a charge (POLICY)",
+            )
+        if effective_from and effective_to and effective_to < effective_from:
+            rec.fail("effective_to", "effective_to is before effective_from")
         supplier = providers.valid.get(provider) if provider else None
         if supplier and supplier.whitelist_status is not WhitelistStatus.WHITELISTED:
             rec.fail(
@@ -1014,7 +1065,20 @@ def _parse_fees(
                 f"fees must be disclosed before enrolment opens ({enrolment_day}) (POLICY)",
             )
         if rec.ok and code and name and amount is not None and unit:
-            info = FeeInfo(code, name, amount, unit, provider, approval, disclosed, description)
+            info = FeeInfo(
+                code,
+                name,
+                amount,
+                unit,
+                provider,
+                approval,
+                disclosed,
+                description,
+                covers,
+                effective_from,
+                effective_to,
+                rule,
+            )
             codes.valid[code] = info
             found.append(info)
     return found
@@ -1618,9 +1682,40 @@ async def _write_programme(
 ) -> None:
     """Fee standards, then the courses that point at them."""
     ids = {"school_id": w.school_id, "term_id": w.term_id}
-    fees = await w.rows(FeeStandard, lambda r: r.code, FeeStandard.term_id == w.term_id)
+    zone = ZoneInfo(parsed.school.timezone)
+    fees = await w.rows(
+        FeeStandard,
+        lambda r: r.code,
+        FeeStandard.term_id == w.term_id,
+        FeeStandard.superseded_at.is_(None),
+    )
     for f in parsed.fees:
         values = _columns(f, "provider", **ids, provider_id=_ref(provider_ids, f.provider))
+        # Each standard stores its whole rule (the school's, with its own changes): what was
+        # disclosed with it stays with it.
+        values["rule"] = fee_rules.parse(f.rule, fee_rules.parse(parsed.school.fee_rule)).as_json()
+        values["disclosed_at"] = (
+            dt.datetime.combine(f.disclosed_on, dt.time(0), zone).astimezone(dt.UTC)
+            if f.disclosed_on
+            else None
+        )
+        row = fees.get(f.code)
+        if row is not None and row.disclosed_at is not None:
+            # Disclosed: never edited. A change in what families read is a new version.
+            if fee_service.differs(row, values):
+                # A new version is disclosed when it is imported, never earlier: a date left
+                # from the old version must not backdate it.
+                now = utcnow()
+                if values["disclosed_at"] is None or values["disclosed_at"] < now:
+                    values["disclosed_at"] = now
+                    values["disclosed_on"] = now.astimezone(zone).date()
+                fees[f.code] = await fee_service.supersede(
+                    w.session, row, values, user_id=None, now=now
+                )
+                w.counts["fees"].updated += 1
+            else:
+                w.counts["fees"].unchanged += 1
+            continue
         w.upsert("fees", fees, f.code, FeeStandard, values)
     await w.session.flush()
     fee_ids = {code: row.id for code, row in fees.items()}

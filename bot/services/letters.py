@@ -372,6 +372,7 @@ def _one_letter(
     school_name: str,
     issued_on: dt.date,
     width: float,
+    disclosure_url: str | None = None,
 ) -> list[Flowable]:
     t = letter.t
     fill = letter.fill
@@ -415,8 +416,22 @@ def _one_letter(
             ),
             letter.body,
         ),
-        Paragraph(fill(t.gettext("How to join")), letter.heading),
     ]
+    if disclosure_url is not None:
+        # The public schedule and fee standards (收费公示): what may be charged, and for what.
+        story.append(
+            Paragraph(
+                fill(
+                    t.gettext(
+                        "The school's after-school schedule and its disclosed fee standards are "
+                        "published at {address}"
+                    ),
+                    address=f'<font name="{LATIN_FONT}">{escape(disclosure_url)}</font>',
+                ),
+                letter.body,
+            )
+        )
+    story.append(Paragraph(fill(t.gettext("How to join")), letter.heading))
     steps = [fill(t.gettext("Install Telegram on your phone and sign in."))]
     if bot is not None:
         steps += [
@@ -538,8 +553,12 @@ def render_letters_pdf(
     school_name: str,
     translator: Translator,
     issued_on: dt.date | None = None,
+    disclosure_url: str | None = None,
 ) -> bytes:
     """One A4 page per invitation: the letter to parents, in the translator's language.
+
+    `disclosure_url` (`bot.web.disclosure_url`) is printed in the letter when given: the public
+    page with the school's schedule and fee standards.
 
     `issued_on` is the date printed under the school's name; today in the school's zone by
     default. A letter that would run long is shrunk to fit, never continued on a second page.
@@ -569,7 +588,14 @@ def render_letters_pdf(
             KeepInFrame(
                 document.width,
                 document.height,
-                _one_letter(invitation, letter, school_name, issued_on, document.width),
+                _one_letter(
+                    invitation,
+                    letter,
+                    school_name,
+                    issued_on,
+                    document.width,
+                    disclosure_url,
+                ),
                 mode="shrink",
             )
         )

@@ -29,7 +29,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 from bot import wording
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import enrolment, fees, timetable
+from bot.services import billing, enrolment, fee_rules, timetable
 from bot.services.catalogue import CourseInfo
 from bot.services.enrolment import CourseFacts, CourseView, Holding, OfferAnswer, Refusal
 from bot.services.guard import Child
@@ -835,6 +835,9 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
         place = await enrolment.place_of(session, context.member, enrolment_id, pressed=query.data)
         if place is not None and context.member is not None and action == "y":
             done = await enrolment.withdraw_place(session, context.member, place, from_date=today)
+        preview = None
+        if place is not None and action == "a" and place.status is EnrolmentStatus.ENROLLED:
+            preview = await billing.preview_for(session, place.enrolment_id, today)
     if place is None:
         await refuse(update, context, enrolment.REFUSED, audited=True)
         return
@@ -853,7 +856,7 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
             t.gettext(WITHDRAW_QUESTIONS[place.status]).format(date=wording.day(t, today), **names)
         ]
         if place.status is EnrolmentStatus.ENROLLED:
-            lines.append(fee_consequence(t, place.course))
+            lines.append(fee_consequence(t, place.course, preview))
         lines.append(
             t.gettext("Withdrawing is always possible and is never held against your child.")
         )
@@ -883,22 +886,33 @@ async def on_withdraw(update: Update, context: BotContext) -> None:
     )
 
 
-def fee_consequence(t: Translator, found: CourseInfo) -> str:
-    """What leaving means for the fee, under the disclosed standard (bot.services.fees)."""
-    rule = fees.withdrawal_fee(found.fee_fen, found.fee_unit).rule
-    texts = {
-        fees.AfterWithdrawal.FREE: N_("The course is free: nothing changes for fees."),
-        fees.AfterWithdrawal.SESSIONS_AFTER_NOT_CHARGED: N_(
-            "Fee: {fee}. Sessions after you leave are not charged."
-        ),
-        fees.AfterWithdrawal.MONTHS_AFTER_NOT_CHARGED: N_(
-            "Fee: {fee}. Months after the one you leave in are not charged."
-        ),
-        fees.AfterWithdrawal.UNUSED_PART_REFUNDED: N_(
-            "Fee: {fee}. The school refunds the unused part under the disclosed fee standard."
-        ),
-    }
-    return t.gettext(texts[rule]).format(fee=_fee(t, found))
+def fee_consequence(
+    t: Translator, found: CourseInfo, preview: billing.LeavingPreview | None
+) -> str:
+    """What leaving means for the fee: the figure the disclosed rule gives, computed by the
+    same service that writes it when the withdrawal is confirmed (bot.services.billing)."""
+    if not found.fee_fen:
+        return t.gettext("The course is free: nothing changes for fees.")
+    fee = _fee(t, found)
+    if preview is None or not preview.billed:
+        return t.gettext(
+            "Fee: {fee}. No bill has been issued for it yet: days after leaving are not charged."
+        ).format(fee=fee)
+    if preview.back_fen <= 0:
+        return t.gettext(
+            "Fee: {fee}. Under the disclosed refund rule nothing comes back for leaving now."
+        ).format(fee=fee)
+    if preview.rule is not None and preview.rule.settle is fee_rules.Settle.CREDIT:
+        text = N_("Under the disclosed refund rule, {amount} is credited to the next bill.")
+    elif preview.paid:
+        text = N_("Under the disclosed refund rule, {amount} is refunded to you.")
+    else:
+        text = N_("Under the disclosed refund rule, the bill goes down by {amount}.")
+    return (
+        t.gettext("Fee: {fee}.").format(fee=fee)
+        + " "
+        + t.gettext(text).format(amount=t.money(preview.back_fen))
+    )
 
 
 def handlers() -> list[Any]:
