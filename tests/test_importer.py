@@ -367,6 +367,37 @@ def test_notice_budget_settings_are_read_and_checked(tmp_path: Path) -> None:
     find(problems, "school", "digest_time")
 
 
+def test_fee_rules_and_free_items_are_checked(tmp_path: Path) -> None:
+    parsed = load_and_validate(
+        write_small(
+            tmp_path,
+            SMALL.replace(
+                "  - {code: FREE, name: 课业辅导, amount: 0, unit: term}",
+                "  - {code: FREE, name: 课业辅导, amount: 0, unit: term, covers: free}\n"
+                "  - {code: SWIM, name: 游泳, amount: 300, unit: term, disclosed_on: 2026-08-20,"
+                " rule: {refund: windows, windows: [{until: 2026-09-30, percent: 100}]}}",
+            ),
+        )
+    )
+    swim = next(f for f in parsed.fees if f.code == "SWIM")
+    assert swim.rule == {
+        "refund": "windows",
+        "windows": [{"until": "2026-09-30", "percent": 100}],
+    }
+    broken = SMALL.replace(
+        "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}",
+        "school: {code: small, name: 小河小学, fee_reminder_time: '22:30',"
+        " fee_rule: {refund: sometimes}}",
+    ).replace(
+        "  - {code: FREE, name: 课业辅导, amount: 0, unit: term}",
+        "  - {code: FREE, name: 午休看护, amount: 5, unit: term, covers: free}",
+    )
+    problems = problems_of(write_small(tmp_path, broken))
+    find(problems, "school", "fee_reminder_time")
+    find(problems, "school", "fee_rule")
+    assert "free" in str(find(problems, "fees[0]", "amount"))
+
+
 def problems_of(path: Path) -> list[ImportProblem]:
     with pytest.raises(ImportValidationError) as caught:
         load_and_validate(path)

@@ -140,12 +140,14 @@ OUTSIDE_TEACHERS = {
 DISCLOSED = dt.date(2026, 8, 20)
 FEES: list[dict[str, Any]] = [
     {"code": "BASIC", "name": "课后服务第一时段（课业辅导）", "amount": "0", "unit": "term",
-     "disclosed_on": DISCLOSED, "description": "第一时段课业辅导由财政保障，不收费。"},
+     "covers": "period1", "disclosed_on": DISCLOSED,
+     "description": "第一时段课业辅导由财政保障，不收费。"},
     {"code": "SVC", "name": "课后服务费（第二时段素质拓展）", "amount": "280.00", "unit": "term",
-     "approval_ref": "河发改收费〔2026〕18号", "disclosed_on": DISCLOSED,
+     "covers": "period2", "approval_ref": "河发改收费〔2026〕18号", "disclosed_on": DISCLOSED,
      "description": "自愿参加，按学期收取；家庭经济困难学生减免。"},
     {"code": "FLEX", "name": "弹性离校看护", "amount": "0", "unit": "term",
-     "disclosed_on": DISCLOSED, "description": "属于学校正常管理，按规定不收费。"},
+     "covers": "free", "disclosed_on": DISCLOSED,
+     "description": "属于学校正常管理，按规定不收费。"},
     {"code": "QIZHI-MAT", "name": "科技课程材料费（代收）", "amount": "150.00", "unit": "term",
      "provider": "QIZHI", "disclosed_on": DISCLOSED,
      "description": "机器人、编程、无人机课程耗材，学校代收后转付机构。"},

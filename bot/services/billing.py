@@ -200,6 +200,7 @@ async def issue(
             standard,
             [(e, found.course(e.course_id)) for e in group.enrolments],
             expected=charged,
+            versions=standards.get(group.code, []),
         )
         if refusal is not None:
             report.refused.append(Refused(group.student_id, group.course_id, refusal))

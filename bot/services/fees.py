@@ -97,8 +97,10 @@ def check_line(
     newest = version_for(versions, first) if versions else standard
     if newest is not None and newest.id != standard.id:
         return LineRefusal.SUPERSEDED
+    # The standard (any version of its code) must be the one the course is billed under.
+    own = {v.id for v in versions if v.code == standard.code} | {standard.id}
     for enrolment, course in billed:
-        if course is None or course.fee_id is None or enrolment.course_id != course.id:
+        if course is None or course.fee_id not in own or enrolment.course_id != course.id:
             return LineRefusal.NOT_THIS_COURSE
         if course.term_id != standard.term_id:
             return LineRefusal.NOT_THIS_COURSE

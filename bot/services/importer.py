@@ -822,6 +822,10 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "quiet_from" if quiet_from is None else "quiet_until",
             "quiet_from and quiet_until go together: give both, e.g. 21:00 and 07:00",
         )
+    if fee_reminder_time is not None and _in_quiet_hours(
+        fee_reminder_time, quiet_from or dt.time(21, 0), quiet_until or dt.time(7, 0)
+    ):
+        rec.fail("fee_reminder_time", "fee reminders may not go in the quiet hours")
     if not rec.ok or code is None or name is None:
         return None
     return SchoolInfo(
@@ -844,6 +848,10 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         fee_reminders,
         fee_reminder_time or dt.time(10, 0),
     )
+
+
+def _in_quiet_hours(at: dt.time, start: dt.time, end: dt.time) -> bool:
+    return start <= at or at < end if start > end else start <= at < end
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:
