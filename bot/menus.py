@@ -36,6 +36,7 @@ COMMANDS = (
     Command("leave", N_("Take a child out of a session, or collect them early"), PARENT),
     Command("withdraw", N_("Take a child out of a course for good"), PARENT),
     Command("schedule", N_("My child's week, history and calendar"), PARENT),
+    Command("fees", N_("My child's bill: what is paid and what is still to pay"), PARENT),
     Command("photos", N_("Whether photos of my child may be shared"), PARENT),
     Command("pickup", N_("Who may collect my child, and going home alone"), PARENT),
     Command("mydata", N_("See everything Kehou holds about you"), PARENT),

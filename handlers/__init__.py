@@ -38,6 +38,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     from handlers.admin import groups as admin_groups
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
     from handlers.parent import absence, courses, leave, notices, photos, pickup, schedule
+    from handlers.parent import fees as parent_fees
     from handlers.teacher import attendance, dismissal, hours, note, roster
     from handlers.teacher import update as daily_update
 
@@ -57,6 +58,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(notices.handlers(), group=FEATURES)
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
+    application.add_handlers(parent_fees.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)
     application.add_handlers(absence.handlers(), group=FEATURES)
     application.add_handlers(pickup.handlers(), group=FEATURES)

@@ -8,7 +8,9 @@ has 20 sessions (7 September … 18 January).
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
@@ -626,3 +628,146 @@ async def test_the_kinds_of_entries_sign_the_balance(db: Database, school: Schoo
     assert sorted(kinds) == sorted(
         [EntryKind.CHARGE, EntryKind.PAYMENT, EntryKind.ADJUSTMENT, EntryKind.CREDIT_OUT]
     )
+
+
+async def test_fees_shows_each_childs_bill_and_the_family_total(
+    db: Database, school: SchoolData, make_user: Any
+) -> None:
+    """/fees through the application: both children's lines, paid and still to pay, in the
+    guardian's language; someone who is not a guardian sees no bill."""
+    await add_member(
+        db, school, 7001, {Role.PARENT}, children=("李小明", "李小红"), locale="zh_CN"
+    )
+    await add_member(db, school, 7002, {Role.PARENT}, children=("李小明",), locale="en")
+    admin = await add_member(db, school, 7009, {Role.ADMIN})
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION)
+    course = await make_course(
+        db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee, grade_max=9
+    )
+    await enrol(db, school, "李小明", course)
+    await enrol(db, school, "李小红", course)
+    await issue(db, school)
+    paid = await bill_of(db, school, "李小红")
+    async with db.transaction() as session:
+        await billing.record_payment(session, paid.bill_id, 10000, user_id=admin, reference="A")
+
+    mom = make_user(7001)
+    text = mom.texts(await mom.send("/fees"))
+    assert "李小明" in text and "李小红" in text and "收费ROBOT" in text
+    assert "¥15.00" in text and "× 20 = ¥300.00" in text
+    assert "已缴：¥100.00" in text
+    assert "全家合计：尚需缴纳 ¥500.00" in text
+    dad = make_user(7002, language_code="en")
+    english = dad.texts(await dad.send("/fees"))
+    assert "Still to pay: ¥300.00, by" in english and "李小红" not in english
+    stranger = make_user(7003)
+    assert "¥" not in stranger.texts(await stranger.send("/fees"))
+
+
+async def test_a_payment_file_is_matched_by_student_number_and_amount(
+    db: Database, school: SchoolData
+) -> None:
+    from bot.services import payments, sheets
+
+    admin = await add_member(db, school, 90, {Role.ADMIN})
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION)
+    course = await make_course(
+        db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee, grade_max=9
+    )
+    for child in ("李小明", "李小红", "张伟"):
+        await enrol(db, school, child, course)
+    await issue(db, school)  # 300 元 each
+    export = sheets.write_csv(
+        ["交易单号", "学号", "学生姓名", "实收金额（元）"],
+        [
+            ["T1", "S001", "李小明", "300.00"],
+            ["T2", "S002", "李小红", "120.50"],
+            ["T3", "S003", "张伟", "301.00"],
+            ["T4", "S999", "无名", "300.00"],
+            [None, None, "合计", None],
+        ],
+    )
+    table = sheets.read_table(export, "微信收款.csv")
+    rows = payments.parse(table)
+    async with db.transaction() as session:
+        report = await payments.record(
+            session, school.school_id, school.term_id, rows, user_id=admin
+        )
+    assert [line.match for line in report.lines] == [
+        payments.Match.PAID,
+        payments.Match.PARTIAL,
+        payments.Match.TOO_MUCH,
+        payments.Match.NO_STUDENT,
+    ]
+    assert report.recorded_fen == 42050
+    assert [(line.row, line.student_no) for line in report.unmatched] == [(4, "S003"), (5, "S999")]
+    assert (await bill_of(db, school, "李小红")).balance_fen == 30000 - 12050
+    # The same file again records nothing twice.
+    async with db.transaction() as session:
+        again = await payments.record(
+            session, school.school_id, school.term_id, rows, user_id=admin
+        )
+    assert again.count(payments.Match.DUPLICATE) == 2 and again.recorded_fen == 0
+    # One unreadable amount and nothing is read at all.
+    broken = sheets.write_csv(["学号", "金额"], [["S001", "300"], ["S002", "三百"]])
+    with pytest.raises(sheets.SheetError) as caught:
+        payments.parse(sheets.read_table(broken, "x.csv"))
+    assert caught.value.params["row"] == 3
+
+
+async def test_reports_add_up_and_are_safe_to_open(db: Database, school: SchoolData) -> None:
+    import io
+
+    import openpyxl
+
+    from bot.i18n import I18n
+    from bot.services import fee_reports, sheets
+
+    admin = await add_member(db, school, 90, {Role.ADMIN})
+    await add_member(db, school, 91, {Role.PARENT}, children=("李小明", "李小红"))
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION)
+    course = await make_course(
+        db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee, grade_max=9
+    )
+    for child in ("李小明", "李小红", "张伟"):
+        await enrol(db, school, child, course)
+    await issue(db, school)
+    async with db.transaction() as session:
+        # A reason typed to look like a formula must stay text.
+        zw = await bill_of_in(session, school, "张伟")
+        await billing.exempt(session, zw, 10000, user_id=admin, reason='=HYPERLINK("x")')
+        await billing.record_payment(session, zw, 20000, user_id=admin)
+        t = I18n(ZoneInfo("Asia/Shanghai")).get("zh_CN")
+        built = await fee_reports.build(session, t, school.school_id, school.term_id)
+    by_class, families, _refunds, exemptions = built
+    total = {row[0]: row for row in by_class.rows}
+    assert set(total) == {"三年级1班", "七年级2班"}
+    three = total["三年级1班"]  # 李小明 and 张伟: 600 charged, 100 reduced, 200 paid
+    assert three[2:] == [
+        2,
+        Decimal("600.00"),
+        Decimal("100.00"),
+        Decimal("0.00"),
+        Decimal("200.00"),
+        Decimal("0.00"),
+        Decimal("300.00"),
+    ]
+    # 李小明 and 李小红 share a guardian: one family owing 600; 张伟 owes nothing.
+    assert [row[3] for row in families.rows] == [Decimal("600.00")]
+    assert "李小明" in str(families.rows[0][0]) and "李小红" in str(families.rows[0][0])
+    assert exemptions.rows[0][3] == Decimal("100.00")
+    book = openpyxl.load_workbook(io.BytesIO(sheets.write_xlsx(built)))
+    cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row]
+    assert all(c.data_type != "f" for c in cells)
+    assert any(c.value == '\'=HYPERLINK("x")' for c in cells)
+    assert "'=HYPERLINK" in sheets.write_csv(exemptions.header, exemptions.rows).decode(
+        "utf-8-sig"
+    )
+
+
+async def bill_of_in(session: Any, school: SchoolData, child: str) -> int:
+    found = await session.scalar(
+        select(Bill.id).where(Bill.student_id == school.student_ids[child])
+    )
+    assert found is not None
+    return int(found)

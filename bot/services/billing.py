@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.services import attendance, audit, catalogue, fee_notices, fee_rules, fees
+from bot.services import attendance, audit, catalogue, fee_notices, fee_rules, fees, guard
 from bot.services.catalogue import Catalogue, CourseInfo, TermInfo
 from bot.services.fee_rules import Leaving, Rule
 from bot.services.fees import LineDraft
+from bot.services.members import Member
 from storage.models import (
     AttendanceMark,
     Bill,
@@ -935,3 +936,34 @@ async def bills_of(
     if term_id is not None:
         query = query.where(Bill.term_id == term_id)
     return list(await session.scalars(query.order_by(Bill.issued_at.desc(), Bill.id)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildBills:
+    child_id: int
+    child: str
+    bills: list[BillView]
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyBills:
+    school_code: str
+    children: list[ChildBills]
+
+    @property
+    def balance_fen(self) -> int:
+        """What the family owes over every child's bills (negative: owed to the family)."""
+        return sum(b.balance_fen for c in self.children for b in c.bills)
+
+
+async def family_bills(session: AsyncSession, member: Member | None) -> FamilyBills | None:
+    """A guardian's children and each one's bills (newest term first); None if not a parent."""
+    kids = await guard.children(session, member)
+    if member is None or not kids:
+        return None
+    code = await session.scalar(select(School.code).where(School.id == member.school_id))
+    found = []
+    for kid in kids:
+        views = [await view(session, bill_id) for bill_id in await bills_of(session, [kid.id])]
+        found.append(ChildBills(kid.id, kid.name, [v for v in views if v is not None]))
+    return FamilyBills(code or "", found)
