@@ -224,7 +224,15 @@ async def file(
         guard.refuse(session, member, REFUSED)
     elif filed.made:
         await _tell_family(session, filed.child, filed.made, filed.sessions, user_id, taken=False)
-        await _tell_staff(session, filed.child, filed.made, filed.sessions, now, taken=False)
+        await _tell_staff(
+            session,
+            filed.child,
+            filed.made,
+            filed.sessions,
+            now,
+            taken=False,
+            zone=ZoneInfo(found.timezone),
+        )
     return filed
 
 
@@ -236,14 +244,17 @@ async def _tell_staff(
     now: dt.datetime | None,
     *,
     taken: bool,
+    zone: ZoneInfo | None = None,
 ) -> None:
     """A leave or pick-up for today is pushed at once to the teacher of each session it
-    changes and to the child's head teacher (班主任); later days are on their /roster."""
+    changes and to the child's head teacher (班主任); later days are on their /roster. The
+    school's `zone`, when the caller has it, saves a statement."""
     now = now or utcnow()
     if all(abs((x.date - now.date()).days) > 1 for x in made):
         return  # no zone puts any of these days today: no statement spent
-    rules = await rules_for(session, child.id)
-    today = now.astimezone(rules.zone).date()
+    if zone is None:
+        zone = (await rules_for(session, child.id)).zone
+    today = now.astimezone(zone).date()
     todays = [x for x in made if x.date == today]
     if not todays:
         return
