@@ -95,37 +95,32 @@ async def _schools(session: AsyncSession) -> list[School]:
     return list((await session.scalars(select(School).order_by(School.id))).all())
 
 
-async def due_digests(session: AsyncSession, now: dt.datetime) -> list[Due]:
-    """Each school's digest, daily at its digest time; stale once that evening is over."""
+async def _daily(
+    session: AsyncSession, now: dt.datetime, job: str, at: Callable[[School], dt.time]
+) -> list[Due]:
+    """Each school's run of `job`, daily at its local time `at`; stale once that day is over."""
     found = []
     for school in await _schools(session):
         zone = ZoneInfo(school.timezone)
-        due_at = last_local(zone, school.digest_time, now)
-        same_evening = due_at.astimezone(zone).date() == now.astimezone(zone).date()
-        found.append(Due("digest", school.id, due_at, stale=not same_evening))
+        due_at = last_local(zone, at(school), now)
+        same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
+        found.append(Due(job, school.id, due_at, stale=not same_day))
     return found
+
+
+async def due_digests(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each school's digest, at its digest time."""
+    return await _daily(session, now, "digest", lambda s: s.digest_time)
 
 
 async def due_patrols(session: AsyncSession, now: dt.datetime) -> list[Due]:
-    """Each school's patrol record, daily at its patrol time; stale once that day is over."""
-    found = []
-    for school in await _schools(session):
-        zone = ZoneInfo(school.timezone)
-        due_at = last_local(zone, school.patrol_time, now)
-        same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
-        found.append(Due("patrol", school.id, due_at, stale=not same_day))
-    return found
+    """Each school's patrol record, at its patrol time."""
+    return await _daily(session, now, "patrol", lambda s: s.patrol_time)
 
 
 async def due_fee_reminders(session: AsyncSession, now: dt.datetime) -> list[Due]:
-    """Each school's fee reminders, daily at its reminder time; stale once that day is over."""
-    found = []
-    for school in await _schools(session):
-        zone = ZoneInfo(school.timezone)
-        due_at = last_local(zone, school.fee_reminder_time, now)
-        same_day = due_at.astimezone(zone).date() == now.astimezone(zone).date()
-        found.append(Due("fees", school.id, due_at, stale=not same_day))
-    return found
+    """Each school's fee reminders, at its reminder time."""
+    return await _daily(session, now, "fees", lambda s: s.fee_reminder_time)
 
 
 async def due_rolls(session: AsyncSession, now: dt.datetime) -> list[Due]:

@@ -771,3 +771,40 @@ async def bill_of_in(session: Any, school: SchoolData, child: str) -> int:
     )
     assert found is not None
     return int(found)
+
+
+async def test_reminders_run_once_a_day_through_the_job_ledger(
+    app: Any, db: Database, school: SchoolData
+) -> None:
+    """Two processes ticking at the reminder time send the day's step once; a tick the next
+    morning before the reminder time sends nothing, and the reading names the child and amount."""
+    from bot import jobs
+    from bot.i18n import I18n
+    from bot.services import outbox
+
+    mom = await add_member(db, school, 81, {Role.PARENT}, children=("李小明",))
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION)
+    course = await make_course(db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee)
+    await enrol(db, school, "李小明", course)
+    await issue(db, school)
+    cst = ZoneInfo("Asia/Shanghai")
+
+    def at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hour, minute), cst).astimezone(UTC)
+
+    three_before = DUE - dt.timedelta(days=3)
+    one, two = jobs.Scheduler(app.runtime), jobs.Scheduler(app.runtime)
+    await one.tick(at(three_before, 9, 59))  # yesterday's run, over: nothing is sent
+    async with db.transaction() as session:
+        assert not await session.scalar(select(Outbox.id).where(Outbox.kind == "fee_reminder"))
+    await one.tick(at(three_before, 10, 0))
+    await two.tick(at(three_before, 10, 1))
+    await jobs.Scheduler(app.runtime).tick(at(three_before + dt.timedelta(days=1), 9, 0))
+    async with db.transaction() as session:
+        sent = list(await session.scalars(select(Outbox).where(Outbox.kind == "fee_reminder")))
+    assert [row.user_id for row in sent] == [mom]
+    zh = I18n(cst).get("zh_CN")
+    text = zh.gettext(sent[0].template or "").format(
+        **outbox.format_params(sent[0].params or {}, zh)
+    )
+    assert "李小明" in text and "¥300.00" in text and "9月30日" in text

@@ -421,6 +421,13 @@ class Outcome:
     amount_fen: int = 0
 
 
+AUDITED = {
+    EntryKind.PAYMENT: "fees.payment",
+    EntryKind.EXEMPTION: "fees.exemption",
+    EntryKind.REFUND: "fees.refund",
+}
+
+
 async def _record(
     session: AsyncSession,
     bill_id: int,
@@ -428,14 +435,13 @@ async def _record(
     amount_fen: int,
     *,
     user_id: int | None,
-    limit: int | None,
     expected_version: int | None,
     reference: str | None = None,
     note: str | None = None,
 ) -> Outcome:
-    """One money entry (`amount_fen` > 0; its sign comes from `kind`), under the bill's lock,
-    never beyond `limit` (the outstanding balance for a payment or an exemption, the amount
-    owed back for a refund)."""
+    """One money entry (`amount_fen` > 0; its sign comes from `kind`) under the bill's lock,
+    never beyond what is outstanding (a payment, an exemption) or owed back (a refund);
+    audited, and a payment or a refund is told to the guardians with a receipt."""
     if amount_fen <= 0:
         return Outcome(Recorded.BAD_AMOUNT)
     bill = await _lock_bill(session, bill_id)
@@ -455,14 +461,31 @@ async def _record(
             return Outcome(Recorded.DUPLICATE, bill, await balance(session, bill_id))
     before = await balance(session, bill_id)
     room = before if kind in (EntryKind.PAYMENT, EntryKind.EXEMPTION) else -before
-    if limit is not None:
-        room = min(room, limit)
     if amount_fen > room:
         return Outcome(Recorded.TOO_MUCH, bill, before)
     signed = amount_fen if kind in (EntryKind.REFUND, EntryKind.CREDIT_OUT) else -amount_fen
     _entry(session, bill, kind, signed, reference=reference, note=note, user_id=user_id)
     bill.version += 1
     await session.flush()
+    details: dict[str, object] = {"amount_fen": amount_fen, "reference": reference}
+    if note:
+        details["note"] = note
+    audit.record(
+        session,
+        bill.school_id,
+        AUDITED[kind],
+        actor_user_id=user_id,
+        target=("bill", bill_id),
+        details=details,
+    )
+    if kind is not EntryKind.EXEMPTION:
+        await fee_notices.receipt(
+            session,
+            bill_id,
+            amount_fen,
+            reference or f"v{bill.version}",
+            refund=kind is EntryKind.REFUND,
+        )
     return Outcome(Recorded.DONE, bill, before + signed, amount_fen)
 
 
@@ -477,30 +500,16 @@ async def record_payment(
     note: str | None = None,
 ) -> Outcome:
     """Money received, up to what is outstanding; partial payments are kept exactly."""
-    done = await _record(
+    return await _record(
         session,
         bill_id,
         EntryKind.PAYMENT,
         amount_fen,
         user_id=user_id,
-        limit=None,
         expected_version=expected_version,
         reference=reference,
         note=note,
     )
-    if done.result is Recorded.DONE and done.bill is not None:
-        audit.record(
-            session,
-            done.bill.school_id,
-            "fees.payment",
-            actor_user_id=user_id,
-            target=("bill", bill_id),
-            details={"amount_fen": amount_fen, "reference": reference},
-        )
-        await fee_notices.receipt(
-            session, bill_id, amount_fen, reference or f"v{done.bill.version}"
-        )
-    return done
 
 
 async def exempt(
@@ -512,27 +521,16 @@ async def exempt(
     reason: str,
     expected_version: int | None = None,
 ) -> Outcome:
-    """A hardship exemption or reduction (减免), set by an admin with a reason, audited."""
-    done = await _record(
+    """A hardship exemption or reduction (减免), set by an admin with a reason."""
+    return await _record(
         session,
         bill_id,
         EntryKind.EXEMPTION,
         amount_fen,
         user_id=user_id,
-        limit=None,
         expected_version=expected_version,
         note=reason[:200],
     )
-    if done.result is Recorded.DONE and done.bill is not None:
-        audit.record(
-            session,
-            done.bill.school_id,
-            "fees.exemption",
-            actor_user_id=user_id,
-            target=("bill", bill_id),
-            details={"amount_fen": amount_fen, "reason": reason[:200]},
-        )
-    return done
 
 
 async def record_refund(
@@ -545,29 +543,15 @@ async def record_refund(
     expected_version: int | None = None,
 ) -> Outcome:
     """Money paid back to the family, up to what the school owes them."""
-    done = await _record(
+    return await _record(
         session,
         bill_id,
         EntryKind.REFUND,
         amount_fen,
         user_id=user_id,
-        limit=None,
         expected_version=expected_version,
         reference=reference,
     )
-    if done.result is Recorded.DONE and done.bill is not None:
-        audit.record(
-            session,
-            done.bill.school_id,
-            "fees.refund",
-            actor_user_id=user_id,
-            target=("bill", bill_id),
-            details={"amount_fen": amount_fen, "reference": reference},
-        )
-        await fee_notices.receipt(
-            session, bill_id, amount_fen, reference or f"v{done.bill.version}", refund=True
-        )
-    return done
 
 
 async def carry_credit(
