@@ -48,6 +48,7 @@ COMMANDS = (
     Command("update", N_("Post today's update, with photos, to the families"), TEACHER | ADMIN),
     Command("note", N_("Growth notes about a child, for the term's record"), TEACHER),
     Command("hours", N_("Sessions taught this month"), TEACHER | ADMIN),
+    Command("fees", N_("Fees: disclose, issue bills, record payments, reports"), ADMIN),
     Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
     Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
     Command("digest", N_("The evening digest: sent and failed; send today's early"), ADMIN),

@@ -808,3 +808,59 @@ async def test_reminders_run_once_a_day_through_the_job_ledger(
         **outbox.format_params(sent[0].params or {}, zh)
     )
     assert "李小明" in text and "¥300.00" in text and "9月30日" in text
+
+
+async def test_an_admin_discloses_issues_and_records_in_the_chat(
+    db: Database, school: SchoolData, make_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/fees through the application: disclose a pending standard, issue the bills (families
+    told), record a payment with a confirm step that a stale screen cannot repeat; a parent's
+    forged press changes nothing."""
+    monkeypatch.setattr(
+        "handlers.admin.fees.utcnow", lambda: dt.datetime(2026, 9, 2, 2, 0, tzinfo=UTC)
+    )
+    mom = await add_member(db, school, 8001, {Role.PARENT}, children=("李小明",))
+    await add_member(db, school, 8009, {Role.ADMIN}, locale="zh_CN")
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION, disclosed_at=None)
+    course = await make_course(db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee)
+    # Signed up after the disclosure below (the clock above is the school's "now").
+    await enrol(db, school, "李小明", course, dt.datetime(2026, 9, 3, 1, tzinfo=UTC))
+
+    admin = make_user(8009)
+    overview = admin.texts(await admin.send("/fees"))
+    assert "1 项收费标准尚未公示" in overview
+    await admin.click("公示…")
+    assert "已公示 1 项收费标准" in admin.texts(await admin.click("公示"))
+    async with db.transaction() as session:
+        row = await session.get(FeeStandard, fee)
+        assert row is not None and row.disclosed_at is not None
+        await session.execute(
+            update(FeeStandard)
+            .where(FeeStandard.id == fee)
+            .values(disclosed_at=dt.datetime(2026, 9, 2, 2, 0, tzinfo=UTC))
+        )
+    await admin.send("/fees")
+    await admin.click("开出账单…")
+    issued = admin.texts(await admin.click("开出账单"))
+    assert "新开账单 1 份" in issued and "¥300.00" in issued
+    async with db.transaction() as session:
+        told = await session.scalar(
+            select(func.count()).where(Outbox.kind == "fee_bill", Outbox.user_id == mom)
+        )
+    assert told == 1
+
+    confirm = await admin.send("/fees pay S001 120")
+    assert "李小明" in admin.texts(confirm) and "¥120.00" in admin.texts(confirm)
+    (press,) = [
+        b["callback_data"] for c in confirm for b in c.buttons() if b["text"] == "记录缴费"
+    ]
+    assert "¥180.00" in admin.texts(await admin.press(press))
+    # The same screen pressed again: the bill moved on, nothing is recorded twice.
+    assert "账单已变化" in admin.texts(await admin.press(press))
+    assert (await bill_of(db, school, "李小明")).paid_fen == 12000
+
+    parent = make_user(8001)
+    await parent.press(press)
+    assert (await bill_of(db, school, "李小明")).paid_fen == 12000
+    assert "¥" in parent.texts(await parent.send("/fees"))  # the guardian's own bill
+    assert "尚未公示" not in parent.texts(await parent.send("/fees"))

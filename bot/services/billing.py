@@ -951,3 +951,52 @@ async def family_bills(session: AsyncSession, member: Member | None) -> FamilyBi
         views = [await view(session, bill_id) for bill_id in await bills_of(session, [kid.id])]
         found.append(ChildBills(kid.id, kid.name, [v for v in views if v is not None]))
     return FamilyBills(code or "", found)
+
+
+@dataclasses.dataclass(frozen=True)
+class TermTotals:
+    bills: int
+    charged_fen: int
+    paid_fen: int
+    outstanding_fen: int  # what families still owe (bills with a positive balance)
+
+
+async def term_totals(session: AsyncSession, school_id: int, term_id: int) -> TermTotals:
+    rows = (
+        await session.execute(
+            select(BillEntry.bill_id, BillEntry.kind, func.sum(BillEntry.amount_fen))
+            .join(Bill, Bill.id == BillEntry.bill_id)
+            .where(Bill.school_id == school_id, Bill.term_id == term_id)
+            .group_by(BillEntry.bill_id, BillEntry.kind)
+        )
+    ).all()
+    balance: dict[int, int] = defaultdict(int)
+    charged = paid = 0
+    for bill_id, kind, total in rows:
+        balance[bill_id] += int(total)
+        if kind is EntryKind.CHARGE:
+            charged += int(total)
+        elif kind is EntryKind.PAYMENT:
+            paid -= int(total)
+    count = await session.scalar(
+        select(func.count()).where(Bill.school_id == school_id, Bill.term_id == term_id)
+    )
+    return TermTotals(int(count or 0), charged, paid, sum(b for b in balance.values() if b > 0))
+
+
+async def bill_of_student(
+    session: AsyncSession, school_id: int, term_id: int, student_no: str
+) -> tuple[int, str] | None:
+    """(bill id, child's name) of the student with this 学号 in the term, or None."""
+    row = (
+        await session.execute(
+            select(Bill.id, Student.name)
+            .join(Student, Student.id == Bill.student_id)
+            .where(
+                Student.school_id == school_id,
+                Student.student_no == student_no,
+                Bill.term_id == term_id,
+            )
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None

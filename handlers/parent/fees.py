@@ -5,11 +5,9 @@ recorded by the school."""
 from __future__ import annotations
 
 import html
-from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.ext import CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_, Translator
@@ -136,7 +134,3 @@ async def show(update: Update, context: BotContext) -> None:
         else None
     )
     await message.reply_text(family_text(t, found), parse_mode=ParseMode.HTML, reply_markup=markup)
-
-
-def handlers() -> list[Any]:
-    return [CommandHandler("fees", show, filters=filters.ChatType.PRIVATE)]
