@@ -512,6 +512,87 @@ async def record_payment(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Payment:
+    bill_id: int
+    amount_fen: int
+    reference: str
+
+
+async def _lock_bills(session: AsyncSession, bill_ids: list[int]) -> dict[int, Bill]:
+    """The bills, read afresh under their locks (in id order, so two imports cannot deadlock)."""
+    if not bill_ids:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Bill)
+            .where(Bill.id.in_(bill_ids))
+            .values(version=Bill.version)
+            .execution_options(synchronize_session=False)
+        )
+    rows = await session.scalars(
+        select(Bill)
+        .where(Bill.id.in_(bill_ids))
+        .order_by(Bill.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {bill.id: bill for bill in rows}
+
+
+async def record_payments(
+    session: AsyncSession, paid: Sequence[Payment], *, user_id: int | None
+) -> list[Outcome]:
+    """Many payments at once (a payment file), each as `record_payment` would record it, in a
+    few statements: the bills locked together, their balances and the references already on
+    them read once, the entries and the receipts written in bulk."""
+    ids = sorted({p.bill_id for p in paid})
+    bills = await _lock_bills(session, ids)
+    owed = await balances(session, ids)
+    seen: set[tuple[int, str | None]] = {
+        (bill_id, reference)
+        for bill_id, reference in (
+            await session.execute(
+                select(BillEntry.bill_id, BillEntry.reference).where(
+                    BillEntry.bill_id.in_(ids),
+                    BillEntry.kind == EntryKind.PAYMENT,
+                    BillEntry.reference.in_({p.reference for p in paid}),
+                )
+            )
+        ).all()
+    }
+    outcomes: list[Outcome] = []
+    done: list[tuple[int, int, str]] = []
+    for p in paid:
+        bill = bills.get(p.bill_id)
+        if bill is None:
+            outcomes.append(Outcome(Recorded.NOT_FOUND))
+        elif p.amount_fen <= 0:
+            outcomes.append(Outcome(Recorded.BAD_AMOUNT, bill, owed[bill.id]))
+        elif (bill.id, p.reference) in seen:
+            outcomes.append(Outcome(Recorded.DUPLICATE, bill, owed[bill.id]))
+        elif p.amount_fen > owed[bill.id]:
+            outcomes.append(Outcome(Recorded.TOO_MUCH, bill, owed[bill.id]))
+        else:
+            _entry(
+                session,
+                bill,
+                EntryKind.PAYMENT,
+                -p.amount_fen,
+                reference=p.reference,
+                note="import",
+                user_id=user_id,
+            )
+            bill.version += 1
+            owed[bill.id] -= p.amount_fen
+            seen.add((bill.id, p.reference))
+            done.append((bill.id, p.amount_fen, p.reference))
+            outcomes.append(Outcome(Recorded.DONE, bill, owed[bill.id], p.amount_fen))
+    await session.flush()
+    await fee_notices.receipts(session, done)
+    return outcomes
+
+
 async def exempt(
     session: AsyncSession,
     bill_id: int,

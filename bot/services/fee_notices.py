@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
-from bot.services import family
-from storage.models import Bill, BillEntry, School, Student, Term
+from bot.services import family, outbox
+from bot.services.outbox import NewMessage
+from storage.models import Bill, BillEntry, Priority, School, Student, Term
 
 ISSUED = N_(
     "The after-school bill of {child} for {term} is issued: {amount}, due by {due}. Every item "
@@ -156,24 +157,38 @@ async def receipt(
     session: AsyncSession, bill_id: int, amount_fen: int, reference: str, *, refund: bool = False
 ) -> int:
     """A receipt for a payment (or a refund) to every guardian of the child."""
-    facts = await _facts(session, [bill_id])
-    if not facts:
+    return await receipts(session, [(bill_id, amount_fen, reference)], refund=refund)
+
+
+async def receipts(
+    session: AsyncSession, paid: Sequence[tuple[int, int, str]], *, refund: bool = False
+) -> int:
+    """Receipts for many (bill, amount, reference) at once: three statements for a file."""
+    facts = {f[0]: f for f in await _facts(session, {bill_id for bill_id, _, _ in paid})}
+    guardians = await family.guardian_chats(session, {f[2] for f in facts.values()})
+    messages = []
+    for bill_id, amount_fen, reference in paid:
+        if bill_id not in facts:
+            continue
+        _, _school, student_id, child, term, due, balance = facts[bill_id]
+        params = _params(child, term, amount_fen, due)
+        params["left"] = {"$money": max(balance, 0)}
+        kind = "refund" if refund else "receipt"
+        messages += [
+            NewMessage(
+                chat_id=chat_id,
+                user_id=user_id,
+                kind=f"fee_{kind}",
+                priority=Priority.INTERACTIVE,
+                template=REFUNDED if refund else RECEIPT,
+                params=params,
+                dedupe_key=f"fee-{kind}:{bill_id}:{reference}:{user_id}",
+            )
+            for user_id, chat_id in guardians.get(student_id, [])
+        ]
+    if not messages:
         return 0
-    _, school_id, student_id, child, term, due, balance = facts[0]
-    params = _params(child, term, amount_fen, due)
-    params["left"] = {"$money": max(balance, 0)}
-    guardians = await family.guardian_chats(session, [student_id])
-    return len(
-        await family.tell(
-            session,
-            school_id,
-            guardians.get(student_id, []),
-            kind="fee_refund" if refund else "fee_receipt",
-            template=REFUNDED if refund else RECEIPT,
-            params=params,
-            dedupe=f"fee-{'refund' if refund else 'receipt'}:{bill_id}:{reference}",
-        )
-    )
+    return len(await outbox.enqueue_many(session, next(iter(facts.values()))[1], messages))
 
 
 async def send_reminders(session: AsyncSession, school_id: int, today: dt.date) -> int:

@@ -145,30 +145,35 @@ async def record(
         )
     )
     report = ImportReport()
+    matched = [r for r in rows if r.student_no in bills]
+    outcomes = iter(
+        await billing.record_payments(
+            session,
+            [billing.Payment(bills[r.student_no], r.amount_fen, r.reference) for r in matched],
+            user_id=user_id,
+        )
+    )
     for r in rows:
         bill_id = bills.get(r.student_no)
         if bill_id is None:
             match = Match.NO_STUDENT if r.student_no not in known else Match.NO_BILL
             report.lines.append(Line(r.row, r.student_no, r.amount_fen, r.reference, match))
             continue
-        due = await billing.balance(session, bill_id)
-        done = await billing.record_payment(
-            session,
-            bill_id,
-            r.amount_fen,
-            user_id=user_id,
-            reference=r.reference,
-            note="import",
+        done = next(outcomes)
+        before = done.balance_fen + (
+            done.amount_fen if done.result is billing.Recorded.DONE else 0
         )
         if done.result is billing.Recorded.DUPLICATE:
             match = Match.DUPLICATE
         elif done.result is billing.Recorded.DONE:
-            match = Match.PAID if r.amount_fen == due else Match.PARTIAL
-        elif due <= 0:
+            match = Match.PAID if done.balance_fen == 0 else Match.PARTIAL
+        elif before <= 0:
             match = Match.NOTHING_DUE
         else:
             match = Match.TOO_MUCH
-        report.lines.append(Line(r.row, r.student_no, r.amount_fen, r.reference, match, due))
+        report.lines.append(
+            Line(r.row, r.student_no, r.amount_fen, r.reference, match, max(before, 0))
+        )
     audit.record(
         session,
         school_id,
