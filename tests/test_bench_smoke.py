@@ -156,3 +156,15 @@ def test_sqlite_absence_alert_bench_delivers_each_alert_during_a_broadcast() -> 
     assert result["delivered"]["n"] == 2 and result["outbox_sent"]["n"] == 2
     assert result["delivered"]["max"] < bench.TARGET_S * 1000
     assert result["messages_per_s"] > 0  # the broadcast was going out meanwhile
+
+
+def test_sqlite_fees_bench_bills_every_child_and_matches_the_file(tmp_path: Path) -> None:
+    """bench/fees.py at 200 students: every row of the file is paid, partial or unmatched, and
+    the file has exactly the rows asked for."""
+    import asyncio
+
+    fees_bench = load("fees")
+    result = asyncio.run(fees_bench.run(f"sqlite+aiosqlite:///{tmp_path / 'fees.db'}", 200, 250))
+    assert result["bills"] > 0 and result["lines"] >= result["bills"]
+    assert result["rows"] == 250
+    assert result["outbox_rows"] > 0
