@@ -319,6 +319,30 @@ class Sandbox:
         self.rate.user_acted(self.limits, chat.id)
         return sent
 
+    async def user_sends_document(
+        self, user_id: int, chat_id: int, data: bytes, name: str, caption: str = ""
+    ) -> JSON:
+        """The person sends a file (a spreadsheet, say) with an optional caption."""
+        chat = self._user_chat(user_id, chat_id)
+        if len(caption.strip()) > MAX_CAPTION:
+            raise SandboxError("the caption is too long")
+        try:
+            stored_file = self.api.new_file("document", data, name, None)
+        except ApiError as exc:
+            raise SandboxError(f"the file cannot be sent: {exc}") from None
+        self.keep_file(stored_file)
+        content = file_content(stored_file)
+        if caption.strip():
+            content["caption"] = caption.strip()
+            entities = command_entities(content["caption"])
+            if entities:
+                content["caption_entities"] = entities
+        stored = self.add_message(chat, content, sender=self.users[user_id])
+        if self._bot_sees(chat, stored.data):
+            self.updates.push("message", stored.data)
+        self.rate.user_acted(self.limits, chat.id)
+        return self.render(chat, stored)
+
     def new_media_group_id(self) -> str:
         self._last_media_group += 1
         return str(self._last_media_group)

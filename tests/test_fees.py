@@ -864,3 +864,45 @@ async def test_an_admin_discloses_issues_and_records_in_the_chat(
     assert (await bill_of(db, school, "李小明")).paid_fen == 12000
     assert "¥" in parent.texts(await parent.send("/fees"))  # the guardian's own bill
     assert "尚未公示" not in parent.texts(await parent.send("/fees"))
+
+
+async def test_leaving_one_course_of_a_period_fee_gives_back_only_its_own_days(
+    db: Database, school: SchoolData
+) -> None:
+    """A per-term period fee paid once for a Monday and a Tuesday course: leaving the Monday
+    course gives back its Mondays to come (the Tuesdays are still served); leaving the Tuesday
+    course later gives back the rest of the days to come."""
+    care = await standard(db, school, "CARE", 40000, FeeUnit.TERM, FeeCovers.PERIOD_1)
+    monday = await make_course(db, school, "C1", period=1, weekdays=MONDAY, fee_standard_id=care)
+    tuesday = await make_course(db, school, "C2", period=1, weekdays=2, fee_standard_id=care)
+    first = await enrol(db, school, "李小明", monday)
+    second = await enrol(db, school, "李小明", tuesday)
+    await issue(db, school)
+    tuesdays = days(dt.date(2026, 9, 1), dt.date(2027, 1, 20), {2})
+    served = sorted(set(MONDAYS) | set(tuesdays))
+    assert len(served) == 41  # 1 September is a Tuesday
+    on = dt.date(2026, 11, 16)  # 10 Mondays and 10 Tuesdays to come
+    async with db.transaction() as session:
+        preview = await billing.preview_for(session, first, on)
+        assert await enrolment.withdraw(session, first, from_date=on, user_id=None)
+    assert preview.back_fen == 9756  # 400 元 × 10 / 41 days = 97.5609… → ¥97.56
+    assert (await bill_of(db, school, "李小明")).adjusted_fen == 9756
+    async with db.transaction() as session:
+        assert await enrolment.withdraw(session, second, from_date=on, user_id=None)
+    assert (await bill_of(db, school, "李小明")).adjusted_fen == 19512  # 20 of 41 days
+
+    # On different days: the Mondays from 5 October (16) and then the Tuesdays from 17
+    # November (10) come back, 26 days in all, whatever the order of the leavings.
+    early = await enrol(db, school, "张伟", monday)
+    late = await enrol(db, school, "张伟", tuesday)
+    await issue(db, school)
+    async with db.transaction() as session:
+        assert await enrolment.withdraw(
+            session, early, from_date=dt.date(2026, 10, 5), user_id=None
+        )
+    assert (await bill_of(db, school, "张伟")).adjusted_fen == 15610  # 400 元 × 16 / 41
+    async with db.transaction() as session:
+        assert await enrolment.withdraw(
+            session, late, from_date=dt.date(2026, 11, 17), user_id=None
+        )
+    assert (await bill_of(db, school, "张伟")).adjusted_fen == 25366  # 400 元 × 26 / 41

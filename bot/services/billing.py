@@ -671,7 +671,7 @@ class LeavingPreview:
 
 
 async def _line_for(
-    session: AsyncSession, enrolment: Enrolment
+    session: AsyncSession, enrolment: Enrolment, found: Catalogue
 ) -> tuple[BillLine, FeeStandard, Bill] | None:
     """The bill line that charges this enrolment: its course's line, else its period's."""
     row = (
@@ -686,7 +686,56 @@ async def _line_for(
     ).first()
     if row is not None:
         return row[0], row[1], row[2]
-    return None
+    course = found.course(enrolment.course_id)
+    if course is None or course.fee_id is None:
+        return None
+    code = await session.scalar(select(FeeStandard.code).where(FeeStandard.id == course.fee_id))
+    row = (
+        await session.execute(
+            select(BillLine, FeeStandard, Bill)
+            .join(FeeStandard, FeeStandard.id == BillLine.fee_standard_id)
+            .join(Bill, Bill.id == BillLine.bill_id)
+            .where(
+                Bill.student_id == enrolment.student_id,
+                Bill.term_id == course.term_id,
+                BillLine.course_id.is_(None),
+                FeeStandard.code == code,
+            )
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+async def _period_courses(
+    session: AsyncSession, found: Catalogue, enrolment: Enrolment, code: str, on: dt.date
+) -> list[tuple[int, dt.date | None]]:
+    """For a period line: each course of the child it pays for, with the day the child left it
+    (`on` for this one; None for one the child keeps)."""
+    rows = (
+        await session.execute(
+            select(
+                Enrolment.id, Enrolment.course_id, Enrolment.status, Enrolment.withdrawn_from
+            ).where(Enrolment.student_id == enrolment.student_id)
+        )
+    ).all()
+    fee_ids = {c.fee_id for c in found.courses.values() if c.fee_id is not None}
+    codes = dict(
+        (
+            await session.execute(
+                select(FeeStandard.id, FeeStandard.code).where(FeeStandard.id.in_(fee_ids))
+            )
+        ).all()
+    )
+    courses: list[tuple[int, dt.date | None]] = [(enrolment.course_id, on)]
+    for enrolment_id, course_id, status, left in rows:
+        course = found.course(course_id)
+        if course is None or codes.get(course.fee_id or 0) != code or enrolment_id == enrolment.id:
+            continue
+        if status is EnrolmentStatus.ENROLLED:
+            courses.append((course_id, None))
+        elif status is EnrolmentStatus.WITHDRAWN and left is not None:
+            courses.append((course_id, left))  # paid for until it was left
+    return courses
 
 
 async def _context(
@@ -721,7 +770,7 @@ async def preview_leaving(
 ) -> LeavingPreview:
     """The figure the withdrawal screen shows: computed as `on_leaving` will write it."""
     context = await _context(session, enrolment.school_id, enrolment.course_id)
-    found_line = await _line_for(session, enrolment)
+    found_line = await _line_for(session, enrolment, context[0]) if context else None
     if context is None or found_line is None:
         return LeavingPreview(0, 0, None, False, False)
     found, term, _course, default = context
@@ -750,19 +799,38 @@ async def _back_for(
     on: dt.date,
     cancelled: bool,
 ) -> int:
-    universe = days.of(enrolment.course_id)
+    start = line.from_date or days.term.starts_on
+    leave = Leaving(on, cancelled)
+    still: set[dt.date] = set()
+    keeps = False
+    if line.course_id is None:  # a period's fee: the child may keep other courses of it
+        courses = await _period_courses(session, days.found, enrolment, standard.code, on)
+        universe = days.union(c for c, _ in courses)
+        served = {d for c, left in courses for d in days.of(c) if left is None or d < left}
+        keeps = any(left is None for _, left in courses)
+        if rule.refund is not fee_rules.Refund.WINDOWS:
+            # Every day no course serves any more is unused, whichever leaving freed it.
+            first = min(left for _, left in courses if left is not None)
+            leave = Leaving(first, cancelled)
+            still = {d for d in served if d >= first}
+    else:
+        universe = days.of(enrolment.course_id)
     already = await _adjusted(session, line.id)
     amount = fee_rules.refund_for_leaving(
         rule,
         standard.unit,
         line.unit_fen,
         universe,
-        line.from_date or days.term.starts_on,
+        start,
         line.amount_fen,
-        Leaving(on, cancelled),
+        leave,
         await _leave_days(session, enrolment.student_id, universe) if rule.count_leave else (),
+        still,
+        keeps,
     )
-    return max(0, min(amount, line.amount_fen - already))
+    # What the rule gives for every day to come, less what earlier leavings gave already (a
+    # period's fee gives back course by course).
+    return max(0, min(amount, line.amount_fen) - already)
 
 
 async def _adjusted(session: AsyncSession, line_id: int) -> int:
@@ -780,7 +848,7 @@ async def on_leaving(
     """Write the adjustment leaving gives (0 when there is no line, or nothing comes back).
     Called in the transaction that ends the place, so a withdrawal and its refund are one."""
     context = await _context(session, enrolment.school_id, enrolment.course_id)
-    found_line = await _line_for(session, enrolment)
+    found_line = await _line_for(session, enrolment, context[0]) if context else None
     if context is None or found_line is None:
         return 0
     found, term, _course, default = context
@@ -816,7 +884,7 @@ async def _adjust_for_leaving(
         EntryKind.ADJUSTMENT,
         -back,
         line_id=line.id,
-        reference=f"{why}:{line.id}",
+        reference=f"{why}:{line.id}:{enrolment.id}",
         note=why,
     )
     bill.version += 1

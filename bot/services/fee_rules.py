@@ -235,18 +235,28 @@ def refund_for_leaving(
     charged_fen: int,
     leaving: Leaving,
     leave_days: Iterable[dt.date] = (),
+    still_served: Iterable[dt.date] = (),
+    period_kept: bool = False,
 ) -> int:
     """What leaving gives back under the rule, never more than the line's charge.
 
     `leave_days` are days on approved leave before leaving, which count as unused when the rule
-    says so. A term-end settlement gives back the days after leaving now, and the rest at the
-    end (`settle_at_term_end`).
+    says so. `still_served` are days after `leaving.on` the line still pays for (a period fee,
+    served by another course of the period): they are not unused. `period_kept`: the child
+    keeps a course of the period, so a share-by-date or no-refund rule gives nothing yet, and a
+    cancelled course gives back its own days only. A term-end settlement gives back the days
+    after leaving now, and the rest at the end (`settle_at_term_end`).
     """
-    if leaving.cancelled:
+    kept = set(still_served)
+    if leaving.cancelled and not period_kept:
         return charged_fen
+    if leaving.cancelled:
+        rule = dataclasses.replace(rule, refund=Refund.BY_DAY, count_leave=False)
     days = sorted(set(universe))
-    after = {d for d in days if d >= leaving.on}
-    if rule.refund is Refund.NONE:
+    after = {d for d in days if d >= leaving.on} - kept
+    if period_kept and rule.refund in (Refund.NONE, Refund.WINDOWS):
+        amount = 0
+    elif rule.refund is Refund.NONE:
         amount = 0
     elif rule.refund is Refund.WINDOWS:
         percent = next((w.percent for w in rule.windows if leaving.on <= w.until), rule.after)
