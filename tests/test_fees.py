@@ -906,3 +906,59 @@ async def test_leaving_one_course_of_a_period_fee_gives_back_only_its_own_days(
             session, late, from_date=dt.date(2026, 11, 17), user_id=None
         )
     assert (await bill_of(db, school, "张伟")).adjusted_fen == 25366  # 400 元 × 26 / 41
+
+
+async def test_a_school_that_keeps_credits_carries_them_to_the_next_bill(
+    db: Database, school: SchoolData
+) -> None:
+    from storage.models import School, Term
+
+    admin = await add_member(db, school, 90, {Role.ADMIN})
+    async with db.transaction() as session:
+        await session.execute(
+            update(School).values(fee_rule={"refund": "by_day", "settle": "credit"})
+        )
+    fee = await standard(db, school, "ART", 1000, FeeUnit.SESSION)
+    course = await make_course(db, school, "ART", weekdays=MONDAY, fee_standard_id=fee)
+    place = await enrol(db, school, "李小明", course)
+    await issue(db, school)
+    autumn = await bill_of(db, school, "李小明")
+    async with db.transaction() as session:
+        await billing.record_payment(session, autumn.bill_id, 20000, user_id=admin)
+        await enrolment.withdraw(session, place, from_date=dt.date(2026, 12, 28), user_id=None)
+        preview_rule = fee_rules.parse({"settle": "credit"})
+        spring = Term(
+            school_id=school.school_id,
+            name="2027春季学期",
+            starts_on=dt.date(2027, 2, 22),
+            ends_on=dt.date(2027, 6, 30),
+        )
+        session.add(spring)
+        await session.flush()
+        spring_fee = FeeStandard(
+            school_id=school.school_id,
+            term_id=spring.id,
+            code="ART",
+            name="美术",
+            amount_fen=1000,
+            unit=FeeUnit.SESSION,
+            disclosed_at=DISCLOSED,
+        )
+        session.add(spring_fee)
+        await session.flush()
+        spring_id, spring_fee_id = spring.id, spring_fee.id
+    assert preview_rule.settle is fee_rules.Settle.CREDIT
+    spring_course = await make_course(
+        db, school, "ART2", weekdays=MONDAY, term_id=spring_id, fee_standard_id=spring_fee_id
+    )
+    await enrol(db, school, "李小明", spring_course, dt.datetime(2027, 1, 10, tzinfo=UTC))
+    async with db.transaction() as session:
+        report = await billing.issue(
+            session, school.school_id, spring_id, due_on=dt.date(2027, 3, 10), user_id=admin
+        )
+        (new_bill,) = report.new_bill_ids
+        old = await billing.view(session, autumn.bill_id)
+        new = await billing.view(session, new_bill)
+    assert old is not None and new is not None
+    assert old.balance_fen == 0 and old.credit_fen == -4000  # 4 Mondays left in the autumn
+    assert new.credit_fen == 4000 and new.balance_fen == new.charged_fen - 4000

@@ -240,6 +240,8 @@ async def issue(
                     )
         bill.version += 1
     await session.flush()
+    if default.settle is fee_rules.Settle.CREDIT:
+        await _bring_credits(session, school_id, term_id, report.new_bill_ids, user_id)
     await fee_notices.bills_issued(session, report.new_bill_ids)
     audit.record(
         session,
@@ -256,6 +258,34 @@ async def issue(
         },
     )
     return report
+
+
+async def _bring_credits(
+    session: AsyncSession,
+    school_id: int,
+    term_id: int,
+    bill_ids: list[int],
+    user_id: int | None,
+) -> None:
+    """Where the school keeps money owed to families as a credit: what an earlier term's bill
+    owes the child moves onto their new bill."""
+    new = {
+        b.student_id: b.id
+        for b in await session.scalars(select(Bill).where(Bill.id.in_(bill_ids)))
+    }
+    earlier = list(
+        await session.scalars(
+            select(Bill).where(
+                Bill.school_id == school_id,
+                Bill.term_id != term_id,
+                Bill.student_id.in_(list(new)),
+            )
+        )
+    )
+    owed = await balances(session, [b.id for b in earlier])
+    for bill in earlier:
+        if owed[bill.id] < 0:
+            await carry_credit(session, bill.id, new[bill.student_id], user_id=user_id)
 
 
 async def _billable_enrolments(
