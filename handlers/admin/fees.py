@@ -32,7 +32,7 @@ from bot.services.catalogue import TermInfo
 from handlers.common.keyboards import grid, nav
 from handlers.common.presses import edit_or_send, fields, ints, refuse
 from handlers.parent import fees as parent_fees
-from storage.models import Role, utcnow
+from storage.models import FeeStandard, Role, utcnow
 
 DUE_DAYS = 14  # a bill issued today is due in two weeks unless the admin types a date
 CLOSE = "fe:x"
@@ -150,10 +150,16 @@ async def on_press(update: Update, context: BotContext) -> None:
             text, markup = await _overview(context)
             await edit_or_send(query, text, parse_mode=ParseMode.HTML, reply_markup=markup)
             return
+        # The press names the standards shown (callback data holds 64 bytes): whole ids only.
+        shown: list[FeeStandard] = []
+        for standard in pending:
+            if len(",".join(str(x.id) for x in [*shown, standard])) > 50:
+                break
+            shown.append(standard)
         items = [
-            f"• {html.escape(s.name)}: {t.money(s.amount_fen)} "
-            f"{t.gettext(parent_fees.UNITS[s.unit.value])}"
-            for s in pending
+            f"• {html.escape(x.name)}: {t.money(x.amount_fen)} "
+            f"{t.gettext(parent_fees.UNITS[x.unit.value])}"
+            for x in shown
         ]
         text = "\n".join(
             [
@@ -164,7 +170,7 @@ async def on_press(update: Update, context: BotContext) -> None:
                 *items,
             ]
         )
-        ids = ",".join(str(s.id) for s in pending)[:50]
+        ids = ",".join(str(x.id) for x in shown)
         markup = InlineKeyboardMarkup(
             [[InlineKeyboardButton(t.gettext("Disclose"), callback_data=f"fe:py:{ids}")], back]
         )
