@@ -962,3 +962,20 @@ async def test_a_school_that_keeps_credits_carries_them_to_the_next_bill(
     assert old is not None and new is not None
     assert old.balance_fen == 0 and old.credit_fen == -4000  # 4 Mondays left in the autumn
     assert new.credit_fen == 4000 and new.balance_fen == new.charged_fen - 4000
+
+
+async def test_two_admins_issuing_at_once_bill_each_child_once(
+    db: Database, school: SchoolData
+) -> None:
+    import asyncio
+
+    fee = await standard(db, school, "ROBOT", 1500, FeeUnit.SESSION)
+    course = await make_course(
+        db, school, "ROBOT", weekdays=MONDAY, fee_standard_id=fee, grade_max=9
+    )
+    for child in ("李小明", "李小红", "张伟"):
+        await enrol(db, school, child, course)
+    first, second = await asyncio.gather(issue(db, school), issue(db, school))
+    assert sorted([first.bills_new, second.bills_new]) == [0, 3]
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(BillLine)) == 3

@@ -147,9 +147,13 @@ async def issue(
     """Bill every child for the term's disclosed fees; again later, bill only what is new (a
     late joiner, a new course). Lines that may not be billed are reported, not written."""
     now = now or utcnow()
+    report = IssueReport()
+    # One issuing per term at a time: a second admin's press waits, then bills only what the
+    # first did not (the bills and lines it reads are the first one's, committed).
+    if not await _lock_term(session, school_id, term_id):
+        return report
     found = await catalogue.of(session, school_id)
     term = found.term(term_id)
-    report = IssueReport()
     if term is None:
         return report
     zone = ZoneInfo(found.timezone)
@@ -258,6 +262,24 @@ async def issue(
         },
     )
     return report
+
+
+async def _lock_term(session: AsyncSession, school_id: int, term_id: int) -> bool:
+    """The term's row lock until the transaction ends (SQLite: its writer lock, taken by a
+    no-op UPDATE before anything is read); False when there is no such term."""
+    from storage.models import Term
+
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(Term)
+            .where(Term.id == term_id)
+            .values(name=Term.name)
+            .execution_options(synchronize_session=False, catalogue_unchanged=True)
+        )
+    found = await session.scalar(
+        select(Term.id).where(Term.id == term_id, Term.school_id == school_id).with_for_update()
+    )
+    return found is not None
 
 
 async def _bring_credits(
