@@ -15,13 +15,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
 from bot.services import family, outbox
 from bot.services.outbox import NewMessage
-from storage.models import Bill, BillEntry, Priority, School, Student, Term
+from storage.models import Bill, BillEntry, Outbox, Priority, School, Student, Term
 
 ISSUED = N_(
     "The after-school bill of {child} for {term} is issued: {amount}, due by {due}. Every item "
@@ -131,26 +131,51 @@ async def _facts(
     return [(a, b, c, d, e, f, int(g)) for a, b, c, d, e, f, g in rows.all()]
 
 
+def _news(
+    guardians: Iterable[tuple[int, int]],
+    *,
+    kind: str,
+    template: str,
+    params: dict[str, Any],
+    dedupe: str,
+) -> list[NewMessage]:
+    """One child's news for each guardian, keyed per reader as `family.tell` keys it, so many
+    children's news go out in one statement (`outbox.enqueue_many`)."""
+    return [
+        NewMessage(
+            chat_id=chat_id,
+            user_id=user_id,
+            kind=kind,
+            priority=Priority.INTERACTIVE,
+            template=template,
+            params=params,
+            dedupe_key=f"{dedupe}:{user_id}",
+        )
+        for user_id, chat_id in guardians
+    ]
+
+
+async def _queue(session: AsyncSession, school_id: int | None, messages: list[NewMessage]) -> int:
+    if school_id is None or not messages:
+        return 0
+    return len(await outbox.enqueue_many(session, school_id, messages))
+
+
 async def bills_issued(session: AsyncSession, bill_ids: Iterable[int]) -> int:
     """Tell each guardian of each child their new bill; returns the messages queued."""
     facts = await _facts(session, bill_ids)
     guardians = await family.guardian_chats(session, [f[2] for f in facts])
-    sent = 0
-    for bill_id, school_id, student_id, child, term, due, balance in facts:
-        if balance <= 0:
-            continue
-        sent += len(
-            await family.tell(
-                session,
-                school_id,
+    messages = []
+    for bill_id, _school, student_id, child, term, due, balance in facts:
+        if balance > 0:
+            messages += _news(
                 guardians.get(student_id, []),
                 kind="fee_bill",
                 template=ISSUED,
                 params=_params(child, term, balance, due),
                 dedupe=f"fee-bill:{bill_id}",
             )
-        )
-    return sent
+    return await _queue(session, facts[0][1] if facts else None, messages)
 
 
 async def receipt(
@@ -174,21 +199,15 @@ async def receipts(
         params = _params(child, term, amount_fen, due)
         params["left"] = {"$money": max(balance, 0)}
         kind = "refund" if refund else "receipt"
-        messages += [
-            NewMessage(
-                chat_id=chat_id,
-                user_id=user_id,
-                kind=f"fee_{kind}",
-                priority=Priority.INTERACTIVE,
-                template=REFUNDED if refund else RECEIPT,
-                params=params,
-                dedupe_key=f"fee-{kind}:{bill_id}:{reference}:{user_id}",
-            )
-            for user_id, chat_id in guardians.get(student_id, [])
-        ]
-    if not messages:
-        return 0
-    return len(await outbox.enqueue_many(session, next(iter(facts.values()))[1], messages))
+        messages += _news(
+            guardians.get(student_id, []),
+            kind=f"fee_{kind}",
+            template=REFUNDED if refund else RECEIPT,
+            params=params,
+            dedupe=f"fee-{kind}:{bill_id}:{reference}",
+        )
+    school_id = next(iter(facts.values()))[1] if facts else None
+    return await _queue(session, school_id, messages)
 
 
 async def send_reminders(session: AsyncSession, school_id: int, today: dt.date) -> int:
@@ -203,8 +222,24 @@ async def send_reminders(session: AsyncSession, school_id: int, today: dt.date) 
     facts = [f for f in await _facts(session, candidates) if f[6] > 0 and f[5] is not None]
     steps = {f[0]: ladder.step(f[5], today) for f in facts if f[5] is not None}
     due = [f for f in facts if steps.get(f[0])]
+    keys = {f[0]: f"fee-reminder:{f[0]}:{steps[f[0]]}" for f in due}
     guardians = await family.guardian_chats(session, [f[2] for f in due])
-    sent = 0
+    # A step already told (a run earlier the same day) is neither sent nor counted again.
+    # (stored as the outbox stores keys: school first, reader last)
+    wanted = [
+        f"{school_id}:{keys[f[0]]}:{user_id}"
+        for f in due
+        for user_id, _ in guardians.get(f[2], [])
+    ]
+    told = {
+        key.split(":", 1)[1].rsplit(":", 1)[0]
+        for key in await session.scalars(
+            select(Outbox.dedupe_key).where(Outbox.dedupe_key.in_(wanted or [""]))
+        )
+        if key is not None
+    }
+    due = [f for f in due if keys[f[0]] not in told]
+    messages = []
     for bill_id, _school, student_id, child, term, due_on, balance in due:
         step = steps[bill_id]
         assert step is not None and due_on is not None
@@ -215,18 +250,19 @@ async def send_reminders(session: AsyncSession, school_id: int, today: dt.date) 
             if step == "d"
             else REMINDER_AFTER
         )
-        queued = await family.tell(
-            session,
-            school_id,
+        messages += _news(
             guardians.get(student_id, []),
             kind="fee_reminder",
             template=template,
             params=_params(child, term, balance, due_on),
-            dedupe=f"fee-reminder:{bill_id}:{step}",
+            dedupe=keys[bill_id],
         )
-        if queued:
-            bill = await session.get(Bill, bill_id)
-            if bill is not None:
-                bill.reminders_sent += 1
-        sent += len(queued)
-    return sent
+    reminded = [f[0] for f in due if guardians.get(f[2])]
+    if reminded:
+        await session.execute(
+            update(Bill)
+            .where(Bill.id.in_(reminded))
+            .values(reminders_sent=Bill.reminders_sent + 1)
+            .execution_options(synchronize_session=False)
+        )
+    return await _queue(session, school_id, messages)
