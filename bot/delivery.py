@@ -62,13 +62,20 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import func, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Message, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
+    Message,
+    Update,
+)
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter, ExtBot
 
 from bot.config import Settings
-from bot.i18n import I18n
+from bot.i18n import I18n, Translator
 from bot.services import outbox
 from bot.services.outbox import Claimed, MessageTooLong, Outcome
 from bot.transport import AiohttpRequest
@@ -600,6 +607,12 @@ class DeliveryWorker:
         except (MessageTooLong, KeyError, ValueError, IndexError) as exc:
             log.error("outbox row %s cannot be rendered: %s", row.id, exc)
             return Outcome(row.id, OutboxStatus.FAILED, error=f"cannot render: {exc}")
+        if rendered.attachment is not None and rendered.attachment["type"] == "made":
+            try:
+                rendered = await self._made(rendered, t)
+            except (LookupError, ValueError) as exc:
+                log.error("outbox row %s: its document cannot be made: %s", row.id, exc)
+                return Outcome(row.id, OutboxStatus.FAILED, error=f"cannot make: {exc}")
         try:
             message = await self._deliver(row.chat_id, rendered)
         except RetryAfter as exc:
@@ -633,6 +646,19 @@ class DeliveryWorker:
             message_id=message.message_id,
             chat_id=row.chat_id,
         )
+
+    async def _made(self, rendered: outbox.Rendered, t: Translator) -> outbox.Rendered:
+        """The rendered row with its "made" attachment made: a document in the reader's
+        language, from what the database holds now (`outbox.MAKERS`)."""
+        attachment = rendered.attachment
+        assert attachment is not None
+        make = outbox.MAKERS.get(attachment.get("maker", ""))
+        if make is None:
+            raise LookupError(f"no document maker {attachment.get('maker')!r}")
+        async with self.db.reading() as session:
+            name, data = await make(session, dict(attachment.get("args") or {}), t)
+        document = {"type": "document", "file": InputFile(data, filename=name)}
+        return dataclasses.replace(rendered, attachment=document)
 
     def _retry(self, row: Claimed, error: str) -> Outcome:
         if row.attempts >= outbox.MAX_ATTEMPTS:
@@ -690,9 +716,8 @@ class DeliveryWorker:
                 if attachment["type"] == "photo":
                     message = await self.bot.send_photo(photo=attachment["file_id"], **kwargs)
                 else:
-                    message = await self.bot.send_document(
-                        document=attachment["file_id"], **kwargs
-                    )
+                    document = attachment.get("file") or attachment["file_id"]
+                    message = await self.bot.send_document(document=document, **kwargs)
             elif index == 0:
                 message = await self.bot.send_message(
                     chat_id,

@@ -212,11 +212,28 @@ class EntryKind(enum.StrEnum):
     CREDIT_IN = "credit_in"  # − a credit brought from the previous bill
 
 
-class RatingAspect(enum.StrEnum):
-    CONTENT = "content"
-    TEACHING = "teaching"
-    SAFETY = "safety"
-    OVERALL = "overall"
+class Again(enum.StrEnum):
+    """A family's answer to "would you sign up for this course again?"."""
+
+    YES = "yes"
+    UNSURE = "unsure"
+    NO = "no"
+
+
+class Face(enum.StrEnum):
+    """The child's own view of a course (the student half of 双评价), one of three faces."""
+
+    HAPPY = "happy"  # 😊
+    SO_SO = "so_so"  # 😐
+    UNHAPPY = "unhappy"  # 🙁
+
+
+class CommentStatus(enum.StrEnum):
+    """A ballot's comment is shown to nobody until an admin has released it."""
+
+    PENDING = "pending"
+    RELEASED = "released"
+    HIDDEN = "hidden"
 
 
 class BroadcastStatus(enum.StrEnum):
@@ -300,6 +317,19 @@ class School(Base):
     fee_reminder_time: Mapped[dt.time] = mapped_column(
         Time, default=dt.time(10, 0), server_default="10:00:00"
     )
+    # Term-end ratings are shown for a course only with this many complete ballots and this
+    # share (%) of its families; never lower than 5 and 20 % (`ratings.RESULTS_MIN_*`).
+    rating_min_ballots: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
+    rating_min_share: Mapped[int] = mapped_column(SmallInteger, default=20, server_default="20")
+    # A provider is flagged for the whitelist review below any of these: its courses' mean
+    # score (tenths: 35 = 3.5), its attendance rate (%), above its withdrawal rate (%).
+    provider_min_score: Mapped[int] = mapped_column(SmallInteger, default=35, server_default="35")
+    provider_min_attendance: Mapped[int] = mapped_column(
+        SmallInteger, default=85, server_default="85"
+    )
+    provider_max_withdrawal: Mapped[int] = mapped_column(
+        SmallInteger, default=20, server_default="20"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property
@@ -323,6 +353,14 @@ class Term(Base):
     enrolment_closes_at: Mapped[dt.datetime | None]
     rating_opens_on: Mapped[dt.date | None] = mapped_column(Date)
     rating_closes_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The rating window as it ran (`ratings.open_window`/`close_window`). While it is open,
+    # `rating_key` turns a child and course into its ballot's token; closing destroys the key
+    # and re-keys every ballot, so no ballot can be traced back to a family (docs/RATINGS.md).
+    rating_opened_at: Mapped[dt.datetime | None]
+    rating_closed_at: Mapped[dt.datetime | None]
+    rating_key: Mapped[str | None] = mapped_column(String(64))
+    # When the term's growth records (课后成长档案) were released to the families.
+    growth_released_at: Mapped[dt.datetime | None]
     schedule_published_on: Mapped[dt.date | None] = mapped_column(Date)
 
     days: Mapped[list[CalendarDay]] = relationship(
@@ -933,25 +971,78 @@ class BillEntry(Base):
 # --- feedback and messages --------------------------------------------------------------------
 
 
-class Rating(Base):
-    """One aspect of a term-end evaluation (双评价) by one guardian for one course."""
+class Ballot(Base):
+    """One family's term-end answers about one course (双评价): no user, no child, no time.
 
-    __tablename__ = "ratings"
+    The key is a token, not a counter, so the order ballots were cast is not in it. While the
+    window is open the token is an HMAC of the child and course under the term's
+    `rating_key`, so the family can find and change its ballot; closing the window re-keys
+    every ballot at random and destroys the key. Who has rated is in `RatingTurnout`, which
+    says nothing of the answers. See docs/RATINGS.md.
+    """
+
+    __tablename__ = "ballots"
     __table_args__ = (
-        UniqueConstraint("term_id", "user_id", "student_id", "course_id", "aspect"),
-        CheckConstraint("score BETWEEN 1 AND 5", name="score_range"),
+        CheckConstraint("content BETWEEN 1 AND 5", name="content"),
+        CheckConstraint("teaching BETWEEN 1 AND 5", name="teaching"),
+        CheckConstraint("safety BETWEEN 1 AND 5", name="safety"),
+        Index("ix_ballots_course", "term_id", "course_id"),
+    )
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    content: Mapped[int | None] = mapped_column(SmallInteger)
+    teaching: Mapped[int | None] = mapped_column(SmallInteger)
+    safety: Mapped[int | None] = mapped_column(SmallInteger)
+    again: Mapped[Again | None] = mapped_column(enum_type(Again, "again"))
+    face: Mapped[Face | None] = mapped_column(enum_type(Face, "face"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    comment_status: Mapped[CommentStatus | None] = mapped_column(
+        enum_type(CommentStatus, "comment_status")
+    )
+
+
+class RatingTurnout(Base):
+    """That a child's family was asked to rate a course, and whether it has: for reminders and
+    turnout. Never what it answered; no time either, which could be matched to a ballot."""
+
+    __tablename__ = "rating_turnout"
+
+    term_id: Mapped[int] = mapped_column(
+        ForeignKey("terms.id", ondelete="CASCADE"), primary_key=True
+    )
+    course_id: Mapped[int] = mapped_column(
+        ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True
+    )
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProviderReview(Base):
+    """The school admins' own evaluation of an outside provider for a term (the third voice of
+    the whitelist review, beside families and children)."""
+
+    __tablename__ = "provider_reviews"
+    __table_args__ = (
+        UniqueConstraint("term_id", "provider_id"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
     term_id: Mapped[int] = mapped_column(ForeignKey("terms.id", ondelete="CASCADE"))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
-    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
-    aspect: Mapped[RatingAspect] = mapped_column(enum_type(RatingAspect, "rating_aspect"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
     score: Mapped[int] = mapped_column(SmallInteger)
-    comment: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewed_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    reviewed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Broadcast(Base):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -555,6 +555,22 @@ def checked_attachment(attachment: dict[str, Any] | None) -> dict[str, Any] | No
     if len(photos) == 1:
         return {"type": "photo", "file_id": photos[0]}
     return {"type": "album", "photos": list(photos)}
+
+
+# A document made at sending time: (session, the attachment's args, the reader's translator)
+# → (file name, bytes). LookupError: what it is made from is gone, so the row fails.
+Maker = Callable[[AsyncSession, dict[str, Any], Translator], Awaitable[tuple[str, bytes]]]
+MAKERS: dict[str, Maker] = {}
+
+
+def maker(name: str) -> Callable[[Maker], Maker]:
+    """Register a document maker under `name`, for ``{"type": "made", "maker": name}``."""
+
+    def register(function: Maker) -> Maker:
+        MAKERS[name] = function
+        return function
+
+    return register
 
 
 def render(row: Claimed, t: Translator) -> Rendered:

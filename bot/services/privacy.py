@@ -17,12 +17,13 @@ from storage.models import (
     Dismissal,
     Enrolment,
     EnrolmentEvent,
+    GrowthNote,
     Guardianship,
     Leave,
     Outbox,
     OutboxStatus,
     PickupPerson,
-    Rating,
+    RatingTurnout,
     Role,
     School,
     SchoolClass,
@@ -47,6 +48,11 @@ class ChildRecord:
     pickup_people: list[dict[str, Any]] = field(default_factory=list)
     alone_permitted_at: dt.datetime | None = None
     dismissals: list[dict[str, Any]] = field(default_factory=list)
+    # The term-end ratings the family was asked for and whether it gave them. What it answered
+    # is not here: ballots carry no name, so nobody can find them again (docs/RATINGS.md).
+    rated: list[dict[str, Any]] = field(default_factory=list)
+    # Teachers' notes released with the child's growth record (课后成长档案).
+    growth_notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,7 +66,6 @@ class GuardianRecord:
     roles: list[str]
     created_at: dt.datetime
     children: list[ChildRecord]
-    ratings: list[dict[str, Any]]
     timezone: str = "Asia/Shanghai"  # the school's: every time is shown in it
     chat_id: int | None = None
     notice_mode: str = "instant"
@@ -168,16 +173,27 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
             child.dismissals.append(
                 {"session_id": left.session_id, "way": left.way.value, "at": left.left_at}
             )
+        for turnout in await session.scalars(
+            select(RatingTurnout)
+            .where(RatingTurnout.student_id == student.id)
+            .order_by(RatingTurnout.term_id, RatingTurnout.course_id)
+        ):
+            child.rated.append(
+                {"term_id": turnout.term_id, "course_id": turnout.course_id, "done": turnout.done}
+            )
+        for released in await session.scalars(
+            select(GrowthNote)
+            .where(GrowthNote.student_id == student.id, GrowthNote.released_at.is_not(None))
+            .order_by(GrowthNote.created_at, GrowthNote.id)
+        ):
+            child.growth_notes.append(
+                {
+                    "term_id": released.term_id,
+                    "text": released.text,
+                    "released_at": released.released_at,
+                }
+            )
         children.append(child)
-    ratings = [
-        {
-            "course_id": r.course_id,
-            "aspect": r.aspect.value,
-            "score": r.score,
-            "comment": r.comment,
-        }
-        for r in await session.scalars(select(Rating).where(Rating.user_id == user_id))
-    ]
     messages = [
         {"at": at, "kind": kind, "status": status.value}
         for at, kind, status in await session.execute(
@@ -194,7 +210,6 @@ async def export(session: AsyncSession, user_id: int) -> GuardianRecord:
         roles=sorted(r.value for r in user.role_set),
         created_at=user.created_at,
         children=children,
-        ratings=ratings,
         timezone=school.timezone,
         chat_id=user.chat_id,
         notice_mode=user.notice_mode.value,
@@ -249,7 +264,6 @@ async def forget(session: AsyncSession, telegram_id: int) -> Forgotten:
     await session.execute(
         delete(UserRole).where(UserRole.user_id.in_(user_ids), UserRole.role == Role.PARENT)
     )
-    await session.execute(update(Rating).where(Rating.user_id.in_(user_ids)).values(user_id=None))
     cancelled = await session.execute(
         update(Outbox)
         .where(Outbox.user_id.in_(user_ids), Outbox.status.in_(UNSENT))
