@@ -39,6 +39,7 @@ from bot.services import (
     members,
     outbox,
     patrol,
+    ratings,
 )
 from storage.models import (
     Broadcast,
@@ -58,6 +59,9 @@ log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"misfire_grace_time": 3600, "coalesce": True, "max_instances": 1}
 TICK_SECONDS = 5.0
 HOUSEKEEPING_AT = dt.time(3, 0)
+# Rating invitations and reminders go at this local time: after school, when a parent can
+# answer with the child (the child's own view is asked of the child).
+RATING_AT = dt.time(18, 0)
 KEEP_DEAD_INVITES = dt.timedelta(days=90)
 
 
@@ -121,6 +125,59 @@ async def due_patrols(session: AsyncSession, now: dt.datetime) -> list[Due]:
 async def due_fee_reminders(session: AsyncSession, now: dt.datetime) -> list[Due]:
     """Each school's fee reminders, at its reminder time."""
     return await _daily(session, now, "fees", lambda s: s.fee_reminder_time)
+
+
+def _local(zone: ZoneInfo, day: dt.date, at: dt.time) -> dt.datetime:
+    return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.UTC)
+
+
+async def due_ratings(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each term's rating window: closed at the end of its last day, reminders at the rating
+    time two days before and on that day, opened at the rating time of its first day (an
+    opening missed until after the last day is stale: it never opens by itself)."""
+    found = []
+    rows = await session.execute(
+        select(Term, School.timezone)
+        .join(School, School.id == Term.school_id)
+        .where(Term.rating_closed_at.is_(None), Term.rating_closes_on.is_not(None))
+        .order_by(Term.id)
+    )
+    for term, timezone in rows:
+        zone = ZoneInfo(timezone)
+        today = now.astimezone(zone).date()
+        closes_on = term.rating_closes_on
+        assert closes_on is not None
+        if term.rating_opened_at is not None:
+            close_at = _local(zone, closes_on + dt.timedelta(days=1), dt.time(0, 0))
+            if close_at <= now:
+                found.append(Due(f"ratings:close:{term.id}", term.school_id, close_at))
+                continue
+            for day in (closes_on - dt.timedelta(days=2), closes_on):
+                at = _local(zone, day, RATING_AT)
+                if at <= now and at >= term.rating_opened_at:
+                    job = f"ratings:remind:{term.id}:{day.isoformat()}"
+                    found.append(Due(job, term.school_id, at, stale=today != day))
+        elif term.rating_opens_on is not None:
+            open_at = _local(zone, term.rating_opens_on, RATING_AT)
+            if open_at <= now:
+                job = f"ratings:open:{term.id}"
+                found.append(Due(job, term.school_id, open_at, stale=today > closes_on))
+    return found
+
+
+async def due_growth(session: AsyncSession, now: dt.datetime) -> list[Due]:
+    """Each term's growth records, at the school's digest time on the term's last day."""
+    found = []
+    rows = await session.execute(
+        select(Term, School.timezone, School.digest_time)
+        .join(School, School.id == Term.school_id)
+        .where(Term.growth_released_at.is_(None), Term.ends_on <= now.date() + dt.timedelta(1))
+    )
+    for term, timezone, digest_time in rows:
+        at = _local(ZoneInfo(timezone), term.ends_on, digest_time)
+        if at <= now:
+            found.append(Due(f"growth:{term.id}", term.school_id, at))
+    return found
 
 
 async def due_rolls(session: AsyncSession, now: dt.datetime) -> list[Due]:
@@ -289,6 +346,38 @@ async def run_minimum(sched: Scheduler, session: AsyncSession, due: Due, now: dt
     return f"courses asked about: {await enrolment.ask_about_small_courses(session, now)}"
 
 
+async def run_ratings(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    _, step, term_id, *rest = due.job.split(":")
+    term = await session.get(Term, int(term_id))
+    school = await session.get(School, due.school_id)
+    if term is None or school is None:
+        return "no such term"
+    if step == "open":
+        if due.stale:
+            return "stale: its closing day has passed; an admin may open it with /ratings"
+        opened = await ratings.open_window(session, school, term, now)
+        if opened is None:
+            return "already open"
+        return f"opened: {opened.ballots} ballots, {opened.families} guardians invited"
+    if step == "remind":
+        if due.stale:
+            return "stale: that day is over"
+        day = dt.date.fromisoformat(rest[0])
+        return f"{await ratings.remind(session, school, term, day)} reminded"
+    closed = await ratings.close_window(session, school, term, now)
+    return "not open" if closed is None else f"closed: {closed} complete ballots"
+
+
+async def run_growth(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    from bot.services import growth  # TODO(lead): top-level import once growth.py lands
+
+    term = await session.get(Term, int(due.job.split(":")[1]))
+    school = await session.get(School, due.school_id)
+    if term is None or school is None:
+        return "no such term"
+    return f"{await growth.release(session, school, term, now)} growth records"
+
+
 async def run_housekeeping(
     sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime
 ) -> str:
@@ -321,6 +410,8 @@ JOBS: dict[str, tuple[Finder, Runner]] = {
     "roll": (due_rolls, run_roll),
     "patrol": (due_patrols, run_patrol),
     "fees": (due_fee_reminders, run_fee_reminders),
+    "ratings": (due_ratings, run_ratings),
+    "growth": (due_growth, run_growth),
     "housekeeping": (due_housekeeping, run_housekeeping),
 }
 

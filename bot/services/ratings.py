@@ -18,15 +18,59 @@ See docs/RATINGS.md.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
+import hashlib
+import hmac
+import html
+import random
+import secrets
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Again, Ballot, Face, RatingTurnout, School
+from bot.i18n import N_
+from bot.services import audit, guard, outbox
+from bot.services import family as family_news
+from bot.services.members import Member
+from bot.services.outbox import NewMessage
+from storage.models import (
+    Again,
+    Ballot,
+    CommentStatus,
+    Course,
+    Enrolment,
+    EnrolmentStatus,
+    Face,
+    Guardianship,
+    RatingTurnout,
+    Role,
+    School,
+    Student,
+    Teacher,
+    TeacherKind,
+    Term,
+    User,
+)
 
 ASPECTS = ("content", "teaching", "safety")
 SCORES = (1, 2, 3, 4, 5)
@@ -97,7 +141,10 @@ async def course_results(
     term_id: int,
     course_ids: Sequence[int] | None = None,
 ) -> dict[int, Result]:
-    """Every course of the term that families were asked about (or only `course_ids`)."""
+    """Every course of the term that families were asked about (or only `course_ids`).
+
+    Nothing is shown before the window has closed: a result that moves with each ballot would
+    tell anyone who knows who just rated what they answered."""
     asked = select(RatingTurnout.course_id, func.count()).where(
         RatingTurnout.term_id == term_id, RatingTurnout.school_id == school.id
     )
@@ -115,7 +162,8 @@ async def course_results(
     for course_id, content, teaching, safety, again, face in await session.execute(rows):
         assert content and teaching and safety and again  # complete(): all are given
         tallies.setdefault(course_id, _Tally()).add((content, teaching, safety), again, face)
-    limits = Thresholds.of(school)
+    closed = await session.scalar(select(Term.rating_closed_at).where(Term.id == term_id))
+    limits = Thresholds.of(school) if closed is not None else Thresholds(2**31, 100)
     results = {}
     for course_id, asked_n in families.items():
         tally = tallies.get(course_id, _Tally())
@@ -195,3 +243,731 @@ def pooled(results: Iterable[Result]) -> Pooled:
 
 def window_open(term_opened: dt.datetime | None, term_closed: dt.datetime | None) -> bool:
     return term_opened is not None and term_closed is None
+
+
+# --- the window -------------------------------------------------------------------------------
+
+REFUSED = "ratings.refused"
+DEFAULT_DAYS = 7  # a window an admin opens by hand, when the term names no closing day
+QUESTIONS = ("content", "teaching", "safety", "again", "face", "comment")
+MAX_COMMENT = 500
+
+
+class Window(enum.StrEnum):
+    NOT_SET = "not_set"  # the term names no rating days and nobody opened it
+    WAITING = "waiting"  # opens on `rating_opens_on`
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def window_of(term: Term) -> Window:
+    if term.rating_closed_at is not None:
+        return Window.CLOSED
+    if term.rating_opened_at is not None:
+        return Window.OPEN
+    return Window.WAITING if term.rating_opens_on is not None else Window.NOT_SET
+
+
+def token(key: str, student_id: int, course_id: int) -> str:
+    """The ballot of a child and course while the window is open: an HMAC under the term's key,
+    so only someone holding the key (Kehou, until the window closes) can find it."""
+    message = f"{student_id}:{course_id}".encode()
+    return hmac.new(bytes.fromhex(key), message, hashlib.sha256).hexdigest()
+
+
+def _asked(term: Term) -> Select[int, int]:
+    """(student, course) of every child who took a course of the term: enrolled at the end, or
+    withdrawn after the term began. Cancelled courses are not asked about."""
+    return (
+        select(Enrolment.student_id, Enrolment.course_id)
+        .join(Course, Course.id == Enrolment.course_id)
+        .where(
+            Course.term_id == term.id,
+            Course.cancelled_at.is_(None),
+            or_(
+                Enrolment.status == EnrolmentStatus.ENROLLED,
+                and_(
+                    Enrolment.status == EnrolmentStatus.WITHDRAWN,
+                    Enrolment.withdrawn_from > term.starts_on,
+                ),
+            ),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    term: str
+    closes_on: dt.date
+    ballots: int  # child × course pairs asked
+    families: int  # guardians invited
+
+
+async def open_window(
+    session: AsyncSession,
+    school: School,
+    term: Term,
+    now: dt.datetime,
+    *,
+    actor_user_id: int | None = None,
+) -> Opened | None:
+    """Open the term's window (compare-and-set: None if it was opened before), make an empty
+    ballot for every child and course in random order, and invite every guardian."""
+    today = now.astimezone(ZoneInfo(school.timezone)).date()
+    closes_on = term.rating_closes_on
+    if closes_on is None or closes_on < today:
+        closes_on = today + dt.timedelta(days=DEFAULT_DAYS)
+    key = secrets.token_hex(32)
+    opened = await session.execute(
+        update(Term)
+        .where(Term.id == term.id, Term.rating_opened_at.is_(None))
+        .values(rating_opened_at=now, rating_key=key, rating_closes_on=closes_on)
+        .execution_options(synchronize_session=False)
+    )
+    if opened.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    await session.refresh(term)
+    pairs: list[tuple[int, int]] = [(s, c) for s, c in await session.execute(_asked(term))]
+    if pairs:
+        await session.execute(
+            insert(RatingTurnout),
+            [
+                {"term_id": term.id, "course_id": c, "student_id": s, "school_id": school.id}
+                for s, c in pairs
+            ],
+        )
+        # Empty ballots for everyone, in an order that says nothing about anyone: which
+        # ballots were ever answered, and in which order, is not in the table's layout.
+        ballots = [
+            {
+                "token": token(key, s, c),
+                "school_id": school.id,
+                "term_id": term.id,
+                "course_id": c,
+            }
+            for s, c in pairs
+        ]
+        random.SystemRandom().shuffle(ballots)
+        await session.execute(insert(Ballot), ballots)
+    invited = await _invite(session, school, term, {s for s, _ in pairs})
+    audit.record(
+        session,
+        school.id,
+        "ratings.opened",
+        actor_user_id=actor_user_id,
+        actor_label=None if actor_user_id else "scheduler",
+        target=("term", term.id),
+        details={"ballots": len(pairs), "invited": invited, "closes_on": closes_on.isoformat()},
+    )
+    return Opened(term.name, closes_on, len(pairs), invited)
+
+
+INVITE = N_(
+    "⭐ <b>Term-end rating: {term}</b>\n"
+    "How was this term's after-school service? Please rate each course with your child — "
+    "about a minute a course:\n{courses}\n\n"
+    "🔒 Anonymous: the school sees only totals, and only for courses enough families rated. "
+    "Open until {closes}; you can change your answers until then."
+)
+REMIND_SOON = N_("⏰ The {term} rating closes in two days ({closes}). Still to rate:\n{courses}")
+REMIND_TODAY = N_("⏰ The {term} rating closes tonight. Still to rate:\n{courses}")
+START = N_("Rate now")
+
+
+async def _to_rate(
+    session: AsyncSession, term: Term, student_ids: Iterable[int] | None, *, open_only: bool
+) -> dict[int, list[tuple[int, str, str]]]:
+    """Guardian user id → (chat, child, course) still to rate (`open_only`) or asked."""
+    query = (
+        select(User.id, User.chat_id, Student.name, Course.name)
+        .select_from(RatingTurnout)
+        .join(Student, Student.id == RatingTurnout.student_id)
+        .join(Course, Course.id == RatingTurnout.course_id)
+        .join(Guardianship, Guardianship.student_id == RatingTurnout.student_id)
+        .join(User, User.id == Guardianship.user_id)
+        .where(RatingTurnout.term_id == term.id, User.chat_id.is_not(None))
+        .order_by(User.id, Student.name, Course.name)
+    )
+    if open_only:
+        query = query.where(RatingTurnout.done.is_(False))
+    if student_ids is not None:
+        query = query.where(RatingTurnout.student_id.in_(list(student_ids)))
+    found: dict[int, list[tuple[int, str, str]]] = {}
+    for user_id, chat_id, child, course in await session.execute(query):
+        assert chat_id is not None
+        found.setdefault(user_id, []).append((chat_id, child, course))
+    return found
+
+
+def _lines(items: Sequence[tuple[int, str, str]]) -> str:
+    return "\n".join(
+        f"• {html.escape(child)} · {html.escape(course)}" for _, child, course in items
+    )
+
+
+async def _invite(session: AsyncSession, school: School, term: Term, student_ids: set[int]) -> int:
+    if not student_ids:
+        return 0
+    assert term.rating_closes_on is not None
+    asked = await _to_rate(session, term, student_ids, open_only=False)
+    messages = [
+        NewMessage(
+            chat_id=items[0][0],
+            user_id=user_id,
+            kind="rating",
+            template=INVITE,
+            params={
+                "term": term.name,
+                "courses": _lines(items),
+                "closes": {"$day": term.rating_closes_on.isoformat()},
+            },
+            buttons=[[{"label": START, "data": "rt:go"}]],
+            dedupe_key=f"rating-open:{term.id}:{user_id}",
+        )
+        for user_id, items in asked.items()
+    ]
+    await outbox.enqueue_many(session, school.id, messages)
+    return len(messages)
+
+
+async def remind(session: AsyncSession, school: School, term: Term, today: dt.date) -> int:
+    """Remind the guardians of children with courses still to rate: two days before the window
+    closes and on its last day. Nobody who has finished hears anything."""
+    if window_of(term) is not Window.OPEN or term.rating_closes_on is None:
+        return 0
+    days_left = (term.rating_closes_on - today).days
+    if days_left not in (0, 2):
+        return 0
+    template = REMIND_TODAY if days_left == 0 else REMIND_SOON
+    left = await _to_rate(session, term, None, open_only=True)
+    messages = [
+        NewMessage(
+            chat_id=items[0][0],
+            user_id=user_id,
+            kind="rating",
+            template=template,
+            params={
+                "term": term.name,
+                "courses": _lines(items),
+                "closes": {"$day": term.rating_closes_on.isoformat()},
+            },
+            buttons=[[{"label": START, "data": "rt:go"}]],
+            dedupe_key=f"rating-remind:{term.id}:{today.isoformat()}:{user_id}",
+        )
+        for user_id, items in left.items()
+    ]
+    await outbox.enqueue_many(session, school.id, messages)
+    return len(messages)
+
+
+async def close_window(
+    session: AsyncSession,
+    school: School,
+    term: Term,
+    now: dt.datetime,
+    *,
+    actor_user_id: int | None = None,
+) -> int | None:
+    """Close the window (compare-and-set: None if it is not open), destroy the key, drop the
+    ballots nobody touched and re-key the others at random, so no ballot can be found from a
+    child and course again. Returns the number of complete ballots."""
+    closed = await session.execute(
+        update(Term)
+        .where(
+            Term.id == term.id,
+            Term.rating_opened_at.is_not(None),
+            Term.rating_closed_at.is_(None),
+        )
+        .values(rating_closed_at=now, rating_key=None)
+        .execution_options(synchronize_session=False)
+    )
+    if closed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    await session.refresh(term)
+    untouched = [getattr(Ballot, q).is_(None) for q in QUESTIONS]
+    await session.execute(delete(Ballot).where(Ballot.term_id == term.id, *untouched))
+    old = list(await session.scalars(select(Ballot.token).where(Ballot.term_id == term.id)))
+    if old:
+        table = Ballot.__table__
+        await session.execute(
+            update(table)
+            .where(table.c.token == bindparam("p_old"))
+            .values(token=bindparam("p_new")),
+            [{"p_old": t, "p_new": uuid.uuid4().hex} for t in old],
+        )
+    complete_n = await session.scalar(
+        select(func.count()).where(Ballot.term_id == term.id, *complete())
+    )
+    audit.record(
+        session,
+        school.id,
+        "ratings.closed",
+        actor_user_id=actor_user_id,
+        actor_label=None if actor_user_id else "scheduler",
+        target=("term", term.id),
+        details={"complete": complete_n},
+    )
+    return int(complete_n or 0)
+
+
+# --- a family's ballots -----------------------------------------------------------------------
+
+
+class Refusal(enum.StrEnum):
+    NOT_PARENT = "not_parent"
+    NOT_OPEN = "not_open"  # no window is open (`Closed` says more)
+    NOT_ASKED = "not_asked"  # this child did not take this course this term
+    BAD_ANSWER = "bad_answer"
+
+
+@dataclass(frozen=True)
+class TermWindow:
+    id: int
+    name: str
+    window: Window
+    opens_on: dt.date | None
+    closes_on: dt.date | None
+
+    @classmethod
+    def of(cls, term: Term) -> TermWindow:
+        return cls(
+            term.id, term.name, window_of(term), term.rating_opens_on, term.rating_closes_on
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """One course a child is asked about."""
+
+    student_id: int
+    child: str
+    course_id: int
+    course: str
+    done: bool
+
+
+@dataclass(frozen=True)
+class Family:
+    term: TermWindow
+    items: list[Item]
+
+    @property
+    def left(self) -> int:
+        return sum(not item.done for item in self.items)
+
+
+@dataclass(frozen=True)
+class BallotView:
+    term: TermWindow
+    item: Item
+    answers: dict[str, Any]  # question → answer (None: not answered)
+
+    @property
+    def complete(self) -> bool:
+        return all(self.answers[q] is not None for q in QUESTIONS[:4])
+
+    def after(self, question: str | None) -> str | None:
+        """The next question to ask after `question` (None: from the start): the first not yet
+        answered. None when every one has been asked."""
+        start = 0 if question is None else QUESTIONS.index(question) + 1
+        return next((q for q in QUESTIONS[start:] if self.answers[q] is None), None)
+
+
+async def window_term(session: AsyncSession, school_id: int, today: dt.date) -> Term | None:
+    """The term whose ratings a screen is about: the one with an open window; else the latest
+    term whose window has run or is set; else the term running today."""
+    terms = list(
+        await session.scalars(
+            select(Term).where(Term.school_id == school_id).order_by(Term.starts_on.desc())
+        )
+    )
+    for term in terms:
+        if window_of(term) is Window.OPEN:
+            return term
+    for term in terms:
+        if term.rating_closed_at is not None or (
+            term.rating_opens_on is not None and term.starts_on <= today
+        ):
+            return term
+    return next((t for t in terms if t.starts_on <= today <= t.ends_on), None)
+
+
+async def family(
+    session: AsyncSession, member: Member | None, today: dt.date
+) -> Family | Refusal | TermWindow:
+    """What the member's children are asked to rate in the open window. A `TermWindow` when no
+    window is open (it says when it opens or that it has closed)."""
+    user_id = guard.parent(member)
+    if member is None or user_id is None:
+        guard.refuse(session, member, REFUSED)
+        return Refusal.NOT_PARENT
+    term = await window_term(session, member.school_id, today)
+    if term is None:
+        return Refusal.NOT_OPEN
+    if window_of(term) is not Window.OPEN:
+        return TermWindow.of(term)
+    rows = await session.execute(
+        select(Student.id, Student.name, Course.id, Course.name, RatingTurnout.done)
+        .select_from(RatingTurnout)
+        .join(Student, Student.id == RatingTurnout.student_id)
+        .join(Course, Course.id == RatingTurnout.course_id)
+        .join(
+            Guardianship,
+            (Guardianship.student_id == Student.id) & (Guardianship.user_id == user_id),
+        )
+        .where(RatingTurnout.term_id == term.id)
+        .order_by(Student.name, Student.id, Course.starts_at, Course.name)
+    )
+    return Family(TermWindow.of(term), [Item(*row) for row in rows])
+
+
+async def _item(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    course_id: int,
+    pressed: str | None,
+) -> tuple[Term, Item] | Refusal:
+    """The open term and the child's course, if the member is the child's guardian and the
+    child was asked about the course; a refusal (audited when it is not the member's)."""
+    child = await guard.child(session, member, student_id, action=REFUSED, pressed=pressed)
+    if child is None or member is None:
+        return Refusal.NOT_PARENT
+    term = await session.scalar(
+        select(Term).where(
+            Term.school_id == member.school_id,
+            Term.rating_opened_at.is_not(None),
+            Term.rating_closed_at.is_(None),
+        )
+    )
+    if term is None or term.rating_key is None:
+        return Refusal.NOT_OPEN
+    row = (
+        await session.execute(
+            select(Course.name, RatingTurnout.done)
+            .join(Course, Course.id == RatingTurnout.course_id)
+            .where(
+                RatingTurnout.term_id == term.id,
+                RatingTurnout.student_id == student_id,
+                RatingTurnout.course_id == course_id,
+            )
+        )
+    ).first()
+    if row is None:
+        guard.refuse(session, member, REFUSED, pressed)
+        return Refusal.NOT_ASKED
+    return term, Item(student_id, child.name, course_id, row[0], row[1])
+
+
+async def _answers(session: AsyncSession, ballot_token: str) -> dict[str, Any] | None:
+    row = (
+        await session.execute(
+            select(
+                Ballot.content,
+                Ballot.teaching,
+                Ballot.safety,
+                Ballot.again,
+                Ballot.face,
+                Ballot.comment,
+            ).where(Ballot.token == ballot_token)
+        )
+    ).first()
+    return None if row is None else dict(zip(QUESTIONS, row, strict=True))
+
+
+async def ballot(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    course_id: int,
+    pressed: str | None = None,
+) -> BallotView | Refusal:
+    """The family's ballot for a child and course, as it stands."""
+    found = await _item(session, member, student_id, course_id, pressed)
+    if isinstance(found, Refusal):
+        return found
+    term, item = found
+    assert term.rating_key is not None
+    answers = await _answers(session, token(term.rating_key, student_id, course_id))
+    if answers is None:  # the window closed between the two statements
+        return Refusal.NOT_OPEN
+    return BallotView(TermWindow.of(term), item, answers)
+
+
+def parse_answer(question: str, raw: str) -> Any:
+    """The stored value of an answer as it comes from a button or a message; ValueError if it
+    is not one the question takes ("" for the optional ones: skipped)."""
+    if question in ("content", "teaching", "safety"):
+        score = int(raw)
+        if score not in SCORES:
+            raise ValueError(raw)
+        return score
+    if question == "again":
+        return Again(raw)
+    if question == "face":
+        return Face(raw)
+    if question == "comment":
+        text = raw.strip()
+        if len(text) > MAX_COMMENT:
+            raise ValueError("too long")
+        return text or None
+    raise ValueError(question)
+
+
+DONE_TO_FAMILY = N_(
+    "⭐ {child}'s rating of {course} is in, given by {actor}. You can see or change it with "
+    "/rate until {closes}."
+)
+
+
+async def answer(
+    session: AsyncSession,
+    member: Member | None,
+    student_id: int,
+    course_id: int,
+    question: str,
+    raw: str,
+    *,
+    pressed: str | None = None,
+) -> BallotView | Refusal:
+    """Record one answer on the family's ballot. The ballot row gets the answer and nothing
+    else; the first time the ballot is complete, the turnout says so and the child's other
+    guardians hear that it is done (not what was answered)."""
+    if question not in QUESTIONS:
+        guard.refuse(session, member, REFUSED, pressed)
+        return Refusal.BAD_ANSWER
+    try:
+        value = parse_answer(question, raw)
+    except ValueError:
+        return Refusal.BAD_ANSWER
+    found = await _item(session, member, student_id, course_id, pressed)
+    if isinstance(found, Refusal):
+        return found
+    term, item = found
+    assert term.rating_key is not None and member is not None
+    ballot_token = token(term.rating_key, student_id, course_id)
+    values: dict[str, Any] = {question: value}
+    if question == "comment":
+        values["comment_status"] = CommentStatus.PENDING if value else None
+    written = await session.execute(
+        update(Ballot)
+        .where(Ballot.token == ballot_token)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if written.rowcount != 1:  # type: ignore[attr-defined]
+        return Refusal.NOT_OPEN  # closed meanwhile: the ballot has another key now
+    answers = await _answers(session, ballot_token)
+    assert answers is not None
+    view = BallotView(TermWindow.of(term), item, answers)
+    if view.complete and not item.done:
+        finished = await session.execute(
+            update(RatingTurnout)
+            .where(
+                RatingTurnout.term_id == term.id,
+                RatingTurnout.course_id == course_id,
+                RatingTurnout.student_id == student_id,
+                RatingTurnout.done.is_(False),
+            )
+            .values(done=True)
+            .execution_options(synchronize_session=False)
+        )
+        if finished.rowcount == 1:  # type: ignore[attr-defined]
+            assert term.rating_closes_on is not None
+            await family_news.tell_other_guardians(
+                session,
+                member.school_id,
+                student_id,
+                member.user_id,
+                kind="rating",
+                template=DONE_TO_FAMILY,
+                params={
+                    "child": item.child,
+                    "course": item.course,
+                    "actor": {"$msgid": ANOTHER_GUARDIAN},
+                    "closes": {"$day": term.rating_closes_on.isoformat()},
+                },
+                dedupe=f"rating-done:{term.id}:{student_id}:{course_id}",
+            )
+        view = BallotView(view.term, dataclasses.replace(item, done=True), answers)
+    return view
+
+
+ANOTHER_GUARDIAN = N_("another guardian")
+
+
+# --- what the school sees ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CourseTurnout:
+    course_id: int
+    course: str
+    asked: int
+    done: int
+
+
+@dataclass(frozen=True)
+class Status:
+    term: TermWindow
+    opened_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    courses: list[CourseTurnout]
+    pending_comments: int
+
+    @property
+    def asked(self) -> int:
+        return sum(c.asked for c in self.courses)
+
+    @property
+    def done(self) -> int:
+        return sum(c.done for c in self.courses)
+
+
+async def status(session: AsyncSession, term: Term) -> Status:
+    """Turnout per course (counts only, never who) and the comments waiting for review."""
+    rows = await session.execute(
+        select(
+            Course.id,
+            Course.name,
+            func.count(),
+            func.sum(case((RatingTurnout.done.is_(True), 1), else_=0)),
+        )
+        .select_from(RatingTurnout)
+        .join(Course, Course.id == RatingTurnout.course_id)
+        .where(RatingTurnout.term_id == term.id)
+        .group_by(Course.id, Course.name)
+        .order_by(Course.name, Course.id)
+    )
+    courses = [CourseTurnout(c, name, int(n), int(d or 0)) for c, name, n, d in rows]
+    pending = await session.scalar(
+        select(func.count()).where(
+            Ballot.term_id == term.id, Ballot.comment_status == CommentStatus.PENDING
+        )
+    )
+    return Status(
+        TermWindow.of(term),
+        term.rating_opened_at,
+        term.rating_closed_at,
+        courses,
+        int(pending or 0),
+    )
+
+
+@dataclass(frozen=True)
+class Comment:
+    token: str
+    course_id: int
+    course: str
+    text: str
+    left: int  # pending comments, this one included
+
+
+async def next_comment(session: AsyncSession, term: Term, after: str = "") -> Comment | None:
+    """A comment waiting for review, after the window has closed (while it is open, comments
+    may still change, and reading them as they come would tie them to who just rated)."""
+    if window_of(term) is not Window.CLOSED:
+        return None
+    pending = (Ballot.term_id == term.id) & (Ballot.comment_status == CommentStatus.PENDING)
+    row = (
+        await session.execute(
+            select(Ballot.token, Course.id, Course.name, Ballot.comment)
+            .join(Course, Course.id == Ballot.course_id)
+            .where(pending, Ballot.token > after)
+            .order_by(Ballot.token)
+            .limit(1)
+        )
+    ).first()
+    if row is None and after:
+        return await next_comment(session, term)
+    if row is None:
+        return None
+    left = await session.scalar(select(func.count()).where(pending))
+    return Comment(row[0], row[1], row[2], row[3] or "", int(left or 0))
+
+
+async def review(
+    session: AsyncSession,
+    member: Member | None,
+    term: Term,
+    ballot_token: str,
+    release: bool,
+    *,
+    pressed: str | None = None,
+) -> bool | Refusal:
+    """Release or hide a comment (admins only; compare-and-set on its pending status: False
+    when another admin reviewed it first)."""
+    if not guard.holds(session, member, Role.ADMIN, action=REFUSED, pressed=pressed):
+        return Refusal.NOT_PARENT
+    assert member is not None
+    if term.school_id != member.school_id or window_of(term) is not Window.CLOSED:
+        return Refusal.NOT_OPEN
+    done = await session.execute(
+        update(Ballot)
+        .where(
+            Ballot.token == ballot_token,
+            Ballot.term_id == term.id,
+            Ballot.comment_status == CommentStatus.PENDING,
+        )
+        .values(comment_status=CommentStatus.RELEASED if release else CommentStatus.HIDDEN)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    audit.record(
+        session,
+        member.school_id,
+        "ratings.comment_released" if release else "ratings.comment_hidden",
+        actor_user_id=member.user_id,
+        target=("term", term.id),
+    )
+    return True
+
+
+async def released_comments(
+    session: AsyncSession, school: School, term_id: int, course_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    """Released comments of the courses whose results are shown, in an order that is not the
+    order they were written."""
+    results = await course_results(session, school, term_id, course_ids)
+    shown = [c for c, r in results.items() if r.shown]
+    found: dict[int, list[str]] = {}
+    if not shown:
+        return found
+    rows = await session.execute(
+        select(Ballot.course_id, Ballot.comment)
+        .where(
+            Ballot.term_id == term_id,
+            Ballot.course_id.in_(shown),
+            Ballot.comment_status == CommentStatus.RELEASED,
+        )
+        .order_by(Ballot.token)
+    )
+    for course_id, text in rows:
+        if text:
+            found.setdefault(course_id, []).append(text)
+    return found
+
+
+async def own_courses(session: AsyncSession, member: Member, term_id: int) -> list[Course]:
+    """The term's courses a teacher teaches, and, for a provider's staff, the provider's."""
+    teachers = list(
+        await session.execute(
+            select(Teacher.id, Teacher.kind, Teacher.provider_id).where(
+                Teacher.user_id == member.user_id, Teacher.school_id == member.school_id
+            )
+        )
+    )
+    mine = [Course.teacher_id.in_([t for t, _, _ in teachers])]
+    providers = [p for _, kind, p in teachers if kind is TeacherKind.PROVIDER and p is not None]
+    if providers:
+        mine.append(Course.provider_id.in_(providers))
+    if not teachers:
+        return []
+    return list(
+        await session.scalars(
+            select(Course)
+            .where(Course.term_id == term_id, or_(*mine))
+            .order_by(Course.name, Course.id)
+        )
+    )
