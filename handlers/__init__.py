@@ -37,8 +37,9 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     from handlers.admin import digest as admin_digest
     from handlers.admin import fees as admin_fees
     from handlers.admin import groups as admin_groups
+    from handlers.admin import ratings as admin_ratings
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
-    from handlers.parent import absence, courses, leave, notices, photos, pickup, schedule
+    from handlers.parent import absence, courses, leave, notices, photos, pickup, rate, schedule
     from handlers.teacher import attendance, dismissal, hours, note, roster
     from handlers.teacher import update as daily_update
 
@@ -59,6 +60,8 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
     application.add_handlers(admin_fees.handlers(), group=FEATURES)
+    application.add_handlers(rate.handlers(), group=FEATURES)
+    application.add_handlers(admin_ratings.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)
     application.add_handlers(absence.handlers(), group=FEATURES)
     application.add_handlers(pickup.handlers(), group=FEATURES)

@@ -268,10 +268,9 @@ def test_english_letter_shows_the_school_local_expiry_date() -> None:
     assert page_count(pdf) == 2
     text = shown_text(pdf)
     assert b"Letter to parents" in text  # one name everywhere: the bot says it too
-    # Only today's features (bot.features): the day's attendance, yes; no fees or ratings yet.
+    # Today's features (bot.features), the term-end rating among them.
     assert b"calendar" in text and b"digest" in text and b"attendance" in text
-    for not_yet in (b"fee", b"evaluate", b"rating"):
-        assert not_yet not in text
+    assert b"rate each course at term end" in text
     assert b"December 21, 2026" in text  # the code's expiry, in Shanghai
     assert b"November 22, 2026" in text  # the letter's date
     assert "李小明".encode("utf-16-be") in text  # a Chinese name in an English letter

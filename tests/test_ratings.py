@@ -6,7 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, inspect, insert, select, update
+from sqlalchemy import func, insert, inspect, select, update
 
 from bot import jobs
 from bot.context import KehouApplication
@@ -32,6 +32,7 @@ from storage.models import (
     utcnow,
 )
 from tests.factories import SchoolData, add_member
+from tests.harness import FakeUser
 from tests.test_enrolment import make_course, pupils
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -484,3 +485,175 @@ async def test_the_window_opens_and_closes_through_the_ledger_across_a_restart(
     assert f"ratings:remind:{term.id}:2027-01-13" not in runs or runs[
         f"ratings:remind:{term.id}:2027-01-13"
     ].startswith("stale")
+
+
+# --- in the chat ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ["zh-hans", "en"])
+async def test_a_parent_rates_a_course_with_the_child_step_by_step(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData, language: str
+) -> None:
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, [school.student_ids["张伟"]])
+    await add_member(db, school, 801, {Role.PARENT}, children=("张伟",))
+    await open_term(db, school)
+    parent = make_user(801, language_code=language)
+    zh = language == "zh-hans"
+
+    listing = FakeUser.texts(await parent.send("/rate"))
+    assert ("学期末评价" if zh else "Term-end rating") in listing
+    assert ("已评价 0/1" if zh else "0 of 1 course rated") in listing
+    question = FakeUser.texts(await parent.click("陶艺"))
+    assert "张伟 · 陶艺" in question and "(1/6)" in question
+    assert ("课程内容" if zh else "Content") in question
+    await parent.click("5")
+    await parent.click("4")
+    asked = FakeUser.texts(await parent.click("5"))
+    assert ("还会给张伟报名陶艺吗" if zh else "sign 张伟 up for 陶艺 again") in asked
+    face = FakeUser.texts(await parent.click("会" if zh else "Yes, I would"))
+    assert ("请问问张伟" if zh else "Now ask 张伟") in face
+    comment = FakeUser.texts(await parent.click("😊"))
+    assert ("留言" if zh else "comment") in comment
+    await parent.click("✍️ 写留言" if zh else "✍️ Write a comment")
+    summary = FakeUser.texts(await parent.send("老师很耐心，孩子每周都盼着上课"))
+    assert ("✅ 已保存" if zh else "✅ Saved") in summary
+    assert "★★★★☆ 4" in summary and "😊" in summary and "老师很耐心" in summary
+
+    async with db.transaction() as session:
+        row = (
+            await session.execute(
+                select(
+                    Ballot.content,
+                    Ballot.teaching,
+                    Ballot.safety,
+                    Ballot.again,
+                    Ballot.face,
+                    Ballot.comment_status,
+                ).where(Ballot.content.is_not(None))
+            )
+        ).one()
+        done = await session.scalar(select(RatingTurnout.done))
+    assert tuple(row) == (5, 4, 5, Again.YES, "happy", CommentStatus.PENDING)
+    assert done is True
+    again = FakeUser.texts(await parent.send("/rate"))
+    assert ("已评价 1/1" if zh else "1 of 1 course rated") in again
+    # A change from the summary comes back to the summary.
+    await parent.click("✅ 陶艺")
+    await parent.click("教学" if zh else "Teaching")
+    back = FakeUser.texts(await parent.click("2"))
+    assert "★★☆☆☆ 2" in back
+
+
+async def test_forged_presses_are_refused_and_change_nothing(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, [school.student_ids["张伟"], school.student_ids["李小明"]])
+    await add_member(db, school, 802, {Role.PARENT}, children=("张伟",))
+    await open_term(db, school)
+    parent = make_user(802)
+    other = school.student_ids["李小明"]
+    for data in (
+        f"rt:a:{other}:{course}:content:5",  # another family's child
+        f"rt:a:{school.student_ids['张伟']}:{course}:content:9",  # not a score
+        f"rt:a:{school.student_ids['张伟']}:{course}:owner:5",  # not a question
+        f"rt:b:{other}:{course}",
+        "rt:a:x:y",
+    ):
+        calls = await parent.press(data)
+        alerts = [c for c in calls if c.method == "answerCallbackQuery"]
+        assert alerts and alerts[0].params.get("show_alert"), data
+    async with db.transaction() as session:
+        answered = await session.scalar(
+            select(func.count()).select_from(Ballot).where(Ballot.content.is_not(None))
+        )
+    assert answered == 0
+    # A teacher or an admin is told where ratings are for them.
+    await add_member(db, school, 803, {Role.TEACHER})
+    teacher = make_user(803)
+    assert "/ratings" in FakeUser.texts(await teacher.send("/rate"))
+
+
+async def test_an_admin_opens_closes_and_reviews_through_the_chat(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    kids = await pupils(db, school, 5)
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, kids)
+    parents = await guardians(db, school, kids)
+    await add_member(db, school, 804, {Role.ADMIN})
+    admin = make_user(804)
+
+    status = FakeUser.texts(await admin.send("/ratings"))
+    assert "学期末评价 · 2026秋季学期" in status and "未设置评价日期" in status
+    ask = FakeUser.texts(await admin.click("立即开放"))
+    assert "立即收到邀请" in ask
+    done = FakeUser.texts(await admin.click("开放"))
+    assert "共 5 份待评价，已邀请 5 位监护人" in done
+    async with db.transaction() as session:
+        invited = await session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.template == ratings.INVITE)
+        )
+    assert invited == 5
+    # Pressing the stale confirm again opens nothing twice.
+    again = FakeUser.texts(await admin.press(f"rr:oy:{school.term_id}"))
+    assert "已经开放过" in again
+
+    for parent, kid in zip(parents, kids, strict=True):
+        await rate(db, parent, kid, course, FULL)
+    await rate(db, parents[0], kids[0], course, {"comment": "希望多一些作品展示"})
+    turnout = FakeUser.texts(await admin.send("/ratings"))
+    assert "已评价：5/5 份（100%）" in turnout and "陶艺 5/5" in turnout
+    await admin.click("立即截止")
+    closed = FakeUser.texts(await admin.click("截止"))
+    assert "共 5 份完整评价" in closed
+
+    await admin.send("/ratings")
+    results = FakeUser.texts(await admin.click("结果"))
+    assert "陶艺" in results and "4.7" in results and "5 份" in results
+    detail = FakeUser.texts(await admin.click("陶艺"))
+    assert "还会报名：会 5" in detail and "希望多一些作品展示" not in detail
+    await admin.send("/ratings")
+    review = FakeUser.texts(await admin.click("留言（1）"))
+    assert "希望多一些作品展示" in review and "待审阅留言 1 条" in review
+    assert "没有待审阅的留言" in FakeUser.texts(await admin.click("公开"))
+    await admin.send("/ratings")
+    await admin.click("结果")
+    assert "希望多一些作品展示" in FakeUser.texts(await admin.click("陶艺"))
+
+
+async def test_a_teacher_sees_only_their_own_courses(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    kids = await pupils(db, school, 5)
+    mine = await make_course(
+        db, school, "P", name="陶艺", capacity=None, teacher_id=school.teacher_id
+    )
+    theirs = await make_course(db, school, "Q", name="剪纸", capacity=None)
+    await enrol(db, mine, kids)
+    await enrol(db, theirs, kids)
+    parents = await guardians(db, school, kids)
+    user_id = await add_member(db, school, 805, {Role.TEACHER})
+    async with db.transaction() as session:
+        from storage.models import Teacher
+
+        await session.execute(
+            update(Teacher).where(Teacher.id == school.teacher_id).values(user_id=user_id)
+        )
+    await open_term(db, school)
+    teacher = make_user(805)
+    assert "尚未截止" in FakeUser.texts(await teacher.send("/ratings"))
+    for parent, kid in zip(parents, kids, strict=True):
+        await rate(db, parent, kid, mine, FULL)
+        await rate(db, parent, kid, theirs, FULL | {"content": "1"})
+    await close_term(db, school)
+
+    own = FakeUser.texts(await teacher.send("/ratings"))
+    assert "陶艺" in own and "剪纸" not in own
+    calls = await teacher.press(f"rr:d:{theirs}")
+    assert "剪纸" not in FakeUser.texts(calls)
+    assert "审阅" not in FakeUser.texts(await teacher.press("rr:m"))
+    chart = await teacher.click("陶艺")
+    assert "内容 4.7" not in FakeUser.texts(chart)  # content is 5.0 on the teacher's own course
+    assert "课程内容 5.0" in FakeUser.texts(chart) or "内容 5.0" in FakeUser.texts(chart)

@@ -30,12 +30,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -488,7 +489,7 @@ async def close_window(
     await session.execute(delete(Ballot).where(Ballot.term_id == term.id, *untouched))
     old = list(await session.scalars(select(Ballot.token).where(Ballot.term_id == term.id)))
     if old:
-        table = Ballot.__table__
+        table = cast(Table, Ballot.__table__)
         await session.execute(
             update(table)
             .where(table.c.token == bindparam("p_old"))
