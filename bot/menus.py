@@ -51,6 +51,7 @@ COMMANDS = (
     Command("hours", N_("Sessions taught this month"), TEACHER | ADMIN),
     Command("ratings", N_("Term-end ratings: results of the courses"), TEACHER | ADMIN),
     Command("fees", N_("Fees: disclose, issue bills, record payments, reports"), ADMIN),
+    Command("providers", N_("Outside providers: the term's evaluation, review and export"), ADMIN),
     Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
     Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
     Command("digest", N_("The evening digest: sent and failed; send today's early"), ADMIN),

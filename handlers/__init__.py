@@ -37,6 +37,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     from handlers.admin import digest as admin_digest
     from handlers.admin import fees as admin_fees
     from handlers.admin import groups as admin_groups
+    from handlers.admin import providers as admin_providers
     from handlers.admin import ratings as admin_ratings
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
     from handlers.parent import absence, courses, leave, notices, photos, pickup, rate, schedule
@@ -60,6 +61,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(courses.handlers(), group=FEATURES)
     application.add_handlers(schedule.handlers(), group=FEATURES)
     application.add_handlers(admin_fees.handlers(), group=FEATURES)
+    application.add_handlers(admin_providers.handlers(), group=FEATURES)
     application.add_handlers(rate.handlers(), group=FEATURES)
     application.add_handlers(admin_ratings.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)

@@ -643,3 +643,67 @@ def test_minimum_size_and_lottery_allocation(tmp_path: Path) -> None:
     problems = problems_of(write_small(tmp_path, broken))
     assert "larger than the capacity" in find(problems, "courses[1]", "min_size").message
     find(problems, "courses[1]", "allocation")
+
+
+def test_rating_and_provider_review_settings_are_read_and_checked(tmp_path: Path) -> None:
+    """The thresholds of the term-end ratings and of the providers' whitelist review: a score
+    as typed (3.8 is stored as 38 tenths); below the policy's floor of 5 ballots and 20 % of the
+    families, or a score with two decimals, is refused with the reason."""
+    school_line = "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}"
+    parsed = load_and_validate(write_small(tmp_path))
+    defaults = parsed.school
+    assert (defaults.rating_min_ballots, defaults.rating_min_share) == (5, 20)
+    assert (
+        defaults.provider_min_score,
+        defaults.provider_min_attendance,
+        defaults.provider_max_withdrawal,
+    ) == (35, 85, 20)
+    chosen = SMALL.replace(
+        school_line,
+        "school: {code: small, name: 小河小学, rating_min_ballots: 8, rating_min_share: 30, "
+        "provider_min_score: 3.8, provider_min_attendance: 90, provider_max_withdrawal: 15}",
+    )
+    school = load_and_validate(write_small(tmp_path, chosen)).school
+    assert (school.rating_min_ballots, school.rating_min_share) == (8, 30)
+    assert (
+        school.provider_min_score,
+        school.provider_min_attendance,
+        school.provider_max_withdrawal,
+    ) == (38, 90, 15)
+    whole = SMALL.replace(
+        school_line, "school: {code: small, name: 小河小学, provider_min_score: 4}"
+    )
+    assert load_and_validate(write_small(tmp_path, whole)).school.provider_min_score == 40
+    broken = SMALL.replace(
+        school_line,
+        "school: {code: small, name: 小河小学, rating_min_ballots: 3, rating_min_share: 10, "
+        "provider_min_score: 3.55, provider_min_attendance: 120, provider_max_withdrawal: -1}",
+    )
+    problems = problems_of(write_small(tmp_path, broken))
+    assert "fewer than 5 ballots" in find(problems, "school", "rating_min_ballots").message
+    assert "got 3" in find(problems, "school", "rating_min_ballots").message
+    assert "20% of the families" in find(problems, "school", "rating_min_share").message
+    assert "one decimal place" in find(problems, "school", "provider_min_score").message
+    assert "between 0 and 100" in find(problems, "school", "provider_min_attendance").message
+    find(problems, "school", "provider_max_withdrawal")
+    too_low = SMALL.replace(
+        school_line, "school: {code: small, name: 小河小学, provider_min_score: 0.5}"
+    )
+    low = find(problems_of(write_small(tmp_path, too_low)), "school", "provider_min_score")
+    assert "between 1 and 5" in low.message
+
+
+async def test_review_thresholds_reach_the_school_row(tmp_path: Path, import_db: Database) -> None:
+    text = SMALL.replace(
+        "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}",
+        "school: {code: small, name: 小河小学, provider_min_score: 3.2, rating_min_ballots: 6}",
+    )
+    await import_school(import_db, write_small(tmp_path, text))
+    async with import_db.transaction() as session:
+        row = await session.scalar(select(School).where(School.code == "small"))
+    assert row is not None
+    assert (row.provider_min_score, row.rating_min_ballots, row.provider_min_attendance) == (
+        32,
+        6,
+        85,
+    )

@@ -126,6 +126,12 @@ class SchoolInfo:
     fee_rule: dict[str, Any] | None = None
     fee_reminders: dict[str, Any] | None = None
     fee_reminder_time: dt.time = dt.time(10, 0)
+    # Term-end ratings and the whitelist review of outside providers (docs/PROVIDERS.md).
+    rating_min_ballots: int = 5
+    rating_min_share: int = 20
+    provider_min_score: int = 35  # tenths: 3.5
+    provider_min_attendance: int = 85
+    provider_max_withdrawal: int = 20
 
 
 @dataclass(frozen=True)
@@ -453,6 +459,36 @@ def _integer(low: int, high: int | None = None) -> Converter[int]:
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ValueError(f"must be {bounds}, got {number}")
         return number
+
+    return convert
+
+
+def _with_reason(convert: Converter[int], why: str) -> Converter[int]:
+    """`convert`, naming why the bounds are what they are when a value is refused."""
+
+    def checked(value: Any, raw: str | None) -> int:
+        try:
+            return convert(value, raw)
+        except ValueError as exc:
+            raise ValueError(f"{exc} ({why})") from None
+
+    return checked
+
+
+def _tenths(low: int, high: int) -> Converter[int]:
+    """A score with at most one decimal place (3.5) as tenths (35), between low and high
+    tenths."""
+
+    def convert(value: Any, raw: str | None) -> int:
+        text = (raw if raw is not None else str(value)).strip()
+        if isinstance(value, bool) or not re.fullmatch(r"\d+(?:\.\d)?", text):
+            raise ValueError(
+                f"expected a score like 3.5 (at most one decimal place), got {text!r}"
+            )
+        tenths = int(Decimal(text) * 10)
+        if not low <= tenths <= high:
+            raise ValueError(f"must be between {low / 10:g} and {high / 10:g}, got {text}")
+        return tenths
 
     return convert
 
@@ -797,6 +833,11 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "fee_rule",
             "fee_reminders",
             "fee_reminder_time",
+            "rating_min_ballots",
+            "rating_min_share",
+            "provider_min_score",
+            "provider_min_attendance",
+            "provider_max_withdrawal",
         ),
     )
     code = rec.get("code", _code(40))
@@ -817,6 +858,19 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     fee_rule = rec.get("fee_rule", _fee_rule, required=False)
     fee_reminders = rec.get("fee_reminders", _fee_reminders, required=False)
     fee_reminder_time = rec.get("fee_reminder_time", _clock_value, required=False)
+    min_ballots = rec.get(
+        "rating_min_ballots",
+        _with_reason(_integer(5, 1000), "ratings are never shown from fewer than 5 ballots"),
+        required=False,
+    )
+    min_share = rec.get(
+        "rating_min_share",
+        _with_reason(_integer(20, 100), "ratings are never shown from under 20% of the families"),
+        required=False,
+    )
+    min_score = rec.get("provider_min_score", _tenths(10, 50), required=False)
+    min_attendance = rec.get("provider_min_attendance", _integer(0, 100), required=False)
+    max_withdrawal = rec.get("provider_max_withdrawal", _integer(0, 100), required=False)
     if (quiet_from is None) != (quiet_until is None):
         rec.fail(
             "quiet_from" if quiet_from is None else "quiet_until",
@@ -847,6 +901,11 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         fee_rule,
         fee_reminders,
         fee_reminder_time or dt.time(10, 0),
+        rating_min_ballots=5 if min_ballots is None else min_ballots,
+        rating_min_share=20 if min_share is None else min_share,
+        provider_min_score=35 if min_score is None else min_score,
+        provider_min_attendance=85 if min_attendance is None else min_attendance,
+        provider_max_withdrawal=20 if max_withdrawal is None else max_withdrawal,
     )
 
 
