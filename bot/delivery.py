@@ -76,7 +76,10 @@ from telegram.ext import BaseRateLimiter, ExtBot
 
 from bot.config import Settings
 from bot.i18n import I18n, Translator
-from bot.services import outbox
+from bot.services import (
+    growth,  # noqa: F401 - registers its document maker (outbox.MAKERS)
+    outbox,
+)
 from bot.services.outbox import Claimed, MessageTooLong, Outcome
 from bot.transport import AiohttpRequest
 from storage.db import Database
@@ -652,6 +655,7 @@ class DeliveryWorker:
         language, from what the database holds now (`outbox.MAKERS`)."""
         attachment = rendered.attachment
         assert attachment is not None
+        # Makers register themselves when their module is imported (`growth` above).
         make = outbox.MAKERS.get(attachment.get("maker", ""))
         if make is None:
             raise LookupError(f"no document maker {attachment.get('maker')!r}")

@@ -18,6 +18,10 @@ FEATURES = (
     N_("get the school's notices at once or in one daily digest"),
     N_("see your child's bill line by line, each item as the school disclosed it"),
     N_("rate each course at term end with your child, anonymously"),
+    N_(
+        "get your child's growth record each term: courses, attendance, interests, teachers' "
+        "notes and advice"
+    ),
     N_("choose whether your child may appear in photos teachers share"),
     N_("name the adults who may collect your child, and be told when your child leaves"),
     N_("see everything Kehou holds about you, and delete it"),

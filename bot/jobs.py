@@ -33,6 +33,7 @@ from bot.services import (
     enrolment,
     evening,
     fee_notices,
+    growth,
     invites,
     ledger,
     lottery,
@@ -369,8 +370,6 @@ async def run_ratings(sched: Scheduler, session: AsyncSession, due: Due, now: dt
 
 
 async def run_growth(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
-    from bot.services import growth  # TODO(lead): top-level import once growth.py lands
-
     term = await session.get(Term, int(due.job.split(":")[1]))
     school = await session.get(School, due.school_id)
     if term is None or school is None:

@@ -41,6 +41,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     from handlers.admin import ratings as admin_ratings
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
     from handlers.parent import absence, courses, leave, notices, photos, pickup, rate, schedule
+    from handlers.parent import growth as growth_record
     from handlers.teacher import attendance, dismissal, hours, note, roster
     from handlers.teacher import update as daily_update
 
@@ -72,6 +73,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(dismissal.handlers(), group=FEATURES)
     application.add_handlers(daily_update.handlers(), group=FEATURES)
     application.add_handlers(note.handlers(), group=FEATURES)
+    application.add_handlers(growth_record.handlers(), group=FEATURES)
     application.add_handlers(hours.handlers(), group=FEATURES)
     application.add_handlers(admin_groups.handlers(), group=FEATURES)
     application.add_handlers(admin_digest.handlers(), group=FEATURES)

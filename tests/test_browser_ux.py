@@ -491,6 +491,26 @@ async def test_no_button_label_breaks_inside_a_word_on_a_phone(
     await phone.send("/digest")
     await phone.check("digest")
 
+    # Term-end ratings: the admin opens the window; the parent rates a course with the child.
+    await phone.send("/ratings")
+    await phone.press(phone.buttons("rr:o").first)
+    await phone.press(phone.buttons("rr:oy:").first)
+    await phone.send("/ratings")
+    await phone.check("ratings-status")
+    await phone.open(key)
+    await phone.send("/rate")
+    await phone.check("rate-list")
+    await phone.press(phone.buttons("rt:b:").first)
+    await phone.check("rate-question")
+    for prefix in ("rt:a:", "rt:a:", "rt:a:"):
+        await phone.press(phone.buttons(prefix).last)
+    await phone.check("rate-again")
+    await phone.press(phone.buttons("rt:a:").first)
+    await phone.check("rate-face")
+    await phone.press(phone.buttons("rt:a:").first)
+    await phone.press(phone.buttons("rt:n:").first)
+    await phone.check("rate-summary")
+
     print("\n".join(["labels on more than one line:", *phone.wrapped]))
     assert not phone.problems, "labels that break inside a word:\n" + "\n".join(phone.problems)
 
