@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -657,3 +658,22 @@ async def test_a_teacher_sees_only_their_own_courses(  # type: ignore[no-untyped
     chart = await teacher.click("陶艺")
     assert "内容 4.7" not in FakeUser.texts(chart)  # content is 5.0 on the teacher's own course
     assert "课程内容 5.0" in FakeUser.texts(chart) or "内容 5.0" in FakeUser.texts(chart)
+
+
+async def test_mydata_says_what_was_rated_but_holds_no_answer(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, [school.student_ids["张伟"]])
+    await add_member(db, school, 806, {Role.PARENT}, children=("张伟",))
+    await open_term(db, school)
+    await rate(db, 806, school.student_ids["张伟"], course, FULL | {"comment": "独一无二的留言"})
+    parent = make_user(806)
+    calls = await parent.send("/mydata")
+    assert "学期末评价：已评价 1/1 门课程" in FakeUser.texts(calls)
+    (document,) = [c for c in calls if c.method == "sendDocument"]
+    _, content, _ = document.files["document"]
+    record = json.loads(content)
+    (child,) = record["children"]
+    assert child["rated"] == [{"term_id": school.term_id, "course_id": course, "done": True}]
+    assert "独一无二的留言" not in content.decode()

@@ -68,6 +68,25 @@ async def show_my_data(update: Update, context: BotContext) -> None:
                 count=len(child.leaves)
             )
         )
+        if child.rated:
+            done = sum(1 for r in child.rated if r["done"])
+            lines.append(
+                t.ngettext(
+                    "Term-end ratings: {done} of {count} course rated. The answers are kept "
+                    "without names, so nobody can show them, not even to you.",
+                    "Term-end ratings: {done} of {count} courses rated. The answers are kept "
+                    "without names, so nobody can show them, not even to you.",
+                    len(child.rated),
+                ).format(done=done, count=len(child.rated))
+            )
+        if child.growth_notes:
+            lines.append(
+                t.ngettext(
+                    "{count} teacher's note in the growth record",
+                    "{count} teachers' notes in the growth record",
+                    len(child.growth_notes),
+                ).format(count=len(child.growth_notes))
+            )
     lines.extend(_message_lines(record, t))
     lines.append("")
     lines.append(
