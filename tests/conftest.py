@@ -13,6 +13,7 @@ import pytest
 
 from bot.config import Secret, Settings
 from bot.context import KehouApplication
+from bot.services import fonts
 from storage.db import Database
 from storage.migrate import upgrade
 from tests import pg
@@ -25,6 +26,18 @@ _counter = itertools.count()
 
 def _postgres_required() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("KEHOU_REQUIRE_POSTGRES"))
+
+
+@pytest.fixture(scope="session")
+def cjk_font() -> Path:
+    """The TrueType CJK font PDFs and charts are drawn with (fonts-wqy-microhei). CI installs
+    it, and there a missing font is an error; elsewhere the tests that need it are skipped."""
+    found = fonts.cjk_font()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("the CJK font is required in CI: apt-get install fonts-wqy-microhei")
+        pytest.skip("no CJK TrueType font here: apt-get install fonts-wqy-microhei")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ from sqlalchemy import delete, event, select, update
 from telegram.ext import CommandHandler
 
 from bot.i18n import I18n, Translator
-from bot.services import attendance, enrolment, fonts, growth
+from bot.services import attendance, enrolment, growth
 from bot.services.term_attendance import Tally
 from handlers.parent import growth as growth_handlers
 from storage.db import Database
@@ -288,7 +289,7 @@ async def test_records_cost_the_same_statements_for_more_children(
 
 
 async def test_the_pdf_in_chinese_and_english_with_the_cjk_font_embedded(
-    db: Database, school: SchoolData
+    db: Database, school: SchoolData, cjk_font: Path
 ) -> None:
     await build(db, school)
     ming = (await all_records(db, school))["李小明"]
@@ -331,7 +332,6 @@ async def test_the_pdf_in_chinese_and_english_with_the_cjk_font_embedded(
     assert growth.filename(ming, en()) == "李小明 - growth record - 2026秋季学期.pdf"
 
     # The TrueType CJK font is in the file (a subset), not left to the reader's fonts.
-    assert fonts.cjk_font() is not None, "install fonts-wqy-microhei (see docs/GROWTH.md)"
     reader = PdfReader(io.BytesIO(chinese))
     faces: Any = reader.pages[0]["/Resources"]["/Font"]  # type: ignore[index]
     embedded = [
