@@ -124,7 +124,54 @@ def _parser() -> argparse.ArgumentParser:
     invite.add_argument("--guardians", type=int, default=1, help="codes per child (default 1)")
     invite.add_argument("--label", help="who an admin code is for, kept in the audit log")
     invite.set_defaults(func=_invite)
+
+    export = sub.add_parser(
+        "export", help="export the district report: every school's courses (docs/REPORTS.md)"
+    )
+    export.add_argument(
+        "--district", type=Path, required=True, metavar="OUT", help="an .xlsx or .csv file"
+    )
+    export.add_argument("--term", help="the term's name (default: each school's current term)")
+    export.set_defaults(func=_export)
     return parser
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Every school's enrolment, attendance, ratings (shown only) and 1+N figures in one file."""
+    from bot.i18n import I18n
+    from bot.services import reports, sheets
+    from storage.db import Database
+
+    suffix = args.district.suffix.lower()
+    if suffix not in (".xlsx", ".csv"):
+        print("kehou: --district must name an .xlsx or .csv file", file=sys.stderr)
+        return 2
+    t = I18n(settings.timezone, settings.default_locale).get(settings.default_locale)
+
+    async def go() -> tuple[list[list[sheets.Cell]], list[list[sheets.Cell]], list[str]]:
+        db = Database(settings.database_url)
+        try:
+            today = dt.datetime.now(settings.timezone).date()
+            return await reports.district(db, t, args.term, today)
+        finally:
+            await db.dispose()
+
+    schools, courses, missing = asyncio.run(go())
+    school_header, course_header = reports.district_headers(t)
+    if suffix == ".csv":  # one table: the courses, each line naming its school
+        data = sheets.write_csv(course_header, courses)
+    else:
+        data = sheets.write_xlsx(
+            [
+                sheets.Sheet(t.gettext("Schools"), school_header, schools),
+                sheets.Sheet(t.gettext("Courses"), course_header, courses),
+            ]
+        )
+    args.district.write_bytes(data)
+    print(f"{len(schools)} schools, {len(courses)} courses written to {args.district}")
+    if missing:
+        print(f"no such term at: {', '.join(missing)}", file=sys.stderr)
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

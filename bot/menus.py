@@ -54,6 +54,11 @@ COMMANDS = (
     Command("growth", N_("Growth records: see them, and release them to the families"), ADMIN),
     Command("fees", N_("Fees: disclose, issue bills, record payments, reports"), ADMIN),
     Command("providers", N_("Outside providers: the term's evaluation, review and export"), ADMIN),
+    Command(
+        "reports",
+        N_("Reports: enrolment, attendance, ratings, 1+N check, files and charts"),
+        ADMIN,
+    ),
     Command("broadcast", N_("Send a notice to parents, teachers or class groups"), ADMIN),
     Command("broadcasts", N_("Recent notices: delivery, confirmations, cancel"), ADMIN),
     Command("digest", N_("The evening digest: sent and failed; send today's early"), ADMIN),

@@ -39,6 +39,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     from handlers.admin import groups as admin_groups
     from handlers.admin import providers as admin_providers
     from handlers.admin import ratings as admin_ratings
+    from handlers.admin import reports as admin_reports
     from handlers.common import cancel, groups, help, intents, language, loader, privacy, start
     from handlers.parent import absence, courses, leave, notices, photos, pickup, rate, schedule
     from handlers.parent import growth as growth_record
@@ -63,6 +64,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handlers(schedule.handlers(), group=FEATURES)
     application.add_handlers(admin_fees.handlers(), group=FEATURES)
     application.add_handlers(admin_providers.handlers(), group=FEATURES)
+    application.add_handlers(admin_reports.handlers(), group=FEATURES)
     application.add_handlers(rate.handlers(), group=FEATURES)
     application.add_handlers(admin_ratings.handlers(), group=FEATURES)
     application.add_handlers(leave.handlers(), group=FEATURES)
