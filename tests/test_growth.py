@@ -265,7 +265,6 @@ async def test_records_cost_the_same_statements_for_more_children(
         statements.append(args[2])
 
     async def statements_of_records() -> int:
-        growth._TALLIES.clear()
         statements.clear()
         event.listen(db.engine.sync_engine, "before_cursor_execute", count)
         try:

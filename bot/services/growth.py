@@ -23,7 +23,6 @@ import datetime as dt
 import enum
 import io
 import re
-import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ from bot.services.members import Member
 from bot.services.outbox import NewMessage
 from bot.services.term_attendance import Tally
 from storage.models import (
-    AttendanceMark,
     Category,
     Course,
     Enrolment,
@@ -249,26 +247,6 @@ def _taken(term: Term, first: Any) -> Any:
     )
 
 
-# The tallies of a term, kept between documents: the delivery worker makes one PDF per guardian
-# after a release, and each would otherwise count the whole school's roll again. Marks are an
-# append-only log, so the newest mark id tells whether anything could have changed.
-_TALLIES: dict[tuple[str, int, int], tuple[int, float, dict[tuple[Any, ...], Tally]]] = {}
-TALLY_TTL = 600.0  # seconds; a mark elsewhere in the school changes the newest id anyway
-
-
-async def _tallies(session: AsyncSession, term: Term) -> dict[tuple[Any, ...], Tally]:
-    newest = await session.scalar(select(func.max(AttendanceMark.id))) or 0
-    key = (str(session.get_bind().engine.url), term.school_id, term.id)
-    kept = _TALLIES.get(key)
-    if kept is not None and kept[0] == newest and time.monotonic() - kept[1] < TALLY_TTL:
-        return kept[2]
-    found = await term_attendance.tally(session, term.school_id, term, "student", "course")
-    if len(_TALLIES) > 64:
-        _TALLIES.clear()
-    _TALLIES[key] = (newest, time.monotonic(), found)
-    return found
-
-
 async def records(
     session: AsyncSession, term_id: int, student_ids: Sequence[int] | None = None
 ) -> list[Record]:
@@ -333,7 +311,9 @@ async def records(
     rows = (await session.execute(query)).all()
     if not rows:
         return []
-    tallies = await _tallies(session, term)
+    tallies = await term_attendance.tally(
+        session, term.school_id, term, "student", "course", students=student_ids
+    )
     written: dict[int, list[NoteLine]] = {}
     for student_id, text, teacher, created_at in (await session.execute(notes_query)).all():
         written.setdefault(student_id, []).append(NoteLine(text, teacher, created_at))

@@ -11,6 +11,7 @@ there). `leave` is counted on its own so a report can tell excused from unexplai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,10 +51,15 @@ class Tally:
 
 
 async def tally(
-    session: AsyncSession, school_id: int, term: Term, *keys: Key
+    session: AsyncSession,
+    school_id: int,
+    term: Term,
+    *keys: Key,
+    students: Sequence[int] | None = None,
 ) -> dict[tuple[Any, ...], Tally]:
     """Marks of the term's courses between its first and last day, grouped by `keys` (in that
-    order in each result key). No keys: one total under ``()``."""
+    order in each result key). No keys: one total under ``()``. `students`: only their marks
+    (one child's record reads its own marks, not the school's)."""
     latest = (
         select(func.max(AttendanceMark.id).label("id"))
         .join(Session, Session.id == AttendanceMark.session_id)
@@ -64,15 +70,17 @@ async def tally(
             Session.date.between(term.starts_on, term.ends_on),
         )
         .group_by(AttendanceMark.session_id, AttendanceMark.student_id)
-        .subquery()
     )
+    if students is not None:
+        latest = latest.where(AttendanceMark.student_id.in_(list(students)))
+    subquery = latest.subquery()
     columns = [_COLUMNS[key] for key in keys]
     present = func.sum(cast(AttendanceCode.present, Integer))
     leave = func.sum(case((AttendanceMark.code == LEAVE, 1), else_=0))
     query = (
         select(*columns, present, func.count(), leave)
         .select_from(AttendanceMark)
-        .join(latest, latest.c.id == AttendanceMark.id)
+        .join(subquery, subquery.c.id == AttendanceMark.id)
         .join(Session, Session.id == AttendanceMark.session_id)
         .join(Course, Course.id == Session.course_id)
         .join(
