@@ -511,6 +511,21 @@ async def test_no_button_label_breaks_inside_a_word_on_a_phone(
     await phone.press(phone.buttons("rt:n:").first)
     await phone.check("rate-summary")
 
+    # The admin's term-end screens: reports (the "1+N" check), providers, growth records.
+    await phone.open("admin")
+    await phone.send("/reports")
+    await phone.check("reports")
+    await phone.press(phone.buttons("rp:s:compliance").first)
+    await phone.check("report-compliance")
+    await phone.send("/providers")
+    await phone.check("providers")
+    await phone.press(phone.buttons("pv:c:").first)
+    await phone.check("provider-card")
+    await phone.press(phone.buttons("pv:r:").first)
+    await phone.check("provider-review")
+    await phone.send("/growth")
+    await phone.check("growth-admin")
+
     print("\n".join(["labels on more than one line:", *phone.wrapped]))
     assert not phone.problems, "labels that break inside a word:\n" + "\n".join(phone.problems)
 

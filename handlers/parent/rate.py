@@ -357,7 +357,7 @@ async def on_press(update: Update, context: BotContext) -> None:
     if isinstance(found, Refusal):
         await _refused(update, context, found)
         return
-    await query.answer(t.gettext("Saved") if verb == "a" else None)
+    await query.answer()  # the next screen says it: no toast (docs/UX.md)
     if verb == "b":
         await _show_ballot(update, context, found, None, changed=found.complete)
     elif verb == "q":
