@@ -406,27 +406,34 @@ def _lines(items: Sequence[tuple[int, str, str]]) -> str:
     )
 
 
-async def _invite(session: AsyncSession, school: School, term: Term, student_ids: set[int]) -> int:
-    if not student_ids:
-        return 0
+def _asking(
+    term: Term, asked: dict[int, list[tuple[int, str, str]]], template: str, dedupe: str
+) -> list[NewMessage]:
+    """One message per guardian naming each child and course in `asked`, with 开始评价."""
     assert term.rating_closes_on is not None
-    asked = await _to_rate(session, term, student_ids, open_only=False)
-    messages = [
+    return [
         NewMessage(
             chat_id=items[0][0],
             user_id=user_id,
             kind="rating",
-            template=INVITE,
+            template=template,
             params={
                 "term": term.name,
                 "courses": _lines(items),
                 "closes": {"$day": term.rating_closes_on.isoformat()},
             },
             buttons=[[{"label": START, "data": "rt:go"}]],
-            dedupe_key=f"rating-open:{term.id}:{user_id}",
+            dedupe_key=f"{dedupe}:{user_id}",
         )
         for user_id, items in asked.items()
     ]
+
+
+async def _invite(session: AsyncSession, school: School, term: Term, student_ids: set[int]) -> int:
+    if not student_ids:
+        return 0
+    asked = await _to_rate(session, term, student_ids, open_only=False)
+    messages = _asking(term, asked, INVITE, f"rating-open:{term.id}")
     await outbox.enqueue_many(session, school.id, messages)
     return len(messages)
 
@@ -441,22 +448,7 @@ async def remind(session: AsyncSession, school: School, term: Term, today: dt.da
         return 0
     template = REMIND_TODAY if days_left == 0 else REMIND_SOON
     left = await _to_rate(session, term, None, open_only=True)
-    messages = [
-        NewMessage(
-            chat_id=items[0][0],
-            user_id=user_id,
-            kind="rating",
-            template=template,
-            params={
-                "term": term.name,
-                "courses": _lines(items),
-                "closes": {"$day": term.rating_closes_on.isoformat()},
-            },
-            buttons=[[{"label": START, "data": "rt:go"}]],
-            dedupe_key=f"rating-remind:{term.id}:{today.isoformat()}:{user_id}",
-        )
-        for user_id, items in left.items()
-    ]
+    messages = _asking(term, left, template, f"rating-remind:{term.id}:{today.isoformat()}")
     await outbox.enqueue_many(session, school.id, messages)
     return len(messages)
 

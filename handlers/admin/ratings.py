@@ -20,11 +20,9 @@ import datetime as dt
 import html
 from io import BytesIO
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from telegram import InlineKeyboardButton, Update
-from telegram.constants import ParseMode
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot import wording
@@ -33,7 +31,7 @@ from bot.i18n import N_, Translator
 from bot.services import audit, charts, ratings
 from bot.services.ratings import Result, Status, Window
 from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
-from handlers.common.presses import as_int, edit_or_send, fields, refuse, show_screen
+from handlers.common.presses import as_int, edit_or_send, fields, refuse, say, show_screen
 from storage.models import Again, Course, Face, Role, School, Term, utcnow
 
 STATUS, CLOSE = "rr:s", "rr:x"
@@ -49,23 +47,6 @@ STATES = {
     Window.CLOSED: N_("Closed on {closes}."),
 }
 HIDDEN = N_("not shown: {n} of {families} answered (at least {min} and {share}% are needed)")
-
-
-def _today(context: BotContext) -> dt.date:
-    member = context.member
-    zone = ZoneInfo(member.school_timezone or "Asia/Shanghai") if member else ZoneInfo("UTC")
-    return utcnow().astimezone(zone).date()
-
-
-async def _say(update: Update, text: str) -> None:
-    """A screen with no buttons: in place of the pressed message, or as an answer."""
-    query = update.callback_query
-    if query is not None:
-        await edit_or_send(query, text, parse_mode=ParseMode.HTML, reply_markup=None)
-        return
-    message = update.effective_message
-    assert message is not None
-    await message.reply_text(text, parse_mode=ParseMode.HTML)
 
 
 def _percent(part: int, whole: int) -> str:
@@ -125,7 +106,9 @@ def _status_screen(t: Translator, status: Status) -> tuple[str, list[list[Inline
 async def _term(context: BotContext) -> Term | None:
     assert context.member is not None
     async with context.db.transaction() as session:
-        return await ratings.window_term(session, context.member.school_id, _today(context))
+        return await ratings.window_term(
+            session, context.member.school_id, utcnow().astimezone(context.t.timezone).date()
+        )
 
 
 def _is_admin(context: BotContext) -> bool:
@@ -330,7 +313,7 @@ async def _teacher(update: Update, context: BotContext) -> None:
     assert context.member is not None
     term = await _term(context)
     if term is None:
-        await _say(update, t.gettext(NO_TERM))
+        await say(update, t.gettext(NO_TERM))
         return
     new = update.callback_query is None
     window = ratings.window_of(term)
@@ -339,7 +322,7 @@ async def _teacher(update: Update, context: BotContext) -> None:
             "The {term} rating is not closed yet. Results of your courses come after it "
             "closes, for each course enough families rated."
         ).format(term=html.escape(term.name))
-        await _say(update, text)
+        await say(update, text)
         return
     async with context.db.transaction() as session:
         own = await ratings.own_courses(session, context.member, term.id)
@@ -347,7 +330,7 @@ async def _teacher(update: Update, context: BotContext) -> None:
         text = t.gettext(
             "You taught no course in {term}, so there are no ratings to show."
         ).format(term=html.escape(term.name))
-        await _say(update, text)
+        await say(update, text)
         return
     school, found, names = await _results(context, term, [c.id for c in own])
     lines = [t.gettext("⭐ <b>Your courses · {term}</b>").format(term=html.escape(term.name))]
@@ -396,7 +379,7 @@ async def _ask(update: Update, context: BotContext, opening: bool) -> None:
         )
         confirm = t.gettext("Close it")
         data = f"rr:cy:{term.id}"
-    today = _today(context)
+    today = utcnow().astimezone(context.t.timezone).date()
     closes = (
         term.rating_closes_on if term.rating_closes_on and term.rating_closes_on >= today else None
     )

@@ -163,3 +163,15 @@ async def show_screen(
     message = update.effective_message
     assert message is not None
     await message.reply_text(text, reply_markup=markup, parse_mode=ParseMode.HTML)
+
+
+async def say(update: Update, text: str) -> None:
+    """A screen with no buttons (HTML): in place of the pressed message, or as an answer to a
+    typed one."""
+    query = update.callback_query
+    if query is not None:
+        await edit_or_send(query, text, parse_mode=ParseMode.HTML, reply_markup=None)
+        return
+    message = update.effective_message
+    assert message is not None
+    await message.reply_text(text, parse_mode=ParseMode.HTML)

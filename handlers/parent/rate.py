@@ -13,14 +13,11 @@ child took the course, the window is open.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import warnings
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, Update
-from telegram.constants import ParseMode
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -36,7 +33,7 @@ from bot.i18n import N_, Translator
 from bot.services import ratings
 from bot.services.ratings import BallotView, Family, Refusal, TermWindow, Window
 from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
-from handlers.common.presses import as_int, edit_or_send, fields, refuse, show_screen
+from handlers.common.presses import as_int, edit_or_send, fields, refuse, say, show_screen
 from storage.models import Again, Face, utcnow
 
 LIST, CLOSE = "rt:go", "rt:x"
@@ -93,23 +90,6 @@ REFUSALS = {
 }
 
 
-def _today(context: BotContext) -> dt.date:
-    member = context.member
-    zone = ZoneInfo(member.school_timezone or "Asia/Shanghai") if member else ZoneInfo("UTC")
-    return utcnow().astimezone(zone).date()
-
-
-async def _say(update: Update, text: str) -> None:
-    """A screen with no buttons: in place of the pressed message, or as an answer."""
-    query = update.callback_query
-    if query is not None:
-        await edit_or_send(query, text, parse_mode=ParseMode.HTML, reply_markup=None)
-        return
-    message = update.effective_message
-    assert message is not None
-    await message.reply_text(text, parse_mode=ParseMode.HTML)
-
-
 def _closed_text(t: Translator, term: TermWindow) -> str:
     if term.window is Window.WAITING and term.opens_on is not None:
         return t.gettext(
@@ -131,12 +111,14 @@ def _item_label(item: ratings.Item, several: bool) -> str:
 async def _list(update: Update, context: BotContext, page: int = 0, *, new: bool = False) -> None:
     t = context.t
     async with context.db.transaction() as session:
-        found = await ratings.family(session, context.member, _today(context))
+        found = await ratings.family(
+            session, context.member, utcnow().astimezone(context.t.timezone).date()
+        )
     if isinstance(found, Refusal):
-        await _say(update, t.gettext(REFUSALS[found]))
+        await say(update, t.gettext(REFUSALS[found]))
         return
     if isinstance(found, TermWindow):
-        await _say(update, _closed_text(t, found))
+        await say(update, _closed_text(t, found))
         return
     await show_screen(update, *_list_screen(t, found, page), new=new)
 
