@@ -677,3 +677,34 @@ async def test_mydata_says_what_was_rated_but_holds_no_answer(  # type: ignore[n
     (child,) = record["children"]
     assert child["rated"] == [{"term_id": school.term_id, "course_id": course, "done": True}]
     assert "独一无二的留言" not in content.decode()
+
+
+async def test_last_terms_results_stay_one_press_away_in_the_next_term(  # type: ignore[no-untyped-def]
+    make_user, db: Database, school: SchoolData
+) -> None:
+    kids = await pupils(db, school, 5)
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, kids)
+    parents = await guardians(db, school, kids)
+    await open_term(db, school)
+    for parent, kid in zip(parents, kids, strict=True):
+        await rate(db, parent, kid, course, FULL)
+    await close_term(db, school)
+    today = dt.date.today()
+    async with db.transaction() as session:
+        session.add(
+            Term(
+                school_id=school.school_id,
+                name="2027春季学期",
+                starts_on=today - dt.timedelta(days=3),
+                ends_on=today + dt.timedelta(days=90),
+                rating_opens_on=today + dt.timedelta(days=80),
+                rating_closes_on=today + dt.timedelta(days=86),
+            )
+        )
+    await add_member(db, school, 807, {Role.ADMIN})
+    admin = make_user(807)
+    status = FakeUser.texts(await admin.send("/ratings"))
+    assert "2027春季学期" in status and "18:00 开放" in status
+    results = FakeUser.texts(await admin.click("2026秋季学期结果"))
+    assert "评价结果 · 2026秋季学期" in results and "陶艺" in results and "4.7" in results

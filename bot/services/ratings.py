@@ -585,6 +585,16 @@ async def window_term(session: AsyncSession, school_id: int, today: dt.date) -> 
     return next((t for t in terms if t.starts_on <= today <= t.ends_on), None)
 
 
+async def last_closed(session: AsyncSession, school_id: int) -> Term | None:
+    """The term whose window closed last: the results people read, into the next term."""
+    return await session.scalar(
+        select(Term)
+        .where(Term.school_id == school_id, Term.rating_closed_at.is_not(None))
+        .order_by(Term.rating_closed_at.desc(), Term.id.desc())
+        .limit(1)
+    )
+
+
 async def family(
     session: AsyncSession, member: Member | None, today: dt.date
 ) -> Family | Refusal | TermWindow:

@@ -66,7 +66,11 @@ def _state_line(t: Translator, status: Status) -> str:
     )
 
 
-def _status_screen(t: Translator, status: Status) -> tuple[str, list[list[InlineKeyboardButton]]]:
+def _status_screen(
+    t: Translator, status: Status, earlier: Status | None = None
+) -> tuple[str, list[list[InlineKeyboardButton]]]:
+    """The window of `status`'s term; `earlier`: the last closed window of another term, whose
+    results and comments stay one press away into the next term."""
     term = status.term
     lines = [
         t.gettext("⭐ <b>Term-end ratings · {term}</b>").format(term=html.escape(term.name)),
@@ -95,12 +99,25 @@ def _status_screen(t: Translator, status: Status) -> tuple[str, list[list[Inline
         buttons.append(InlineKeyboardButton(t.gettext("Open now"), callback_data="rr:o"))
     elif term.window is Window.OPEN:
         buttons.append(InlineKeyboardButton(t.gettext("Close now"), callback_data="rr:c"))
-    else:
-        buttons.append(InlineKeyboardButton(t.gettext("Results"), callback_data="rr:r:0"))
-        if status.pending_comments:
-            label = t.gettext("Comments ({n})").format(n=status.pending_comments)
+    closed = status if term.window is Window.CLOSED else earlier
+    if closed is not None:
+        label = (
+            t.gettext("Results")
+            if closed is status
+            else t.gettext("Results: {term}").format(term=closed.term.name)
+        )
+        buttons.append(InlineKeyboardButton(label, callback_data="rr:r:0"))
+        if closed.pending_comments:
+            label = t.gettext("Comments ({n})").format(n=closed.pending_comments)
             buttons.append(InlineKeyboardButton(label, callback_data="rr:m"))
     return "\n".join(lines), [*grid(buttons), nav(t, cancel=CLOSE)]
+
+
+async def _closed(context: BotContext) -> Term | None:
+    """The term whose results the screens show: the last one whose window closed."""
+    assert context.member is not None
+    async with context.db.transaction() as session:
+        return await ratings.last_closed(session, context.member.school_id)
 
 
 async def _term(context: BotContext) -> Term | None:
@@ -138,9 +155,13 @@ async def _status(update: Update, context: BotContext, *, new: bool = False) -> 
     if term is None:
         await show_screen(update, t.gettext(NO_TERM), [nav(t, cancel=CLOSE)], new=new)
         return
+    closed = await _closed(context)
     async with context.db.transaction() as session:
         status = await ratings.status(session, term)
-    await show_screen(update, *_status_screen(t, status), new=new)
+        earlier = None
+        if closed is not None and closed.id != term.id:
+            earlier = await ratings.status(session, closed)
+    await show_screen(update, *_status_screen(t, status, earlier), new=new)
 
 
 def _result_line(t: Translator, name: str, result: Result, school: School) -> str:
@@ -176,7 +197,7 @@ async def _results(
 
 async def _results_screen(update: Update, context: BotContext, page: int) -> None:
     t = context.t
-    term = await _term(context)
+    term = await _closed(context)
     if term is None or ratings.window_of(term) is not Window.CLOSED:
         await _status(update, context)
         return
@@ -240,7 +261,7 @@ def _distribution(t: Translator, result: Result) -> list[str]:
 
 async def _course_screen(update: Update, context: BotContext, course_id: int) -> None:
     t = context.t
-    term = await _term(context)
+    term = await _closed(context)
     if term is None or not await _may_see(context, term, course_id):
         await refuse(update, context, ratings.REFUSED, answered=True)
         return
@@ -291,7 +312,7 @@ async def _chart(update: Update, context: BotContext, course_id: int) -> None:
     t = context.t
     query = update.callback_query
     assert query is not None
-    term = await _term(context)
+    term = await _closed(context)
     if term is None or not await _may_see(context, term, course_id):
         await refuse(update, context, ratings.REFUSED)
         return
@@ -311,17 +332,17 @@ async def _chart(update: Update, context: BotContext, course_id: int) -> None:
 async def _teacher(update: Update, context: BotContext) -> None:
     t = context.t
     assert context.member is not None
-    term = await _term(context)
-    if term is None:
-        await say(update, t.gettext(NO_TERM))
-        return
+    term = await _closed(context)
     new = update.callback_query is None
-    window = ratings.window_of(term)
-    if window is not Window.CLOSED:
+    if term is None:
+        current = await _term(context)
+        if current is None:
+            await say(update, t.gettext(NO_TERM))
+            return
         text = t.gettext(
             "The {term} rating is not closed yet. Results of your courses come after it "
             "closes, for each course enough families rated."
-        ).format(term=html.escape(term.name))
+        ).format(term=html.escape(current.name))
         await say(update, text)
         return
     async with context.db.transaction() as session:
@@ -449,7 +470,7 @@ async def _act(update: Update, context: BotContext, opening: bool, term_id: int)
 
 async def _comment(update: Update, context: BotContext, after: str = "") -> None:
     t = context.t
-    term = await _term(context)
+    term = await _closed(context)
     if term is None:
         await _status(update, context)
         return
@@ -489,7 +510,7 @@ async def _comment(update: Update, context: BotContext, after: str = "") -> None
 async def _review(update: Update, context: BotContext, token: str, release: bool) -> None:
     query = update.callback_query
     assert query is not None
-    term = await _term(context)
+    term = await _closed(context)
     if term is None:
         await refuse(update, context, ratings.REFUSED)
         return
