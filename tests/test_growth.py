@@ -240,7 +240,7 @@ async def test_a_record_holds_the_courses_exact_attendance_areas_and_this_terms_
     ]
     advice = growth.advice(zh(), ming)
     assert advice == [
-        "尚未参加的活动类别：辅导答疑、劳动实践、阅读朗诵、心理健康和安全教育。",
+        "尚未参加的活动类别：劳动实践、阅读朗诵、心理健康和安全教育。",
         "本学期出勤率为 75%。如孩子因故经常缺席，请与老师沟通。",
     ]
     hong = found["李小红"]

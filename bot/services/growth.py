@@ -188,7 +188,13 @@ def advice(t: Translator, record: Record) -> list[str]:
         lines.append(
             t.gettext("No sports course this term: consider one next term for regular exercise.")
         )
-    others = [c for c in record.untried if c not in CORE and c is not Category.OFF_CAMPUS]
+    # Interest areas only: homework help is not an interest to try, and off-campus visits are
+    # the school's to organise.
+    others = [
+        c
+        for c in record.untried
+        if c not in CORE and c not in (Category.HOMEWORK, Category.OFF_CAMPUS)
+    ]
     if others:
         lines.append(
             t.gettext("Areas not tried yet: {categories}.").format(
