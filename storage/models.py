@@ -330,6 +330,9 @@ class School(Base):
     provider_max_withdrawal: Mapped[int] = mapped_column(
         SmallInteger, default=20, server_default="20"
     )
+    # The "1+N" check asks for science on every teaching day (True), or once in each teaching
+    # week (False: science read as an item of the programme, not of each day) (`reports`).
+    science_every_day: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     @property

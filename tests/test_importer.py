@@ -693,6 +693,22 @@ def test_rating_and_provider_review_settings_are_read_and_checked(tmp_path: Path
     assert "between 1 and 5" in low.message
 
 
+def test_the_1_plus_n_science_reading_is_daily_unless_the_school_says_weekly(
+    tmp_path: Path,
+) -> None:
+    school_line = "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}"
+    assert load_and_validate(write_small(tmp_path)).school.science_every_day
+    weekly = SMALL.replace(
+        school_line, "school: {code: small, name: 小河小学, science_check: weekly}"
+    )
+    assert not load_and_validate(write_small(tmp_path, weekly)).school.science_every_day
+    wrong = SMALL.replace(
+        school_line, "school: {code: small, name: 小河小学, science_check: monthly}"
+    )
+    problem = find(problems_of(write_small(tmp_path, wrong)), "school", "science_check")
+    assert "daily" in problem.message and "weekly" in problem.message
+
+
 async def test_review_thresholds_reach_the_school_row(tmp_path: Path, import_db: Database) -> None:
     text = SMALL.replace(
         "school: {code: small, name: 小河小学, timezone: Asia/Shanghai}",

@@ -411,7 +411,10 @@ async def test_the_1_plus_n_check_names_each_failing_day_and_why(
     async with db.transaction() as session:
         term = await session.get(Term, world.school.term_id)
         assert term is not None
-        days = await reports.class_days(session, world.school.school_id, term)
+        row = await session.get(School, world.school.school_id)
+        assert row is not None
+        row.science_every_day = False  # the week's reading: see the daily one below
+        days = await reports.class_days(session, row, term)
     t = zh()
     fails = {(d.klass, d.date): reports.why(t, d) for d in days if not d.passes}
     assert len(days) == 20  # 2 classes × 10 teaching days (holiday out, 调休 Saturday in)
@@ -547,7 +550,9 @@ async def test_the_district_export_lists_every_school_and_course(
     assert [r[0] for r in schools.iter_rows(min_row=2, values_only=True)] == ["second", "test"]
     test_line = next(r for r in schools.iter_rows(min_row=2, values_only=True) if r[0] == "test")
     assert test_line[3:8] == (5, 5, 3, 5, 60)  # courses, places taken, present, marked, %
-    assert test_line[-2:] == (20, 6)  # class-days checked, failing
+    # Class-days checked, failing: science is asked of every day (the default), and only the
+    # first Monday has it (see test_science_on_every_teaching_day_is_the_default_reading).
+    assert test_line[-2:] == (20, 19)
     rows = {r[2]: r for r in courses.iter_rows(min_row=2, values_only=True) if r[0] == "test"}
     assert rows["SCI"][10:12] == (5, 4.4)
     assert rows["BALL"][10:12] == (4, None) and rows["BALL"][13] == "票数太少，不予显示"
@@ -588,7 +593,7 @@ async def test_an_admin_reads_a_report_and_gets_its_files_and_chart(
     assert all(len(row) <= 3 for row in rows)
 
     summary = admin.texts(await admin.click("1+N 达标检查"))
-    assert "20 个班级日中有 6 个未达标" in summary
+    assert "20 个班级日中有 19 个未达标" in summary  # science asked of every day
     assert "三年级1班 · 11月6日周五：只有课业辅导，没有兴趣活动" in summary
     assert {"CSV", "Excel", "图表", "‹ 返回", "取消"} <= set(admin.all_buttons())
 
@@ -598,7 +603,7 @@ async def test_an_admin_reads_a_report_and_gets_its_files_and_chart(
     assert name == "1+N_达标检查-2026秋季学期.xlsx" and document.chat_id == 8009
     book = openpyxl.load_workbook(io.BytesIO(content))
     assert [ws.title for ws in book.worksheets] == ["未达标日", "逐日明细"]
-    assert book.worksheets[0].max_row == 7  # the header and the 6 failing days
+    assert book.worksheets[0].max_row == 20  # the header and the 19 failing days
 
     await admin.click("CSV")
     names = [c.files["document"][0] for c in request_recorder.of("sendDocument")[1:]]
@@ -699,3 +704,24 @@ async def test_the_fees_report_sums_what_fee_reports_builds(
     assert "应收 ¥560.00 · 已收 ¥280.00 · 未收 ¥280.00" in report.summary
     assert "1 户家庭尚有欠费" in report.summary
     assert [s.title for s in report.sheets] == ["按班级和项目", "按家庭待缴", "退费", "减免"]
+
+
+async def test_science_on_every_teaching_day_is_the_default_reading(
+    db: Database, school: SchoolData
+) -> None:
+    world = await build_world(db, school)
+    async with db.transaction() as session:
+        term = await session.get(Term, world.school.term_id)
+        row = await session.get(School, world.school.school_id)
+        assert term is not None and row is not None and row.science_every_day
+        days = await reports.class_days(session, row, term)
+    no_science = {(d.klass, d.date) for d in days if reports.NO_SCIENCE_TODAY in d.reasons}
+    assert not [d for d in days if reports.NO_SCIENCE in d.reasons]
+    # 三年级1班 has science on Mondays only, and the second Monday's was cancelled.
+    junior = sorted(day for klass, day in no_science if klass == "三年级1班")
+    assert FIRST not in junior and dt.date(2026, 11, 9) in junior and len(junior) == 9
+    # 七年级2班 never has science: every one of its ten teaching days says so.
+    assert len([k for k, _ in no_science if k == "七年级2班"]) == 10
+    report = await run(db, world.school, "compliance")
+    assert "当天有体育和科技活动" in report.summary
+    assert "三年级1班 · 11月3日周二：没有科技活动" in report.summary

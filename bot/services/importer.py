@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -132,6 +132,15 @@ class SchoolInfo:
     provider_min_score: int = 35  # tenths: 3.5
     provider_min_attendance: int = 85
     provider_max_withdrawal: int = 20
+    # The "1+N" check: science every teaching day, or once a week (docs/REPORTS.md).
+    science_every_day: bool = True
+
+
+class ScienceCheck(StrEnum):
+    """How the school file says the "1+N" check reads "science is a mandatory item"."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
 
 
 @dataclass(frozen=True)
@@ -838,6 +847,7 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
             "provider_min_score",
             "provider_min_attendance",
             "provider_max_withdrawal",
+            "science_check",
         ),
     )
     code = rec.get("code", _code(40))
@@ -871,6 +881,7 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
     min_score = rec.get("provider_min_score", _tenths(10, 50), required=False)
     min_attendance = rec.get("provider_min_attendance", _integer(0, 100), required=False)
     max_withdrawal = rec.get("provider_max_withdrawal", _integer(0, 100), required=False)
+    science = rec.get("science_check", _choice(ScienceCheck), required=False)
     if (quiet_from is None) != (quiet_until is None):
         rec.fail(
             "quiet_from" if quiet_from is None else "quiet_until",
@@ -906,6 +917,7 @@ def _parse_school(problems: _Problems, value: Any) -> SchoolInfo | None:
         provider_min_score=35 if min_score is None else min_score,
         provider_min_attendance=85 if min_attendance is None else min_attendance,
         provider_max_withdrawal=20 if max_withdrawal is None else max_withdrawal,
+        science_every_day=science is not ScienceCheck.WEEKLY,
     )
 
 

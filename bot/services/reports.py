@@ -552,6 +552,7 @@ ONLY_HOMEWORK = N_("only homework help, no interest activity")
 UNDER_HALF = N_("interest activities only {share}% of the time (at least 50% needed)")
 NO_SPORTS = N_("no sports")
 NO_SCIENCE = N_("no science all week")
+NO_SCIENCE_TODAY = N_("no science")
 
 
 def _union(spans: Iterable[tuple[dt.time, dt.time]]) -> int:
@@ -586,8 +587,10 @@ def teaching_days(info: TermInfo) -> list[tuple[dt.date, int]]:
     return days
 
 
-async def class_days(session: AsyncSession, school_id: int, term: Term) -> list[ClassDay]:
-    """Every class on every teaching day of the term, checked against "1+N" (four queries)."""
+async def class_days(session: AsyncSession, school: School, term: Term) -> list[ClassDay]:
+    """Every class on every teaching day of the term, checked against "1+N" (four queries).
+    Science is asked of every day, or of every teaching week (`School.science_every_day`)."""
+    school_id = school.id
     found = await catalogue.of(session, school_id)
     info = found.term(term.id)
     if info is None:
@@ -651,7 +654,7 @@ async def class_days(session: AsyncSession, school_id: int, term: Term) -> list[
             running[(grade, day)] = [
                 c for c in sessions_on(found, courses, day) if (c.id, day) not in cancelled
             ]
-    # Science is asked of the programme, not of every day: checked per teaching week.
+    # Where science is read as an item of the programme: checked per teaching week.
     science_weeks: set[tuple[int, dt.date]] = set()
     last_of_week: dict[dt.date, dt.date] = {}
     for day, _ in days:
@@ -685,7 +688,10 @@ async def class_days(session: AsyncSession, school_id: int, term: Term) -> list[
                 if not sports:
                     reasons.append(NO_SPORTS)
             monday = day - dt.timedelta(days=day.isoweekday() - 1)
-            if last_of_week[monday] == day and (grade, monday) not in science_weeks:
+            if school.science_every_day:
+                if total and not science:
+                    reasons.append(NO_SCIENCE_TODAY)
+            elif last_of_week[monday] == day and (grade, monday) not in science_weeks:
                 reasons.append(NO_SCIENCE)
             attending, only = attendance_by.get((class_id, weekday), (0, 0))
             found_days.append(
@@ -715,7 +721,7 @@ def why(t: Translator, day: ClassDay) -> str:
 
 async def compliance(session: AsyncSession, school: School, term: Term, t: Translator) -> Report:
     """The "1+N" check of every class on every teaching day, and the days that fail."""
-    days = await class_days(session, school.id, term)
+    days = await class_days(session, school, term)
     yes, no = t.gettext("Yes"), t.gettext("No")
     header = [
         t.gettext("Class"),
@@ -758,6 +764,11 @@ async def compliance(session: AsyncSession, school: School, term: Term, t: Trans
     lines = [
         f"<b>{html.escape(title)} · {html.escape(term.name)}</b>",
         t.gettext(
+            "Each teaching day: interest activities at least half the after-school time, "
+            "sports and science that day."
+        )
+        if school.science_every_day
+        else t.gettext(
             "Each teaching day: interest activities at least half the after-school time, "
             "sports that day, science every week."
         ),
@@ -894,7 +905,7 @@ async def district_school(
         counts[(course_id, status)] = int(n)
     rates = await term_attendance.tally(session, school.id, term, "course")
     results = await ratings.course_results(session, school, term.id)
-    days = await class_days(session, school.id, term)
+    days = await class_days(session, school, term)
     grade_of = dict(
         (
             await session.execute(

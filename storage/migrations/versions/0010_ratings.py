@@ -3,7 +3,7 @@
 The old `ratings` table kept who answered beside the answer; nothing wrote it. Ballots carry no
 user, child or time and are keyed by a token; `rating_turnout` says only that a family has
 rated. Terms keep the window as it ran and its key; schools the thresholds for showing results
-and for flagging a provider.
+and for flagging a provider, and whether the "1+N" check asks for science every day.
 
 Revision ID: 0010
 Revises: 0009
@@ -88,6 +88,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('provider_min_score', sa.SmallInteger(), server_default='35', nullable=False))
         batch_op.add_column(sa.Column('provider_min_attendance', sa.SmallInteger(), server_default='85', nullable=False))
         batch_op.add_column(sa.Column('provider_max_withdrawal', sa.SmallInteger(), server_default='20', nullable=False))
+        batch_op.add_column(sa.Column('science_every_day', sa.Boolean(), server_default='1', nullable=False))
 
     with op.batch_alter_table('terms', schema=None) as batch_op:
         batch_op.add_column(sa.Column('rating_opened_at', storage.models.UTCDateTime(), nullable=True))
@@ -107,6 +108,7 @@ def downgrade() -> None:
         batch_op.drop_column('rating_opened_at')
 
     with op.batch_alter_table('schools', schema=None) as batch_op:
+        batch_op.drop_column('science_every_day')
         batch_op.drop_column('provider_max_withdrawal')
         batch_op.drop_column('provider_min_attendance')
         batch_op.drop_column('provider_min_score')
