@@ -14,12 +14,12 @@ checked again on the server (`bot.services.growth`): a guardian's child, an admi
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 from io import BytesIO
 from typing import Any
 
 from telegram import InlineKeyboardButton, Update
-from telegram.constants import ParseMode
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot import wording
@@ -28,17 +28,17 @@ from bot.i18n import Translator
 from bot.services import growth
 from bot.services.growth import NoRecord, NotYet, Record, Refused, Status, TermRef
 from handlers.common.keyboards import grid, nav
-from handlers.common.presses import edit_or_send, ints, refuse, show_screen
+from handlers.common.presses import edit_or_send, ints, refuse, say, show_screen
 from storage.models import Role, utcnow
 
 LIST, CLOSE, CONFIRM, BACK = "gr:l", "gr:x", "gr:r", "gr:b"
 
 
-def _now() -> Any:
+def _now() -> dt.datetime:
     return utcnow()
 
 
-def _today(t: Translator) -> Any:
+def _today(t: Translator) -> dt.date:
     return _now().astimezone(t.timezone).date()
 
 
@@ -184,12 +184,10 @@ async def _record_screen(
 
 
 async def _say(update: Update, text: str) -> None:
-    query = update.callback_query
-    if query is not None:
-        await query.answer()
-        await edit_or_send(query, text, parse_mode=ParseMode.HTML)
-    elif update.effective_message is not None:
-        await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
+    """A screen without buttons, the press answered first."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    await say(update, text)
 
 
 async def send_pdf(update: Update, context: BotContext) -> None:
