@@ -376,6 +376,19 @@ async def guardians(db: Database, school: SchoolData) -> None:
         )
 
 
+async def test_released_late_at_night_the_records_wait_for_the_morning(
+    db: Database, school: SchoolData
+) -> None:
+    await build(db, school)
+    await guardians(db, school)
+    zone = ZoneInfo("Asia/Shanghai")
+    late = dt.datetime(2027, 1, 20, 22, 30, tzinfo=zone).astimezone(dt.UTC)
+    async with db.transaction() as session:
+        assert await growth.release(session, school.school_id, school.term_id, late) == 3
+        due = set((await session.scalars(select(Outbox.not_before))).all())
+    assert due == {dt.datetime(2027, 1, 21, 7, 0, tzinfo=zone).astimezone(dt.UTC)}
+
+
 async def test_release_happens_once_with_one_message_per_guardian_and_the_notes_released(
     db: Database, school: SchoolData
 ) -> None:

@@ -708,3 +708,22 @@ async def test_last_terms_results_stay_one_press_away_in_the_next_term(  # type:
     assert "2027春季学期" in status and "18:00 开放" in status
     results = FakeUser.texts(await admin.click("2026秋季学期结果"))
     assert "评价结果 · 2026秋季学期" in results and "陶艺" in results and "4.7" in results
+
+
+async def test_opened_late_at_night_the_invitations_wait_for_the_morning(
+    db: Database, school: SchoolData
+) -> None:
+    kids = await pupils(db, school, 1)
+    course = await make_course(db, school, "P", name="陶艺", capacity=None)
+    await enrol(db, course, kids)
+    await guardians(db, school, kids)
+    late = at(dt.date(2027, 1, 11), 23, 10)
+    async with db.transaction() as session:
+        term = await session.get(Term, school.term_id)
+        row = await session.get(School, school.school_id)
+        assert term is not None and row is not None
+        assert await ratings.open_window(session, row, term, late, actor_user_id=None)
+        not_before = await session.scalar(
+            select(Outbox.not_before).where(Outbox.template == ratings.INVITE)
+        )
+    assert not_before == at(dt.date(2027, 1, 12), 7, 0)  # the end of the quiet hours

@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import wording
 from bot.i18n import N_, Translator
-from bot.services import family, fonts, guard, outbox, term_attendance
+from bot.services import deadlines, family, fonts, guard, outbox, term_attendance
 from bot.services.members import Member
 from bot.services.outbox import NewMessage
 from bot.services.term_attendance import Tally
@@ -678,6 +678,10 @@ async def _release(
     ).one()
     takers = await _takers(session, term_row)
     guardians = await family.guardian_chats(session, takers)
+    # Released by an admin late in the evening, the records wait for the morning.
+    school_row = await session.get(School, school_id)
+    assert school_row is not None
+    not_before = deadlines.out_of_quiet_hours(school_row, now)
     messages = [
         NewMessage(
             chat_id=chat_id,
@@ -692,6 +696,7 @@ async def _release(
                 "args": {"student_id": student_id, "term_id": term_id},
             },
             dedupe_key=f"{KIND}:{term_id}:{student_id}:{user_id}",
+            not_before=not_before,
             digest=False,  # a document cannot wait in the evening digest's text
         )
         for student_id in takers

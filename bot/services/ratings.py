@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import N_
-from bot.services import audit, guard, outbox
+from bot.services import audit, deadlines, guard, outbox
 from bot.services import family as family_news
 from bot.services.members import Member
 from bot.services.outbox import NewMessage
@@ -350,7 +350,7 @@ async def open_window(
         ]
         random.SystemRandom().shuffle(ballots)
         await session.execute(insert(Ballot), ballots)
-    invited = await _invite(session, school, term, {s for s, _ in pairs})
+    invited = await _invite(session, school, term, {s for s, _ in pairs}, now)
     audit.record(
         session,
         school.id,
@@ -407,7 +407,11 @@ def _lines(items: Sequence[tuple[int, str, str]]) -> str:
 
 
 def _asking(
-    term: Term, asked: dict[int, list[tuple[int, str, str]]], template: str, dedupe: str
+    term: Term,
+    asked: dict[int, list[tuple[int, str, str]]],
+    template: str,
+    dedupe: str,
+    not_before: dt.datetime | None = None,
 ) -> list[NewMessage]:
     """One message per guardian naming each child and course in `asked`, with 开始评价."""
     assert term.rating_closes_on is not None
@@ -424,16 +428,22 @@ def _asking(
             },
             buttons=[[{"label": START, "data": "rt:go"}]],
             dedupe_key=f"{dedupe}:{user_id}",
+            not_before=not_before,
         )
         for user_id, items in asked.items()
     ]
 
 
-async def _invite(session: AsyncSession, school: School, term: Term, student_ids: set[int]) -> int:
+async def _invite(
+    session: AsyncSession, school: School, term: Term, student_ids: set[int], now: dt.datetime
+) -> int:
+    """Invite every guardian; opened by an admin late in the evening, the invitations wait
+    for the end of the school's quiet hours."""
     if not student_ids:
         return 0
     asked = await _to_rate(session, term, student_ids, open_only=False)
-    messages = _asking(term, asked, INVITE, f"rating-open:{term.id}")
+    later = deadlines.out_of_quiet_hours(school, now)
+    messages = _asking(term, asked, INVITE, f"rating-open:{term.id}", later)
     await outbox.enqueue_many(session, school.id, messages)
     return len(messages)
 
