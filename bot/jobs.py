@@ -64,6 +64,8 @@ HOUSEKEEPING_AT = dt.time(3, 0)
 # answer with the child (the child's own view is asked of the child).
 RATING_AT = dt.time(18, 0)
 KEEP_DEAD_INVITES = dt.timedelta(days=90)
+# Growth records found due this long after the term's last day are not sent by themselves.
+GROWTH_LATE = dt.timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ async def due_ratings(session: AsyncSession, now: dt.datetime) -> list[Due]:
 
 
 async def due_growth(session: AsyncSession, now: dt.datetime) -> list[Due]:
-    """Each term's growth records, at the school's digest time on the term's last day."""
+    """Each term's growth records, at the school's digest time on the term's last day; stale
+    when that was more than `GROWTH_LATE` ago (a term that ended before Kehou knew it, or a
+    long outage): such records go out only when an admin releases them with /growth."""
     found = []
     rows = await session.execute(
         select(Term, School.timezone, School.digest_time)
@@ -177,7 +181,8 @@ async def due_growth(session: AsyncSession, now: dt.datetime) -> list[Due]:
     for term, timezone, digest_time in rows:
         at = _local(ZoneInfo(timezone), term.ends_on, digest_time)
         if at <= now:
-            found.append(Due(f"growth:{term.id}", term.school_id, at))
+            late = now - at > GROWTH_LATE
+            found.append(Due(f"growth:{term.id}", term.school_id, at, stale=late))
     return found
 
 
@@ -370,6 +375,8 @@ async def run_ratings(sched: Scheduler, session: AsyncSession, due: Due, now: dt
 
 
 async def run_growth(sched: Scheduler, session: AsyncSession, due: Due, now: dt.datetime) -> str:
+    if due.stale:
+        return "stale: the term ended long ago; an admin may release it with /growth"
     term = await session.get(Term, int(due.job.split(":")[1]))
     school = await session.get(School, due.school_id)
     if term is None or school is None:

@@ -17,6 +17,7 @@ from pypdf import PdfReader
 from sqlalchemy import delete, event, select, update
 from telegram.ext import CommandHandler
 
+from bot import jobs
 from bot.i18n import I18n, Translator
 from bot.services import attendance, enrolment, growth
 from bot.services.term_attendance import Tally
@@ -28,6 +29,7 @@ from storage.models import (
     Category,
     Enrolment,
     GrowthNote,
+    JobRun,
     NoticeMode,
     Outbox,
     OutboxStatus,
@@ -374,6 +376,38 @@ async def guardians(db: Database, school: SchoolData) -> None:
         await session.execute(
             update(User).where(User.telegram_id == MOM).values(notice_mode=NoticeMode.DIGEST)
         )
+
+
+async def test_the_schedule_releases_once_on_the_last_day_and_never_a_term_long_over(
+    app: Any, db: Database, school: SchoolData
+) -> None:
+    """The autumn term ends on 20 January: at the digest time (18:30) its records go, once,
+    across a restart. The spring term, over since July, is left to an admin."""
+    await build(db, school)
+    await guardians(db, school)
+
+    def at(day: dt.date, hour: int, minute: int) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=CST).astimezone(dt.UTC)
+
+    autumn = f"growth:{school.term_id}"
+    last = dt.date(2027, 1, 20)
+    assert autumn not in await jobs.Scheduler(app.runtime).tick(at(last, 18, 29))
+    ran = await jobs.Scheduler(app.runtime).tick(at(last, 18, 31))
+    again = await jobs.Scheduler(app.runtime).tick(at(last, 18, 40))
+    assert autumn in ran and autumn not in again
+    async with db.transaction() as session:
+        sent = await session.scalars(select(Outbox.chat_id).where(Outbox.kind == growth.KIND))
+        spring_id, released = (
+            await session.execute(
+                select(Term.id, Term.growth_released_at).where(Term.name == "2026春季学期")
+            )
+        ).one()
+        outcome = await session.scalar(
+            select(JobRun.outcome).where(JobRun.job == f"growth:{spring_id}")
+        )
+        count = len(sent.all())
+    assert count == 3
+    assert released is None and outcome is not None and outcome.startswith("stale")
 
 
 async def test_released_late_at_night_the_records_wait_for_the_morning(
