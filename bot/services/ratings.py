@@ -363,6 +363,40 @@ async def open_window(
     return Opened(term.name, closes_on, len(pairs), invited)
 
 
+@dataclass(frozen=True)
+class Acted:
+    term: str
+    done: Opened | int | None  # opened, the complete ballots of a closed window, or nothing
+
+
+async def set_window(
+    session: AsyncSession,
+    member: Member | None,
+    term_id: int,
+    now: dt.datetime,
+    *,
+    opening: bool,
+    pressed: str | None = None,
+) -> Acted | Refusal:
+    """An admin opens or closes a term's window by hand (`open_window`, `close_window`): the
+    role and the term's school are checked here, a refusal audited."""
+    if not guard.holds(session, member, Role.ADMIN, action=REFUSED, pressed=pressed):
+        return Refusal.NOT_STAFF
+    assert member is not None
+    term = await session.get(Term, term_id)
+    school = await session.get(School, member.school_id)
+    if term is None or school is None or term.school_id != member.school_id:
+        guard.refuse(session, member, REFUSED, pressed)
+        return Refusal.NOT_YOURS
+    if opening:
+        done: Opened | int | None = await open_window(
+            session, school, term, now, actor_user_id=member.user_id
+        )
+    else:
+        done = await close_window(session, school, term, now, actor_user_id=member.user_id)
+    return Acted(term.name, done)
+
+
 INVITE = N_(
     "⭐ <b>Term-end rating: {term}</b>\n"
     "How was this term's after-school service? Please rate each course with your child — "
@@ -521,6 +555,8 @@ class Refusal(enum.StrEnum):
     NOT_OPEN = "not_open"  # no window is open (`Closed` says more)
     NOT_ASKED = "not_asked"  # this child did not take this course this term
     BAD_ANSWER = "bad_answer"
+    NOT_STAFF = "not_staff"  # results are for the school's teachers and admins
+    NOT_YOURS = "not_yours"  # a teacher asked for a course that is not theirs
 
 
 @dataclass(frozen=True)
@@ -943,7 +979,12 @@ async def released_comments(
     """Released comments of the courses whose results are shown, in an order that is not the
     order they were written."""
     results = await course_results(session, school, term_id, course_ids)
-    shown = [c for c, r in results.items() if r.shown]
+    return await _released(session, term_id, [c for c, r in results.items() if r.shown])
+
+
+async def _released(
+    session: AsyncSession, term_id: int, shown: Sequence[int]
+) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
     if not shown:
         return found
@@ -951,7 +992,7 @@ async def released_comments(
         select(Ballot.course_id, Ballot.comment)
         .where(
             Ballot.term_id == term_id,
-            Ballot.course_id.in_(shown),
+            Ballot.course_id.in_(list(shown)),
             Ballot.comment_status == CommentStatus.RELEASED,
         )
         .order_by(Ballot.token)
@@ -960,6 +1001,55 @@ async def released_comments(
         if text:
             found.setdefault(course_id, []).append(text)
     return found
+
+
+@dataclass(frozen=True)
+class Readable:
+    """The results a member may read: of the term whose window closed last, every course for
+    an admin, their own for a teacher (`own_courses`)."""
+
+    term: Term
+    thresholds: Thresholds
+    results: dict[int, Result]
+    names: dict[int, str]
+    comments: dict[int, list[str]]  # released, of the one course asked for (when shown)
+
+
+async def readable(
+    session: AsyncSession,
+    member: Member | None,
+    course_id: int | None = None,
+    *,
+    pressed: str | None = None,
+) -> Readable | Refusal | None:
+    """What `member` may read of the last closed window (None: no window has closed yet),
+    or one course of it with its released comments. A parent, a stranger, or a teacher
+    asking for someone else's course is refused, and the refusal audited."""
+    if member is None or not (member.has(Role.ADMIN) or member.has(Role.TEACHER)):
+        guard.refuse(session, member, REFUSED, pressed)
+        return Refusal.NOT_STAFF
+    term = await last_closed(session, member.school_id)
+    school = await session.get(School, member.school_id)
+    if term is None or school is None:
+        return None
+    allowed: list[int] | None = None
+    if not member.has(Role.ADMIN):
+        allowed = [c.id for c in await own_courses(session, member, term.id)]
+    if course_id is not None:
+        if allowed is not None and course_id not in allowed:
+            guard.refuse(session, member, REFUSED, pressed)
+            return Refusal.NOT_YOURS
+        allowed = [course_id]
+    results = await course_results(session, school, term.id, allowed)
+    if course_id is not None and course_id not in results:  # not of this school's term
+        guard.refuse(session, member, REFUSED, pressed)
+        return Refusal.NOT_YOURS
+    rows = await session.execute(select(Course.id, Course.name).where(Course.id.in_(results)))
+    names = {course: name for course, name in rows}
+    comments: dict[int, list[str]] = {}
+    if course_id is not None and course_id in results and results[course_id].shown:
+        comments = await _released(session, term.id, [course_id])
+    return Readable(term, Thresholds.of(school), results, names, comments)
 
 
 async def own_courses(session: AsyncSession, member: Member, term_id: int) -> list[Course]:

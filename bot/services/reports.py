@@ -957,6 +957,20 @@ async def district_school(
     return line, rows
 
 
+async def school_term(
+    session: AsyncSession, school_id: int, today: dt.date
+) -> tuple[School, Term] | None:
+    """The school and the term its reports are about today: the term running, or else the
+    last one begun (catalogue `current_term`); None before the school has a term."""
+    found = await catalogue.of(session, school_id)
+    info = found.current_term(today)
+    if info is None:
+        return None
+    school = await session.get(School, school_id)
+    term = await session.get(Term, info.id)
+    return (school, term) if school is not None and term is not None else None
+
+
 def term_of(found: Catalogue, name: str | None, today: dt.date) -> TermInfo | None:
     """The named term, or the one running today (else the next, else the last)."""
     if name is None:

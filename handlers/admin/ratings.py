@@ -21,18 +21,17 @@ import html
 from io import BytesIO
 from typing import Any
 
-from sqlalchemy import select
 from telegram import InlineKeyboardButton, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot import wording
 from bot.context import BotContext
 from bot.i18n import N_, Translator
-from bot.services import audit, charts, ratings
+from bot.services import charts, ratings
 from bot.services.ratings import Result, Status, Window
 from handlers.common.keyboards import PAGE_MAX, grid, nav, pager
 from handlers.common.presses import as_int, edit_or_send, fields, refuse, say, show_screen
-from storage.models import Again, Course, Face, Role, School, Term, utcnow
+from storage.models import Again, Face, Role, Term, utcnow
 
 STATUS, CLOSE = "rr:s", "rr:x"
 FOR_STAFF = N_(
@@ -164,8 +163,7 @@ async def _status(update: Update, context: BotContext, *, new: bool = False) -> 
     await show_screen(update, *_status_screen(t, status, earlier), new=new)
 
 
-def _result_line(t: Translator, name: str, result: Result, school: School) -> str:
-    limits = ratings.Thresholds.of(school)
+def _result_line(t: Translator, name: str, result: Result, limits: ratings.Thresholds) -> str:
     if not result.shown:
         return f"• {html.escape(name)} — " + t.gettext(HIDDEN).format(
             n=result.ballots, families=result.families, min=limits.ballots, share=limits.share
@@ -182,26 +180,30 @@ def _result_line(t: Translator, name: str, result: Result, school: School) -> st
     )
 
 
-async def _results(
-    context: BotContext, term: Term, course_ids: list[int] | None
-) -> tuple[School, dict[int, Result], dict[int, str]]:
-    assert context.member is not None
+async def _readable(
+    update: Update, context: BotContext, course_id: int | None = None, *, answered: bool = False
+) -> ratings.Readable | None:
+    """What the presser may read of the last closed window; None when they were refused (and
+    told) or no window has closed yet (then the status or the teacher's screen is shown)."""
+    query = update.callback_query
     async with context.db.transaction() as session:
-        school = await session.get(School, context.member.school_id)
-        assert school is not None
-        found = await ratings.course_results(session, school, term.id, course_ids)
-        rows = await session.execute(select(Course.id, Course.name).where(Course.id.in_(found)))
-        names = {course_id: name for course_id, name in rows}
-    return school, found, names
+        found = await ratings.readable(
+            session, context.member, course_id, pressed=query.data if query else None
+        )
+    if isinstance(found, ratings.Refusal):
+        await refuse(update, context, ratings.REFUSED, audited=True, answered=answered)
+        return None
+    if found is None:
+        await (_status(update, context) if _is_admin(context) else _teacher(update, context))
+    return found
 
 
 async def _results_screen(update: Update, context: BotContext, page: int) -> None:
     t = context.t
-    term = await _closed(context)
-    if term is None or ratings.window_of(term) is not Window.CLOSED:
-        await _status(update, context)
+    seen = await _readable(update, context, answered=True)
+    if seen is None:
         return
-    school, found, names = await _results(context, term, None)
+    found, names, term = seen.results, seen.names, seen.term
     order = sorted(found, key=lambda c: (not found[c].shown, names.get(c, "")))
     pages = max(1, -(-len(order) // PAGE_MAX))
     page = min(max(page, 0), pages - 1)
@@ -214,7 +216,7 @@ async def _results_screen(update: Update, context: BotContext, page: int) -> Non
                 mean=_mean(pooled.result.overall), n=pooled.courses
             )
         )
-    lines.extend(_result_line(t, names.get(c, "?"), found[c], school) for c in shown)
+    lines.extend(_result_line(t, names.get(c, "?"), found[c], seen.thresholds) for c in shown)
     buttons = [
         InlineKeyboardButton(names.get(c, "?"), callback_data=f"rr:d:{c}")
         for c in shown
@@ -261,27 +263,18 @@ def _distribution(t: Translator, result: Result) -> list[str]:
 
 async def _course_screen(update: Update, context: BotContext, course_id: int) -> None:
     t = context.t
-    term = await _closed(context)
-    if term is None or not await _may_see(context, term, course_id):
-        await refuse(update, context, ratings.REFUSED, answered=True)
+    seen = await _readable(update, context, course_id, answered=True)
+    if seen is None:
         return
-    school, found, names = await _results(context, term, [course_id])
-    result = found.get(course_id)
-    back = "rr:r:0" if _is_admin(context) else "rr:t"
-    if result is None:
-        await show_screen(update, t.gettext(NO_TERM), [nav(t, back=back, cancel=CLOSE)])
-        return
+    result, name = seen.results[course_id], seen.names.get(course_id, "?")
     lines = [
-        f"⭐ <b>{html.escape(names.get(course_id, '?'))}</b> · {html.escape(term.name)}",
-        _result_line(t, names.get(course_id, "?"), result, school),
+        f"⭐ <b>{html.escape(name)}</b> · {html.escape(seen.term.name)}",
+        _result_line(t, name, result, seen.thresholds),
     ]
     rows: list[list[InlineKeyboardButton]] = []
     if result.shown:
         lines.extend(_distribution(t, result))
-        async with context.db.transaction() as session:
-            comments = (
-                await ratings.released_comments(session, school, term.id, [course_id])
-            ).get(course_id, [])
+        comments = seen.comments.get(course_id, [])
         if comments:
             lines.append("")
             lines.append(t.gettext("Comments (shown without names):"))
@@ -289,41 +282,24 @@ async def _course_screen(update: Update, context: BotContext, course_id: int) ->
         rows.append(
             [InlineKeyboardButton(t.gettext("📊 Chart"), callback_data=f"rr:g:{course_id}")]
         )
+    back = "rr:r:0" if _is_admin(context) else "rr:t"
     rows.append(nav(t, back=back, cancel=CLOSE))
     await show_screen(update, "\n".join(lines), rows)
 
 
-async def _may_see(context: BotContext, term: Term, course_id: int) -> bool:
-    """An admin sees every course of the school's term; a teacher only their own."""
-    member = context.member
-    if member is None:
-        return False
-    async with context.db.transaction() as session:
-        course = await session.get(Course, course_id)
-        if course is None or course.term_id != term.id or course.school_id != member.school_id:
-            return False
-        if member.has(Role.ADMIN):
-            return True
-        own = await ratings.own_courses(session, member, term.id)
-    return any(c.id == course_id for c in own)
-
-
 async def _chart(update: Update, context: BotContext, course_id: int) -> None:
-    t = context.t
     query = update.callback_query
     assert query is not None
-    term = await _closed(context)
-    if term is None or not await _may_see(context, term, course_id):
-        await refuse(update, context, ratings.REFUSED)
+    seen = await _readable(update, context, course_id)
+    if seen is None:
         return
-    _, found, names = await _results(context, term, [course_id])
-    result = found.get(course_id)
-    if result is None or not result.shown:
+    result = seen.results[course_id]
+    if not result.shown:
         await refuse(update, context, ratings.REFUSED)
         return
     await query.answer()
-    title = f"{names.get(course_id, '')} · {term.name}"
-    png = await asyncio.to_thread(charts.ratings, t, result, title)
+    title = f"{seen.names.get(course_id, '')} · {seen.term.name}"
+    png = await asyncio.to_thread(charts.ratings, context.t, result, title)
     message = query.message
     assert message is not None
     await message.get_bot().send_photo(message.chat.id, BytesIO(png), caption=title)
@@ -331,10 +307,13 @@ async def _chart(update: Update, context: BotContext, course_id: int) -> None:
 
 async def _teacher(update: Update, context: BotContext) -> None:
     t = context.t
-    assert context.member is not None
-    term = await _closed(context)
     new = update.callback_query is None
-    if term is None:
+    async with context.db.transaction() as session:
+        seen = await ratings.readable(session, context.member)
+    if isinstance(seen, ratings.Refusal):
+        await say(update, t.gettext(FOR_STAFF))
+        return
+    if seen is None:
         current = await _term(context)
         if current is None:
             await say(update, t.gettext(NO_TERM))
@@ -345,15 +324,13 @@ async def _teacher(update: Update, context: BotContext) -> None:
         ).format(term=html.escape(current.name))
         await say(update, text)
         return
-    async with context.db.transaction() as session:
-        own = await ratings.own_courses(session, context.member, term.id)
-    if not own:
+    term, found, names = seen.term, seen.results, seen.names
+    if not found:
         text = t.gettext(
             "You taught no course in {term}, so there are no ratings to show."
         ).format(term=html.escape(term.name))
         await say(update, text)
         return
-    school, found, names = await _results(context, term, [c.id for c in own])
     lines = [t.gettext("⭐ <b>Your courses · {term}</b>").format(term=html.escape(term.name))]
     pooled = ratings.pooled(found.values())
     if pooled.result is not None:
@@ -362,7 +339,7 @@ async def _teacher(update: Update, context: BotContext) -> None:
                 mean=_mean(pooled.result.overall)
             )
         )
-    lines.extend(_result_line(t, names.get(c, "?"), r, school) for c, r in found.items())
+    lines.extend(_result_line(t, names.get(c, "?"), r, seen.thresholds) for c, r in found.items())
     buttons = [
         InlineKeyboardButton(names.get(c, "?"), callback_data=f"rr:d:{c}")
         for c, r in found.items()
@@ -414,24 +391,20 @@ async def _ask(update: Update, context: BotContext, opening: bool) -> None:
 
 async def _act(update: Update, context: BotContext, opening: bool, term_id: int) -> None:
     t = context.t
-    member = context.member
-    assert member is not None
-    now = utcnow()
+    query = update.callback_query
     async with context.db.transaction() as session:
-        term = await session.get(Term, term_id)
-        school = await session.get(School, member.school_id)
-        if term is None or school is None or term.school_id != member.school_id:
-            audit.record(session, member.school_id, ratings.REFUSED, actor_user_id=member.user_id)
-            found: ratings.Opened | int | None = None
-        elif opening:
-            found = await ratings.open_window(
-                session, school, term, now, actor_user_id=member.user_id
-            )
-        else:
-            found = await ratings.close_window(
-                session, school, term, now, actor_user_id=member.user_id
-            )
-        name = term.name if term else ""
+        acted = await ratings.set_window(
+            session,
+            context.member,
+            term_id,
+            utcnow(),
+            opening=opening,
+            pressed=query.data if query else None,
+        )
+    if isinstance(acted, ratings.Refusal):
+        await refuse(update, context, ratings.REFUSED, audited=True, answered=True)
+        return
+    found, name = acted.done, acted.term
     if found is None:
         said = (
             t.gettext("The {term} rating was opened already; nothing changed.")

@@ -21,7 +21,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler, filters
 
 from bot.context import BotContext
 from bot.i18n import N_
-from bot.services import catalogue, reports, sheets
+from bot.services import reports, sheets
 from handlers.common.keyboards import grid, nav
 from handlers.common.presses import edit_or_send, fields, refuse
 from storage.models import Role, School, Term, utcnow
@@ -49,13 +49,7 @@ async def _school_term(context: BotContext) -> tuple[School, Term] | None:
     assert context.member is not None
     today = utcnow().astimezone(context.t.timezone).date()
     async with context.db.transaction() as session:
-        found = await catalogue.of(session, context.member.school_id)
-        info = found.current_term(today)
-        if info is None:
-            return None
-        school = await session.get(School, context.member.school_id)
-        term = await session.get(Term, info.id)
-    return (school, term) if school is not None and term is not None else None
+        return await reports.school_term(session, context.member.school_id, today)
 
 
 async def show(update: Update, context: BotContext) -> None:
