@@ -37,32 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.measure import peak_mb, reset_peak, say  # noqa: E402
 from bot.demo import big  # noqa: E402
 from bot.services import billing, payments, sheets  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade_async  # noqa: E402
 from storage.models import Bill, BillLine, Outbox, Student, Term  # noqa: E402
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def run(url: str, students: int, rows_wanted: int) -> dict[str, float]:

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import datetime as dt
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, insert, select, update  # noqa: E402
 
+from bench.measure import peak_mb, reset_peak, say  # noqa: E402
 from bot.demo import big  # noqa: E402
 from bot.i18n import I18n  # noqa: E402
 from bot.services import attendance, fonts, growth  # noqa: E402
@@ -59,27 +59,6 @@ from storage.models import (  # noqa: E402
 
 TRACED = 50  # records rendered again under tracemalloc
 NOTES = ("主动帮助同学完成实验", "作品在班级展示，表达清楚", "课堂专注，进步明显")
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def roll_and_notes(db: Database, school_id: int, term_id: int, sessions: int) -> int:

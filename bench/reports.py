@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select, text  # noqa: E402
 
+from bench.measure import peak_mb, reset_peak, say  # noqa: E402
 from bot.i18n import I18n  # noqa: E402
 from bot.services import reports, sheets  # noqa: E402
 from storage.db import Database  # noqa: E402
@@ -59,23 +59,6 @@ from storage.models import (  # noqa: E402
 )
 
 SCHOOL_TARGET_S, DISTRICT_TARGET_S, DISTRICT_TARGET_MB = 5.0, 60.0, 500.0
-
-
-def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_mb() -> float:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- a school of 3,000 ------------------------------------------------------------------------
