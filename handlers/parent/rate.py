@@ -251,7 +251,11 @@ def _summary_screen(
     s, c = view.item.student_id, view.item.course_id
     lines = [_heading(t, view), ""]
     for question in ratings.QUESTIONS:
-        lines.append(f"{t.gettext(SHORT[question])}: {_answer_text(t, view, question)}")
+        lines.append(
+            t.gettext("{question}: {answer}").format(
+                question=t.gettext(SHORT[question]), answer=_answer_text(t, view, question)
+            )
+        )
     lines.append("")
     closes = view.term.closes_on
     assert closes is not None
